@@ -1,0 +1,38 @@
+# Konsul: every target installs what it needs first, so a fresh machine needs only python3 and make.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SEEDS  ?= 20000
+
+.PHONY: run test lint typecheck unit sim clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## Start a standalone node on 0.0.0.0:8500 with its data in ./data
+run: $(STAMP)
+	KONSUL_DATA_DIR=$${KONSUL_DATA_DIR:-./data} $(VENV)/bin/konsul
+
+## Lint, type-check and run the whole suite
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check konsul tests
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy konsul
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+## Long simulation campaign: make sim SEEDS=20000
+sim: $(STAMP)
+	$(PY) -m konsul.raft.sim --seeds $(SEEDS) --nodes 3
+	$(PY) -m konsul.raft.sim --seeds $(SEEDS) --nodes 5
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

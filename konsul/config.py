@@ -1,0 +1,198 @@
+"""Every ``KONSUL_*`` variable, parsed and validated once at start into one typed object.
+
+A bad value raises ``ConfigError`` naming the variable, the value and the accepted form; the
+entry point turns it into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from konsul.durations import FORM as DURATION_FORM
+from konsul.durations import parse_duration
+
+T = TypeVar("T")
+
+LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "critical")
+
+
+class ConfigError(Exception):
+    def __init__(self, variable: str, value: str, form: str) -> None:
+        super().__init__(f"invalid {variable}={value!r}: expected {form}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class RaftSettings:
+    enabled: bool
+    node_id: str
+    bind_addr: str
+    advertise_addr: str
+    data_dir: str
+    bootstrap: bool
+    heartbeat_timeout: float
+    election_timeout: float
+    leader_lease_timeout: float
+    commit_timeout: float
+    snapshot_interval: float
+    snapshot_threshold: int
+    snapshot_retention: int
+    max_append_entries: int
+    trailing_logs: int
+    log_level: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str
+    port: int
+    data_dir: str
+    log_level: str
+    http_advertise_addr: str
+    forward_writes: bool
+    raft: RaftSettings
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(text)
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text.strip())
+        if value < minimum:
+            raise ValueError(text)
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    value = int(text.strip())
+    if not 0 < value < 65536:
+        raise ValueError(text)
+    return value
+
+
+def _host_port(text: str) -> str:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError(text)
+    _port(port)
+    return text.strip()
+
+
+def _level(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in LOG_LEVELS:
+        raise ValueError(text)
+    return "warning" if lowered == "warn" else lowered
+
+
+def _positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+class _Reader:
+    """Reads one variable at a time and turns a parse failure into a ConfigError."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def get(self, name: str, default: str, parse: Callable[[str], T], form: str) -> T:
+        raw = self.env.get(name, default)
+        try:
+            return parse(raw)
+        except ValueError:
+            raise ConfigError(name, raw, form) from None
+
+    def text(self, name: str, default: str) -> str:
+        return self.env.get(name, default)
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment (``os.environ`` when not given)."""
+    read = _Reader(os.environ if env is None else env)
+    data_dir = read.text("KONSUL_DATA_DIR", "./data")
+    port = read.get("KONSUL_PORT", "8500", _port, "a TCP port between 1 and 65535")
+    raft = _load_raft(read, data_dir)
+    host = read.text("KONSUL_HOST", "0.0.0.0")
+    http_advertise = read.get(
+        "KONSUL_HTTP_ADVERTISE_ADDR",
+        _default_http_advertise(host, port, raft.advertise_addr),
+        _host_port,
+        "host:port",
+    )
+    return Settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        log_level=read.get("KONSUL_LOG_LEVEL", "info", _level, " | ".join(LOG_LEVELS)),
+        http_advertise_addr=http_advertise,
+        forward_writes=read.get("KONSUL_FORWARD_WRITES", "false", _bool, "true or false"),
+        raft=raft,
+    )
+
+
+def _load_raft(read: _Reader, data_dir: str) -> RaftSettings:
+    enabled = read.get("KONSUL_RAFT_ENABLED", "false", _bool, "true or false")
+    node_id = read.text("KONSUL_RAFT_NODE_ID", "" if enabled else socket.gethostname())
+    if enabled and not node_id.strip():
+        raise ConfigError("KONSUL_RAFT_NODE_ID", node_id, "a unique node id (required)")
+    advertise = read.text("KONSUL_RAFT_ADVERTISE_ADDR", "")
+    if enabled:
+        advertise = read.get(
+            "KONSUL_RAFT_ADVERTISE_ADDR", "", _host_port, "host:port other nodes can reach (required)"
+        )
+    duration = f"{DURATION_FORM}, greater than zero"
+    return RaftSettings(
+        enabled=enabled,
+        node_id=node_id.strip(),
+        bind_addr=read.get("KONSUL_RAFT_BIND_ADDR", "0.0.0.0:7000", _host_port, "host:port"),
+        advertise_addr=advertise,
+        data_dir=read.text("KONSUL_RAFT_DATA_DIR", os.path.join(data_dir, "raft")),
+        bootstrap=read.get("KONSUL_RAFT_BOOTSTRAP", "false", _bool, "true or false"),
+        heartbeat_timeout=read.get("KONSUL_RAFT_HEARTBEAT_TIMEOUT", "1s", _positive_duration, duration),
+        election_timeout=read.get("KONSUL_RAFT_ELECTION_TIMEOUT", "1s", _positive_duration, duration),
+        leader_lease_timeout=read.get(
+            "KONSUL_RAFT_LEADER_LEASE_TIMEOUT", "500ms", _positive_duration, duration
+        ),
+        commit_timeout=read.get("KONSUL_RAFT_COMMIT_TIMEOUT", "50ms", _positive_duration, duration),
+        snapshot_interval=read.get(
+            "KONSUL_RAFT_SNAPSHOT_INTERVAL", "120s", _positive_duration, duration
+        ),
+        snapshot_threshold=read.get(
+            "KONSUL_RAFT_SNAPSHOT_THRESHOLD", "8192", _int_at_least(1), "an integer >= 1"
+        ),
+        snapshot_retention=read.get(
+            "KONSUL_RAFT_SNAPSHOT_RETENTION", "2", _int_at_least(1), "an integer >= 1"
+        ),
+        max_append_entries=read.get(
+            "KONSUL_RAFT_MAX_APPEND_ENTRIES", "64", _int_at_least(1), "an integer >= 1"
+        ),
+        trailing_logs=read.get(
+            "KONSUL_RAFT_TRAILING_LOGS", "10240", _int_at_least(0), "an integer >= 0"
+        ),
+        log_level=read.get("KONSUL_RAFT_LOG_LEVEL", "info", _level, " | ".join(LOG_LEVELS)),
+    )
+
+
+def _default_http_advertise(host: str, port: int, raft_advertise: str) -> str:
+    """Where other nodes and clients reach our HTTP API when nobody says otherwise."""
+    if host not in ("0.0.0.0", "::", ""):
+        return f"{host}:{port}"
+    if raft_advertise:
+        return f"{raft_advertise.rpartition(':')[0]}:{port}"
+    return f"127.0.0.1:{port}"
