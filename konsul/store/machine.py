@@ -1,0 +1,355 @@
+"""StateMachine: applies committed commands in log order; snapshot, restore, export; reads.
+
+Commands (msgpack maps, built by ``konsul.store.commands``), by ``op``:
+
+==================== ===================================== =====================================
+op                   fields                                result
+==================== ===================================== =====================================
+kv_set               key, value, flags, cas (None|int)     KVWritten | Rejected(409)
+kv_delete            key, cas (None|int), recurse          KVDeleted | Rejected(409)
+txn                  ops: [[verb,key,value,flags,index]]   TxnDone | Rejected(409, errors)
+service_register     service: normalised instance          ServiceWritten | Rejected(409)
+service_deregister   id                                    ServiceWritten | Rejected(404)
+service_heartbeat    id                                    ServiceWritten | Rejected(404)
+check_ttl            id, status, output  (API)             CheckWritten | Rejected(404|400)
+check_set            id, status, output  (leader runner)   CheckWritten | Rejected(404)
+service_expire       id, seen (heartbeat_index)            ServiceWritten | Ignored
+check_expire         id, seen (update_index)               CheckWritten | Ignored
+check_reap           id, seen (status_index)               ServiceWritten | Ignored
+import               kv: [[key,value,flags]], services     Imported | Rejected(409)
+==================== ===================================== =====================================
+
+``apply`` never raises: a command that cannot take effect is a ``Rejected`` result with state
+unchanged; bytes that do not decode to a known command are counted in ``apply_errors`` and
+answered ``Rejected(500)`` (a bug somewhere: builders never produce them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import msgpack
+
+from konsul.errors import BadRequest, NotFound
+from konsul.store.catalog import Catalog, not_ttl_message
+from konsul.store.kv import KVTable
+from konsul.store.types import (
+    JSON,
+    ApplyResult,
+    Check,
+    Event,
+    Ignored,
+    Imported,
+    KVEntry,
+    Rejected,
+    Service,
+)
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_FORMAT = 1
+EXPORT_VERSION = 1
+
+Listener = Callable[[Event], None]
+
+
+class StateMachine:
+    """The replicated state: a KV table and a service catalog, plus ``last_applied``.
+
+    Table indices for blocking reads: ``kv_index``, ``services_index``, ``checks_index`` and
+    ``catalog_index`` (max of the last two: a service listing shows check status).
+
+    Change hook: append callables to ``listeners``; after each apply that changed the catalog
+    each is called with every ``Event`` (in order). They run on the apply path: keep them
+    cheap (e.g. put the event on a queue). KV writes emit no events.
+    """
+
+    def __init__(self) -> None:
+        self.kv = KVTable()
+        self.catalog = Catalog()
+        self.last_applied = 0
+        self.apply_errors = 0  # local counter (not replicated state, not in snapshots)
+        self.listeners: list[Listener] = []
+        self._ops: dict[str, Callable[[int, dict[str, Any]], ApplyResult]] = {
+            "kv_set": self._kv_set,
+            "kv_delete": self._kv_delete,
+            "txn": self._txn,
+            "service_register": self._service_register,
+            "service_deregister": self._service_deregister,
+            "service_heartbeat": self._service_heartbeat,
+            "check_ttl": self._check_ttl,
+            "check_set": self._check_set,
+            "service_expire": self._service_expire,
+            "check_expire": self._check_expire,
+            "check_reap": self._check_reap,
+            "import": self._import,
+        }
+
+    # ------------------------------------------------------------------------- apply
+
+    def apply(self, index: int, data: bytes) -> ApplyResult:
+        """Apply the command committed at log ``index``; return its result. Never raises.
+
+        An index at or below ``last_applied`` is ignored (``Ignored``): applying an entry twice
+        (e.g. replaying a log over a snapshot that already holds it) changes nothing."""
+        if index <= self.last_applied:
+            return Ignored(f"entry {index} already applied (last_applied {self.last_applied})")
+        self.last_applied = index
+        try:
+            cmd = msgpack.unpackb(data)
+            handler = self._ops[cmd["op"]]
+        except Exception as exc:  # any garbage must end here, not in the runtime
+            self.apply_errors += 1
+            log.error("undecodable command at index %d: %r", index, exc)
+            return Rejected(500, f"Entry {index} is not a valid command.")
+        try:
+            result = handler(index, cmd)
+        except Exception as exc:  # a forged command of the right op, wrong shape
+            self.apply_errors += 1
+            log.exception("command at index %d failed to apply", index)
+            return Rejected(500, f"Entry {index} could not be applied: {exc!r}.")
+        if self.catalog.events:
+            self._emit()
+        return result
+
+    def advance(self, index: int) -> None:
+        """Record that a log entry with no command (no-op, configuration) was applied."""
+        if index > self.last_applied:
+            self.last_applied = index
+
+    def _emit(self) -> None:
+        events = self.catalog.events
+        self.catalog.events = []
+        for listener in self.listeners:
+            for event in events:
+                try:
+                    listener(event)
+                except Exception:  # a listener bug must not break replication
+                    log.exception("store listener failed on %r", event)
+
+    def _kv_set(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        return self.kv.set(index, cmd["key"], cmd["value"], cmd["flags"], cmd["cas"])
+
+    def _kv_delete(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        if cmd["recurse"]:
+            return self.kv.delete_prefix(index, cmd["key"])
+        return self.kv.delete(index, cmd["key"], cmd["cas"])
+
+    def _txn(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        return self.kv.txn(index, cmd["ops"])
+
+    def _service_register(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        return self.catalog.register(index, cmd["service"])
+
+    def _service_deregister(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        return self.catalog.deregister(index, cmd["id"])
+
+    def _service_heartbeat(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        return self.catalog.heartbeat(index, cmd["id"])
+
+    def _check_ttl(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        return self.catalog.update_check(index, cmd["id"], cmd["status"], cmd["output"], True)
+
+    def _check_set(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        return self.catalog.update_check(index, cmd["id"], cmd["status"], cmd["output"], False)
+
+    def _service_expire(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        return self.catalog.expire_service(index, cmd["id"], cmd["seen"])
+
+    def _check_expire(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        return self.catalog.expire_check(index, cmd["id"], cmd["seen"])
+
+    def _check_reap(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        return self.catalog.reap(index, cmd["id"], cmd["seen"])
+
+    def _import(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
+        kv_items: list[list[Any]] = cmd["kv"]
+        services: list[dict[str, Any]] = cmd["services"]
+        claimable = {s["id"] for s in services}
+        # Refuse the whole chunk before touching anything: a chunk is atomic.
+        for svc in services:
+            rejected = self.catalog.conflicts(svc, claimable)
+            if rejected is not None:
+                return rejected
+        for key, value, flags in kv_items:
+            self.kv.put(index, key, value, flags)
+        for svc in services:
+            self.catalog.register(index, svc, claimable)
+        return Imported(len(kv_items), len(services))
+
+    # ------------------------------------------------------------------------- KV reads
+
+    @property
+    def kv_index(self) -> int:
+        return self.kv.index
+
+    @property
+    def kv_count(self) -> int:
+        return len(self.kv)
+
+    def kv_get(self, key: str) -> KVEntry | None:
+        return self.kv.get(key)
+
+    def kv_list(self, prefix: str = "", separator: str | None = None) -> list[KVEntry]:
+        """Entries under ``prefix`` sorted by key; with ``separator`` only those up to the next
+        separator after the prefix (direct children; see ``kv_keys`` for the folder names)."""
+        return self.kv.entries(prefix, separator)
+
+    def kv_keys(self, prefix: str = "", separator: str | None = None) -> list[str]:
+        """Key names under ``prefix`` sorted; with ``separator`` cut after the next separator
+        and deduplicated, like Consul's ``?keys&separator=/``."""
+        return self.kv.names(prefix, separator)
+
+    # ------------------------------------------------------------------------- catalog reads
+
+    @property
+    def services_index(self) -> int:
+        return self.catalog.services_index
+
+    @property
+    def checks_index(self) -> int:
+        return self.catalog.checks_index
+
+    @property
+    def catalog_index(self) -> int:
+        return max(self.catalog.services_index, self.catalog.checks_index)
+
+    @property
+    def service_count(self) -> int:
+        return len(self.catalog.services)
+
+    @property
+    def check_count(self) -> int:
+        return len(self.catalog.checks)
+
+    def service(self, service_id: str) -> Service | None:
+        return self.catalog.services.get(service_id)
+
+    def services(
+        self,
+        name: str | None = None,
+        tags: Iterable[str] = (),
+        meta: Mapping[str, str] | None = None,
+        passing: bool = False,
+    ) -> list[Service]:
+        """Instances sorted by (name, id): ``name`` exact, every tag in ``tags`` (AND), every
+        ``meta`` pair equal, ``passing`` = aggregated status passing only."""
+        return self.catalog.select(name, tags, meta, passing)
+
+    def service_names(self) -> list[str]:
+        return self.catalog.names()
+
+    def instances(self, name: str, tags: Iterable[str] = (), passing: bool = False
+                  ) -> list[Service]:
+        """Instances of one service name (empty list if none: the handler answers 404)."""
+        return self.catalog.select(name, tags, None, passing)
+
+    def service_status(self, svc: Service | str) -> str:
+        """Aggregated status: critical > warning > passing; no checks = passing."""
+        if isinstance(svc, str):
+            found = self.catalog.services.get(svc)
+            if found is None:
+                raise KeyError(svc)
+            svc = found
+        return self.catalog.status(svc)
+
+    def service_checks(self, svc: Service | str) -> list[Check]:
+        """The instance's checks in registration order ([] for an unknown id)."""
+        if isinstance(svc, str):
+            found = self.catalog.services.get(svc)
+            if found is None:
+                return []
+            svc = found
+        return self.catalog.checks_of(svc)
+
+    def service_json(self, svc: Service) -> JSON:
+        """An instance as /services lists it: definition, checks with state, status, indices."""
+        return svc.to_json(self.catalog.checks_of(svc), self.catalog.status(svc))
+
+    def check(self, check_id: str) -> Check | None:
+        return self.catalog.checks.get(check_id)
+
+    def checks(self, service_id: str | None = None) -> list[Check]:
+        """All checks sorted by id, or one instance's checks in registration order."""
+        if service_id is not None:
+            return self.service_checks(service_id)
+        checks = self.catalog.checks
+        return [checks[c] for c in sorted(checks)]
+
+    def checks_of_name(self, name: str) -> list[Check]:
+        """Checks of every instance of a service name (/health/service/<name>), by instance id
+        then registration order."""
+        out: list[Check] = []
+        for svc in self.catalog.select(name):
+            out.extend(self.catalog.checks_of(svc))
+        return out
+
+    def validate_check_update(self, check_id: str) -> Check:
+        """For PUT /health/check/<id>: NotFound (404) for an unknown check, BadRequest (400) for
+        a check that is not a TTL check. (Apply re-checks: the answer may change meanwhile.)"""
+        chk = self.catalog.checks.get(check_id)
+        if chk is None:
+            raise NotFound(f"No check with id {check_id!r}.")
+        if chk.kind != "ttl":
+            raise BadRequest(not_ttl_message(chk))
+        return chk
+
+    # ------------------------------------------------------------------------- whole state
+
+    def snapshot(self) -> bytes:
+        """The whole replicated state as msgpack, in a deterministic order: two replicas at the
+        same ``last_applied`` produce the same bytes."""
+        services, checks = self.catalog.dump()
+        data: bytes = msgpack.packb(
+            {
+                "format": SNAPSHOT_FORMAT,
+                "last_applied": self.last_applied,
+                "kv_index": self.kv.index,
+                "services_index": self.catalog.services_index,
+                "checks_index": self.catalog.checks_index,
+                "kv": self.kv.dump(),
+                "services": services,
+                "checks": checks,
+            }
+        )
+        return data
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state with a snapshot's. Raises ValueError for bytes that are not a
+        snapshot (the runtime then falls back to an older one), leaving the state untouched."""
+        try:
+            raw = msgpack.unpackb(data, use_list=False)
+            if raw["format"] != SNAPSHOT_FORMAT:
+                raise ValueError(f"unknown snapshot format {raw['format']!r}")
+            kv = KVTable()
+            kv.load(raw["kv"], raw["kv_index"])
+            catalog = Catalog()
+            catalog.load(raw["services"], raw["checks"], raw["services_index"],
+                         raw["checks_index"])
+            last_applied = int(raw["last_applied"])
+        except ValueError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"not a store snapshot: {exc!r}") from exc
+        self.kv = kv
+        self.catalog = catalog
+        self.last_applied = last_applied
+        event = Event("restored", last_applied)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener bug must not break a restore
+                log.exception("store listener failed on %r", event)
+
+    def export(self) -> JSON:
+        """``{"version": 1, "index", "kv": [...], "services": [...]}`` with only portable fields
+        (no per-entry indices, no check state), so that export, import into a fresh node and
+        export again give the same document but for ``index``."""
+        return {
+            "version": EXPORT_VERSION,
+            "index": self.last_applied,
+            "kv": self.kv.export(),
+            "services": self.catalog.export(),
+        }
