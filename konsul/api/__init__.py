@@ -1,0 +1,40 @@
+"""Konsul's HTTP API (aiohttp): ``create_app(node)``.
+
+One module per resource (kv, txn, services, health, cluster, data, metrics); cross-cutting
+concerns in middlewares (request id, metrics, errors). ``docs/api.md`` documents every endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from konsul.api import cluster, data, health, kv, metrics, services, txn
+from konsul.api.forward import session_context
+from konsul.api.http import APP_MAX_SIZE, NODE
+from konsul.api.middlewares import (
+    add_request_id,
+    error_middleware,
+    metrics_middleware,
+    request_id_middleware,
+)
+
+if TYPE_CHECKING:
+    from konsul.node import Node
+
+
+def create_app(node: Node) -> web.Application:
+    app = web.Application(
+        middlewares=[request_id_middleware, metrics_middleware, error_middleware],
+        client_max_size=APP_MAX_SIZE,
+    )
+    app[NODE] = node
+    app.on_response_prepare.append(add_request_id)
+    app.cleanup_ctx.append(session_context)
+    for module in (kv, txn, services, health, cluster, data, metrics):
+        module.add_routes(app)
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,45 @@
+"""``GET /export`` and ``POST /import``: every key and service instance as one JSON document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from konsul.api.http import (
+    IMPORT_BODY_LIMIT,
+    json_response,
+    node_of,
+    propose,
+    read_json,
+    read_point,
+    read_response,
+    result_response,
+)
+from konsul.store import commands
+from konsul.store.types import Imported
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    node = node_of(request)
+    await read_point(request, lambda: node.store.last_applied)
+    document = node.store.export()
+    return read_response(request, document, node.store.last_applied)
+
+
+async def import_(request: web.Request) -> web.StreamResponse:
+    """Validated as a whole first (nothing is written unless all of it is valid), then applied
+    one bounded chunk per log entry. Import upserts, so a caller that saw a failure part-way
+    (leadership lost, a 409) can simply send the same document again."""
+    chunks = commands.import_document(await read_json(request, IMPORT_BODY_LIMIT))
+    kv = services = 0
+    for chunk in chunks:
+        result = await propose(request, chunk)
+        if not isinstance(result, Imported):
+            return result_response(result)
+        kv += result.kv
+        services += result.services
+    return json_response({"kv": kv, "services": services, "chunks": len(chunks)})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/export", export)
+    app.router.add_post("/import", import_)

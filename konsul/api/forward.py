@@ -1,0 +1,59 @@
+"""``KONSUL_FORWARD_WRITES=true``: a follower proxies a write to the leader instead of a 307.
+
+Useful behind a Kubernetes Service that spreads requests over every pod. The forwarded request
+carries ``X-Konsul-Forwarded`` so that a second hop (leadership moved meanwhile) answers with
+the 307 itself rather than bouncing the request around the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from konsul.api.http import IMPORT_BODY_LIMIT, node_of, read_body
+from konsul.errors import Unavailable
+from konsul.raft.types import Member
+
+FORWARDED_HEADER = "X-Konsul-Forwarded"
+SESSION = web.AppKey("konsul.forward_session", aiohttp.ClientSession)
+# Long enough for a join or a leadership transfer, which the leader answers only once done.
+FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=2)
+_PASS_REQUEST = ("Content-Type", "X-Request-ID")
+_PASS_RESPONSE = ("Location", "Retry-After", "X-Konsul-Index")
+
+
+async def session_context(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx`` entry: one pooled client session per app, closed with it."""
+    session = aiohttp.ClientSession(timeout=FORWARD_TIMEOUT, auto_decompress=False)
+    app[SESSION] = session
+    yield
+    await session.close()
+
+
+async def forward_to_leader(request: web.Request, leader: Member) -> web.Response:
+    if not leader.http_address:
+        raise Unavailable(f"the leader {leader.id} has no known HTTP address to forward to")
+    body = await read_body(request, IMPORT_BODY_LIMIT)
+    headers = {name: request.headers[name] for name in _PASS_REQUEST if name in request.headers}
+    headers[FORWARDED_HEADER] = node_of(request).settings.raft.node_id
+    url = f"http://{leader.http_address}{request.raw_path}"
+    session = request.app[SESSION]
+    try:
+        async with session.request(
+            request.method, url, data=body, headers=headers, allow_redirects=False
+        ) as upstream:
+            payload = await upstream.read()
+            out = {k: upstream.headers[k] for k in _PASS_RESPONSE if k in upstream.headers}
+            return web.Response(
+                body=payload,
+                status=upstream.status,
+                headers=out,
+                content_type=upstream.content_type or "application/json",
+            )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise Unavailable(
+            f"could not forward the write to the leader {leader.id} at {leader.http_address}: "
+            f"{exc or type(exc).__name__}; the outcome is unknown"
+        ) from None

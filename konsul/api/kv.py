@@ -1,0 +1,111 @@
+"""``/kv/<key>`` (get, put, delete) and ``/kv/?prefix=`` (listing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from konsul.api.http import (
+    flag,
+    node_of,
+    query_uint,
+    read_error,
+    read_json_object,
+    read_point,
+    read_response,
+    write,
+)
+from konsul.errors import BadRequest, NotFound
+from konsul.store import commands
+
+
+def _key(request: web.Request) -> str:
+    return commands.validate_key(request.match_info["key"])
+
+
+def _key_index(request: web.Request, key: str) -> int:
+    """A key's modify index, or the table's when it is absent (so a delete wakes a watcher)."""
+    store = node_of(request).store
+    entry = store.kv_get(key)
+    return entry.modify_index if entry is not None else store.kv_index
+
+
+async def get_key(request: web.Request) -> web.StreamResponse:
+    key = _key(request)
+    await read_point(request, lambda: _key_index(request, key))
+    entry = node_of(request).store.kv_get(key)
+    index = _key_index(request, key)
+    if entry is None:
+        return read_error(request, NotFound(f"Key {key!r} not found."), index)
+    return read_response(request, entry.to_json(), index)
+
+
+async def list_keys(request: web.Request) -> web.StreamResponse:
+    prefix = commands.validate_prefix(request.query.get("prefix", ""))
+    separator = request.query.get("separator") or None
+    names_only = flag(request, "keys")
+    node = node_of(request)
+    # Always through node.store: a snapshot restore replaces the tables while we wait.
+    await read_point(request, lambda: node.store.kv_index)
+    store = node.store
+    data: list[Any]
+    if names_only:
+        data = store.kv_keys(prefix, separator)
+    else:
+        data = [e.to_json() for e in store.kv_list(prefix, separator)]
+    index = store.kv_index
+    return read_response(request, data, index)
+
+
+def _cas(request: web.Request, body: dict[str, Any]) -> int | None:
+    from_query = query_uint(request, "cas")
+    from_body = body.get("cas")
+    if from_body is not None:
+        from_body = commands.validate_uint(from_body, "cas")
+        if from_query is not None and from_query != from_body:
+            raise BadRequest("cas is given in both the query and the body with different values")
+        return int(from_body)
+    return from_query
+
+
+_PUT_FIELDS = {"value", "flags", "cas"}
+
+
+async def put_key(request: web.Request) -> web.StreamResponse:
+    key = _key(request)
+    body = await read_json_object(request)
+    unknown = set(body) - _PUT_FIELDS
+    if unknown:
+        fields = ", ".join(sorted(unknown))
+        raise BadRequest(f"Unknown fields: {fields} (expected value, flags, cas).")
+    if "value" not in body:
+        raise BadRequest('The body needs a "value" (a string).')
+    flags = commands.validate_uint(body.get("flags", 0), "flags")
+    command = commands.kv_set(key, body["value"], flags, _cas(request, body))
+    return await write(request, command)
+
+
+async def delete_key(request: web.Request) -> web.StreamResponse:
+    recurse = flag(request, "recurse")
+    raw = request.match_info.get("key", "")
+    key = commands.validate_prefix(raw) if recurse else _key(request)
+    command = commands.kv_delete(key, query_uint(request, "cas"), recurse)
+    return await write(request, command)
+
+
+async def delete_all(request: web.Request) -> web.StreamResponse:
+    """``DELETE /kv/?recurse``: everything (refused without ``recurse``, which is no key)."""
+    if not flag(request, "recurse"):
+        raise BadRequest("A key is required (or ?recurse to delete every key under the prefix).")
+    prefix = commands.validate_prefix(request.query.get("prefix", ""))
+    return await write(request, commands.kv_delete(prefix, None, True))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/kv/", list_keys)
+    app.router.add_delete("/kv/", delete_all)
+    app.router.add_get("/kv/{key:.+}", get_key)
+    app.router.add_put("/kv/{key:.+}", put_key)
+    app.router.add_post("/kv/{key:.+}", put_key)
+    app.router.add_delete("/kv/{key:.+}", delete_key)

@@ -1,0 +1,158 @@
+"""Cross-cutting concerns, outermost first: request id, metrics, errors.
+
+The error middleware is the single place where exceptions become HTTP answers, so every answer
+(our own errors, aiohttp's 404/405, and real bugs) is JSON of the documented shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from konsul.api.forward import FORWARDED_HEADER, forward_to_leader
+from konsul.api.http import error_body, json_response, node_of
+from konsul.errors import KonsulError, NotLeader
+
+log = logging.getLogger("konsul.api")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = "konsul.request_id"
+_MAX_REQUEST_ID = 200
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# Status codes of aiohttp's own HTTP exceptions, as short machine codes like ours.
+_HTTP_CODES = {
+    400: "bad request",
+    404: "not found",
+    405: "method not allowed",
+    413: "too large",
+    414: "uri too long",
+    415: "unsupported media type",
+    431: "headers too large",
+}
+
+
+def request_id(request: web.Request) -> str:
+    """This request's id: the caller's ``X-Request-ID`` if it sent a sane one, else a fresh one."""
+    rid: str | None = request.get(_REQUEST_ID)
+    if rid is None:
+        sent = request.headers.get(REQUEST_ID_HEADER, "")
+        ok = 0 < len(sent) <= _MAX_REQUEST_ID and sent.isprintable() and sent.isascii()
+        rid = sent if ok else uuid.uuid4().hex
+        request[_REQUEST_ID] = rid
+    return rid
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id(request)
+    return await handler(request)
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: runs for every response, whatever produced it."""
+    response.headers[REQUEST_ID_HEADER] = request_id(request)
+
+
+def _route_label(request: web.Request) -> str:
+    # The route *pattern*, never the raw path: one series per endpoint, not one per key.
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    start = time.perf_counter()
+    status = "499"  # the client went away before we answered (nginx's convention)
+    try:
+        response = await handler(request)
+        status = str(response.status)
+        return response
+    except web.HTTPException as exc:
+        status = str(exc.status)
+        raise
+    finally:
+        metrics = node_of(request).metrics
+        route = _route_label(request)
+        method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+        metrics.http_requests.labels(route, method, status).inc()
+        metrics.http_request_duration.labels(route, method).observe(time.perf_counter() - start)
+
+
+def konsul_error_response(exc: KonsulError) -> web.Response:
+    headers: dict[str, str] = {}
+    body = error_body(exc)
+    if isinstance(exc, NotLeader):
+        leader = exc.leader
+        body.update(
+            leader_addr=leader.address,
+            leader_id=leader.id,
+            leader_http_addr=leader.http_address,
+        )
+    if exc.status == 503:
+        headers["Retry-After"] = "1"
+    return json_response(body, status=exc.status, headers=headers)
+
+
+def not_leader_response(request: web.Request, exc: NotLeader) -> web.Response:
+    response = konsul_error_response(exc)
+    if exc.leader.http_address:
+        response.headers["Location"] = f"http://{exc.leader.http_address}{request.raw_path}"
+    return response
+
+
+def http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
+    status = exc.status
+    code = _HTTP_CODES.get(status, exc.reason.lower())
+    if status == 404:
+        message = f"No endpoint at {request.path}."
+    elif status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+        message = f"Method {request.method} is not allowed on {request.path} (allowed: {allowed})."
+    elif status == 413:
+        message = "Request body is too large."
+    else:
+        message = exc.text or exc.reason
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    return json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except NotLeader as exc:
+        node = node_of(request)
+        if node.settings.forward_writes and FORWARDED_HEADER not in request.headers:
+            return await forward_to_leader(request, exc.leader)
+        return not_leader_response(request, exc)
+    except KonsulError as exc:
+        return konsul_error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return http_error_response(request, exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception(
+            "unhandled error",
+            extra={"fields": _fields(request)},
+        )
+        return json_response(
+            {
+                "error": "internal error",
+                "message": "The server hit an unexpected error; it has been logged.",
+                "request_id": request_id(request),
+            },
+            status=500,
+        )
+
+
+def _fields(request: web.Request) -> dict[str, Any]:
+    return {"method": request.method, "path": request.path, "request_id": request_id(request)}

@@ -1,0 +1,81 @@
+"""Service instances: ``/register``, ``/deregister/<id>``, ``/heartbeat/<id>``, ``/services``.
+
+Reads always go through ``node.store`` after waiting: a snapshot restore replaces its tables.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from konsul.api.http import (
+    flag,
+    node_of,
+    read_error,
+    read_json_object,
+    read_point,
+    read_response,
+    write,
+)
+from konsul.errors import BadRequest, NotFound
+from konsul.store import commands
+
+
+async def register(request: web.Request) -> web.StreamResponse:
+    body = await read_json_object(request)
+    return await write(request, commands.service_register(body))
+
+
+async def deregister(request: web.Request) -> web.StreamResponse:
+    return await write(request, commands.service_deregister(request.match_info["id"]))
+
+
+async def heartbeat(request: web.Request) -> web.StreamResponse:
+    return await write(request, commands.service_heartbeat(request.match_info["id"]))
+
+
+def _tags(request: web.Request) -> list[str]:
+    return request.query.getall("tag", [])
+
+
+def _meta(request: web.Request) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    for name, value in request.query.items():
+        if name.startswith("meta."):
+            key = name[len("meta."):]
+            if not key:
+                raise BadRequest("A meta filter needs a key: ?meta.<key>=<value>.")
+            meta[key] = value
+    return meta
+
+
+async def list_services(request: web.Request) -> web.StreamResponse:
+    node = node_of(request)
+    name = request.query.get("name")
+    tags, meta, passing = _tags(request), _meta(request), flag(request, "passing")
+    # The catalog index covers checks too: a listing shows each instance's aggregated status.
+    await read_point(request, lambda: node.store.catalog_index)
+    store = node.store
+    data = [store.service_json(s) for s in store.services(name, tags, meta, passing)]
+    return read_response(request, data, store.catalog_index)
+
+
+async def service_by_name(request: web.Request) -> web.StreamResponse:
+    node = node_of(request)
+    name = request.match_info["name"]
+    tags, passing = _tags(request), flag(request, "passing")
+    await read_point(request, lambda: node.store.catalog_index)
+    store = node.store
+    if not store.instances(name):
+        return read_error(
+            request, NotFound(f"No instances of service {name!r}."), store.catalog_index
+        )
+    data = [store.service_json(s) for s in store.instances(name, tags, passing)]
+    return read_response(request, data, store.catalog_index)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_put("/register", register)
+    app.router.add_delete("/deregister/{id}", deregister)
+    app.router.add_put("/heartbeat/{id}", heartbeat)
+    app.router.add_get("/services", list_services)
+    app.router.add_get("/services/{name}", service_by_name)

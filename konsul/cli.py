@@ -1,0 +1,465 @@
+"""``konsulctl``: Konsul from the shell. Readable tables by default, ``--json`` for scripts.
+
+Addresses come from ``--addr`` (repeatable, or comma-separated), else ``KONSUL_HTTP_ADDR``, else
+``127.0.0.1:8500``. Exit status: 0 on success, 1 when Konsul answers an error or cannot be
+reached (one line on stderr), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from konsul.client import Client, KonsulClientError, KonsulHTTPError
+
+Handler = Callable[[Client, argparse.Namespace], Any]
+
+
+class UsageError(Exception):
+    """Bad arguments found after parsing (exit status 2)."""
+
+
+# ---------------------------------------------------------------- output
+
+
+def table(rows: Sequence[Sequence[object]], headers: Sequence[str], out: TextIO) -> None:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _short(text: object, limit: int = 40) -> str:
+    s = str(text).replace("\n", "\\n")
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} must be KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def _read_text(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _read_json_file(path: str) -> Any:
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path}: not valid JSON: {exc}") from None
+
+
+# ---------------------------------------------------------------- commands: KV
+
+
+def kv_get(c: Client, a: argparse.Namespace) -> Any:
+    entry = c.kv_get(a.key, consistent=a.consistent)
+    if a.json:
+        return entry
+    sys.stdout.write(entry["value"] + ("" if entry["value"].endswith("\n") else "\n"))
+    return None
+
+
+def kv_put(c: Client, a: argparse.Namespace) -> Any:
+    value = _read_text("-") if a.value == "-" else a.value
+    result = c.kv_put(a.key, value, flags=a.flags, cas=a.cas)
+    if a.json:
+        return result
+    print(f"Set {result['key']} (modify_index {result['modify_index']})")
+    return None
+
+
+def kv_delete(c: Client, a: argparse.Namespace) -> Any:
+    result = c.kv_delete(a.key, cas=a.cas, recurse=a.recurse)
+    if a.json:
+        return result
+    print(f"Deleted {result['deleted']} key(s)")
+    return None
+
+
+def kv_list(c: Client, a: argparse.Namespace) -> Any:
+    result = c.kv_list(a.prefix, keys=a.keys, separator=a.separator, consistent=a.consistent)
+    if a.json:
+        return result
+    if a.keys:
+        for name in result:
+            print(name)
+        return None
+    rows = [(e["key"], e["flags"], e["modify_index"], _short(e["value"])) for e in result]
+    table(rows, ("KEY", "FLAGS", "MODIFY_INDEX", "VALUE"), sys.stdout)
+    return None
+
+
+# ---------------------------------------------------------------- commands: services and health
+
+
+def _service_body(a: argparse.Namespace) -> dict[str, Any]:
+    if a.file:
+        body = _read_json_file(a.file)
+        if not isinstance(body, dict):
+            raise UsageError(f"{a.file}: expected a JSON object")
+        return body
+    if not a.name:
+        raise UsageError("service register needs --name (or --file)")
+    body = {"name": a.name, "address": a.address, "port": a.port, "tags": a.tag}
+    body["meta"] = _pairs(a.meta, "--meta")
+    if a.id:
+        body["id"] = a.id
+    if a.ttl:
+        body["ttl"] = a.ttl
+    check: dict[str, Any] = {}
+    for kind in ("http", "tcp", "ttl"):
+        target = getattr(a, f"check_{kind}")
+        if target:
+            check[kind] = target
+    if len(check) > 1:
+        raise UsageError("give at most one of --check-http, --check-tcp, --check-ttl")
+    if check:
+        for opt in ("interval", "timeout", "deregister_critical_after"):
+            value = getattr(a, f"check_{opt}")
+            if value:
+                check[opt] = value
+        body["checks"] = [check]
+    return body
+
+
+def service_register(c: Client, a: argparse.Namespace) -> Any:
+    result = c.register(_service_body(a))
+    if a.json:
+        return result
+    print(f"Registered {result['id']} (modify_index {result['modify_index']})")
+    return None
+
+
+def _service_rows(services: list[dict[str, Any]]) -> list[tuple[object, ...]]:
+    return [
+        (
+            s["id"],
+            s["name"],
+            s.get("address", ""),
+            s.get("port", ""),
+            ",".join(s.get("tags", [])),
+            s.get("status", ""),
+        )
+        for s in services
+    ]
+
+
+def service_list(c: Client, a: argparse.Namespace) -> Any:
+    result = c.services(a.name, tags=a.tag, meta=_pairs(a.meta, "--meta"), passing=a.passing)
+    if a.json:
+        return result
+    table(_service_rows(result), ("ID", "NAME", "ADDRESS", "PORT", "TAGS", "STATUS"), sys.stdout)
+    return None
+
+
+def service_deregister(c: Client, a: argparse.Namespace) -> Any:
+    result = c.deregister(a.id)
+    if a.json:
+        return result
+    print(f"Deregistered {a.id}")
+    return None
+
+
+def service_heartbeat(c: Client, a: argparse.Namespace) -> Any:
+    result = c.heartbeat(a.id)
+    if a.json:
+        return result
+    print(f"Heartbeat sent for {a.id}")
+    return None
+
+
+def _print_checks(checks: list[dict[str, Any]]) -> None:
+    rows = [
+        (k["id"], k.get("name", ""), k.get("service_id", ""), k.get("type", ""),
+         k["status"], _short(k.get("output", "")))
+        for k in checks
+    ]
+    table(rows, ("ID", "NAME", "SERVICE", "TYPE", "STATUS", "OUTPUT"), sys.stdout)
+
+
+def health_checks(c: Client, a: argparse.Namespace) -> Any:
+    result = c.health_checks()
+    if a.json:
+        return result
+    _print_checks(result)
+    return None
+
+
+def health_service(c: Client, a: argparse.Namespace) -> Any:
+    result = c.health_service(a.name)
+    if a.json:
+        return result
+    _print_checks(result)
+    return None
+
+
+def health_update(c: Client, a: argparse.Namespace) -> Any:
+    result = c.update_check(a.id, a.status, a.output)
+    if a.json:
+        return result
+    print(f"Check {a.id} is {a.status}")
+    return None
+
+
+# ---------------------------------------------------------------- commands: cluster and data
+
+
+def cluster_status(c: Client, a: argparse.Namespace) -> Any:
+    result = c.cluster_status()
+    if a.json:
+        return result
+    for name in ("node_id", "state", "term", "leader_id", "leader_addr", "address",
+                 "http_address", "commit_index", "applied_index", "last_index", "fsm_pending",
+                 "last_snapshot_index", "last_contact_ms"):
+        if name in result:
+            value = result[name]
+            print(f"{name + ':':<21}{'' if value is None else value}")
+    print("peers:")
+    _print_peers(result.get("peers", []))
+    return None
+
+
+def _print_peers(peers: list[dict[str, Any]]) -> None:
+    rows = [(p["id"], p["address"], p.get("voter", ""), p.get("http_address", "")) for p in peers]
+    table(rows, ("ID", "ADDRESS", "VOTER", "HTTP_ADDRESS"), sys.stdout)
+
+
+def cluster_leader(c: Client, a: argparse.Namespace) -> Any:
+    result = c.cluster_leader()
+    if a.json:
+        return result
+    http_addr = result.get("leader_http_addr", "")
+    print(f"{result['leader_id']} {result['leader_addr']} {http_addr}".rstrip())
+    return None
+
+
+def cluster_peers(c: Client, a: argparse.Namespace) -> Any:
+    result = c.cluster_peers()
+    if a.json:
+        return result
+    _print_peers(result["peers"])
+    return None
+
+
+def cluster_join(c: Client, a: argparse.Namespace) -> Any:
+    result = c.cluster_join(a.node_id, a.address, a.http_address)
+    if a.json:
+        return result
+    print(f"Joined {a.node_id} at {a.address}")
+    return None
+
+
+def cluster_leave(c: Client, a: argparse.Namespace) -> Any:
+    result = c.cluster_leave(a.node_id)
+    if a.json:
+        return result
+    print(f"Removed {a.node_id}")
+    return None
+
+
+def cluster_snapshot(c: Client, a: argparse.Namespace) -> Any:
+    result = c.cluster_snapshot()
+    if a.json:
+        return result
+    print(
+        f"Snapshot at index {result['index']} term {result['term']} "
+        f"({result['size_bytes']} bytes)"
+    )
+    return None
+
+
+def cluster_transfer(c: Client, a: argparse.Namespace) -> Any:
+    result = c.transfer_leadership(a.node_id)
+    if a.json:
+        return result
+    leader = result.get("leader_id", a.node_id) if isinstance(result, dict) else a.node_id
+    print(f"Leadership transferred to {leader}")
+    return None
+
+
+def cluster_bootstrap(c: Client, a: argparse.Namespace) -> Any:
+    result = c.bootstrap()
+    if a.json:
+        return result
+    print("Bootstrapped a one-voter cluster")
+    return None
+
+
+def export_cmd(c: Client, a: argparse.Namespace) -> Any:
+    document = c.export()
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    if a.output and a.output != "-":
+        with open(a.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if not a.json:
+            print(f"Exported {len(document['kv'])} key(s) and "
+                  f"{len(document['services'])} service(s) to {a.output}")
+        return None
+    sys.stdout.write(text)
+    return None
+
+
+def import_cmd(c: Client, a: argparse.Namespace) -> Any:
+    document = _read_json_file(a.file)
+    if not isinstance(document, dict):
+        raise UsageError(f"{a.file}: expected an export document (a JSON object)")
+    result = c.import_data(document)
+    if a.json:
+        return result
+    print(f"Imported {result.get('kv', 0)} key(s) and {result.get('services', 0)} service(s)")
+    return None
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _group(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+           help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    parser = parent.add_parser(name, help=help_text, description=help_text)
+    sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+    return sub
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--addr", action="append", default=argparse.SUPPRESS, metavar="HOST:PORT",
+                        help="a Konsul node (repeatable or comma-separated; "
+                             "default $KONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print the API's JSON answer instead of a table")
+    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
+                        help="seconds per request (default 10)")
+    parser = argparse.ArgumentParser(
+        prog="konsulctl", description="Talk to a Konsul cluster.", parents=[common]
+    )
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def sub(group: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+            handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = group.add_parser(name, help=help_text, description=help_text, parents=[common])
+        p.set_defaults(handler=handler)
+        return p
+
+    kv = _group(top, "kv", "read and write keys")
+    p = sub(kv, "get", kv_get, "print a key's value")
+    p.add_argument("key")
+    p.add_argument("--consistent", action="store_true", help="linearizable read")
+    p = sub(kv, "put", kv_put, "set a key ('-' as VALUE reads stdin)")
+    p.add_argument("key")
+    p.add_argument("value")
+    p.add_argument("--flags", type=int)
+    p.add_argument("--cas", type=int, help="only if the key's modify_index is this (0: create)")
+    p = sub(kv, "delete", kv_delete, "delete a key (or a prefix with --recurse)")
+    p.add_argument("key")
+    p.add_argument("--recurse", action="store_true")
+    p.add_argument("--cas", type=int)
+    p = sub(kv, "list", kv_list, "list keys under a prefix")
+    p.add_argument("prefix", nargs="?", default="")
+    p.add_argument("--keys", action="store_true", help="names only")
+    p.add_argument("--separator", help="stop at the next separator (e.g. /)")
+    p.add_argument("--consistent", action="store_true")
+
+    svc = _group(top, "service", "register and list service instances")
+    p = sub(svc, "register", service_register, "register (or update) a service instance")
+    p.add_argument("--file", help="a JSON service definition ('-' for stdin)")
+    p.add_argument("--name")
+    p.add_argument("--id")
+    p.add_argument("--address", default="")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--tag", action="append", default=[])
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--ttl", help="heartbeat interval, e.g. 30s")
+    p.add_argument("--check-http", metavar="URL")
+    p.add_argument("--check-tcp", metavar="HOST:PORT")
+    p.add_argument("--check-ttl", metavar="DURATION")
+    p.add_argument("--check-interval")
+    p.add_argument("--check-timeout")
+    p.add_argument("--check-deregister-critical-after")
+    p = sub(svc, "list", service_list, "list service instances")
+    p.add_argument("--name")
+    p.add_argument("--tag", action="append", default=[])
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--passing", action="store_true", help="only instances whose checks pass")
+    p = sub(svc, "deregister", service_deregister, "remove a service instance")
+    p.add_argument("id")
+    p = sub(svc, "heartbeat", service_heartbeat, "renew a service instance's TTL")
+    p.add_argument("id")
+
+    health = _group(top, "health", "health checks")
+    sub(health, "checks", health_checks, "list every check")
+    p = sub(health, "service", health_service, "list the checks of one service")
+    p.add_argument("name")
+    p = sub(health, "update", health_update, "report the status of a TTL check")
+    p.add_argument("id")
+    p.add_argument("status", choices=("passing", "warning", "critical"))
+    p.add_argument("--output")
+
+    cluster = _group(top, "cluster", "Raft cluster membership and state")
+    sub(cluster, "status", cluster_status, "this node's Raft status")
+    sub(cluster, "leader", cluster_leader, "the current leader")
+    sub(cluster, "peers", cluster_peers, "the Raft configuration")
+    p = sub(cluster, "join", cluster_join, "add a node to the cluster")
+    p.add_argument("node_id")
+    p.add_argument("address", help="its Raft address, host:port")
+    p.add_argument("--http-address")
+    p = sub(cluster, "leave", cluster_leave, "remove a node from the cluster")
+    p.add_argument("node_id")
+    sub(cluster, "snapshot", cluster_snapshot, "take a snapshot now")
+    p = sub(cluster, "transfer-leadership", cluster_transfer, "hand leadership to another voter")
+    p.add_argument("node_id", nargs="?")
+    sub(cluster, "bootstrap", cluster_bootstrap, "make this empty node a one-voter cluster")
+
+    p = sub(top, "export", export_cmd, "write every key and service as JSON")
+    p.add_argument("--output", "-o", help="a file (default stdout)")
+    p = sub(top, "import", import_cmd, "load an export document ('-' for stdin)")
+    p.add_argument("file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.json = getattr(args, "json", False)
+    given = getattr(args, "addr", [])
+    addresses = [a for item in given for a in item.split(",") if a.strip()] or None
+    try:
+        client = Client(addresses, timeout=getattr(args, "timeout", 10.0))
+    except ValueError as exc:
+        print(f"konsulctl: {exc}", file=sys.stderr)
+        return 2
+    handler: Handler = args.handler
+    try:
+        with client:
+            result = handler(client, args)
+    except UsageError as exc:
+        print(f"konsulctl: {exc}", file=sys.stderr)
+        return 2
+    except KonsulHTTPError as exc:
+        print(f"konsulctl: error: {exc.status} {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except (KonsulClientError, OSError) as exc:
+        print(f"konsulctl: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if result is not None:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

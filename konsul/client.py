@@ -1,0 +1,747 @@
+"""Python client for Konsul's HTTP API: ``Client`` (blocking, stdlib only) and ``AsyncClient``.
+
+Both take one or several node addresses (``host:port`` or ``http://host:port``; by default
+``KONSUL_HTTP_ADDR``, comma-separated, else ``127.0.0.1:8500``) and:
+
+- follow a follower's ``307`` to the leader and remember it, so later writes go there directly;
+- move on to the next address when a node cannot be reached (for a write, only when the request
+  certainly never reached the node: a refused connection, not a reset mid-request);
+- retry ``503 no leader`` (an election is under way) with a bounded exponential backoff;
+- raise typed errors (``NotFound``, ``Conflict``, ``BadRequest``, ``TooLarge``, ``Unavailable``,
+  ...; all ``KonsulHTTPError`` with ``status``, ``code``, ``message`` and the JSON ``body``).
+
+Every endpoint has a method; results are the decoded JSON bodies. The read headers of the last
+read are on ``client.last_index`` / ``last_known_leader`` / ``last_contact_ms`` (use one client
+per thread or task when you rely on them), and ``request()`` returns them with the body.
+
+    with Client(["10.0.0.1:8500", "10.0.0.2:8500"]) as c:
+        c.kv_put("app/config", "v1")
+        entry = c.kv_get("app/config")                     # {"key", "value", "flags", ...}
+        entry = c.kv_get("app/config", index=c.last_index, wait="1m")   # blocking read
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+DEFAULT_ADDR = "127.0.0.1:8500"
+ENV_ADDR = "KONSUL_HTTP_ADDR"
+MAX_REDIRECTS = 5
+# Retries of 503 "no leader" and of unreachable nodes: 0.05s doubling to 1s, 8 times (≈ 4.5 s),
+# enough to ride out an election or a rolling restart without hanging a caller forever.
+DEFAULT_RETRIES = 8
+BACKOFF_START = 0.05
+BACKOFF_MAX = 1.0
+
+
+# ---------------------------------------------------------------- errors
+
+
+class KonsulClientError(Exception):
+    """Anything this client raises."""
+
+
+class KonsulConnectionError(KonsulClientError):
+    """No address could be reached (or a write's connection broke: its outcome is unknown)."""
+
+
+class KonsulHTTPError(KonsulClientError):
+    """The node answered with an error status; ``body`` is its JSON error document."""
+
+    def __init__(self, status: int, code: str, message: str, body: Any = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.body = body
+
+
+class BadRequest(KonsulHTTPError):
+    """400: malformed input."""
+
+
+class NotFound(KonsulHTTPError):
+    """404: unknown key, service, check, node or endpoint."""
+
+
+class Conflict(KonsulHTTPError):
+    """409: CAS conflict, duplicate, or a transaction that failed (see ``errors``)."""
+
+    @property
+    def errors(self) -> list[Any]:
+        errs = self.body.get("errors") if isinstance(self.body, dict) else None
+        return errs if isinstance(errs, list) else []
+
+
+class TooLarge(KonsulHTTPError):
+    """413: value or body too large."""
+
+
+class Unavailable(KonsulHTTPError):
+    """503: no leader, no quorum, clustering disabled, or not ready."""
+
+
+class GatewayTimeout(KonsulHTTPError):
+    """504: the operation did not complete in time (e.g. a joining node could not be reached)."""
+
+
+class NotLeaderError(KonsulHTTPError):
+    """307 that could not be followed (no leader address, or too many redirects)."""
+
+
+class ServerError(KonsulHTTPError):
+    """500 or any other unexpected status."""
+
+
+_ERRORS: dict[int, type[KonsulHTTPError]] = {
+    307: NotLeaderError,
+    400: BadRequest,
+    404: NotFound,
+    405: BadRequest,
+    409: Conflict,
+    413: TooLarge,
+    503: Unavailable,
+    504: GatewayTimeout,
+}
+
+
+def error_for(status: int, body: Any) -> KonsulHTTPError:
+    code, message = "error", f"HTTP {status}"
+    if isinstance(body, dict):
+        code = str(body.get("error", code))
+        message = str(body.get("message", message))
+    elif isinstance(body, str) and body:
+        message = body[:200]
+    return _ERRORS.get(status, ServerError)(status, code, message, body)
+
+
+# ---------------------------------------------------------------- requests and results
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One answer: status, decoded body and the read headers."""
+
+    status: int
+    data: Any
+    headers: Mapping[str, str]
+
+    @property
+    def index(self) -> int | None:
+        raw = self.headers.get("x-konsul-index")
+        return int(raw) if raw and raw.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    body: Any = None
+    has_body: bool = False
+    timeout: float | None = None
+    accept: tuple[int, ...] = ()  # error statuses that are an answer, not an exception
+    raw: bool = False  # the body is text (metrics), not JSON
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in ("GET", "HEAD")
+
+    def target(self) -> str:
+        if not self.query:
+            return self.path
+        return f"{self.path}?{urllib.parse.urlencode(self.query)}"
+
+
+def normalize_address(addr: str) -> str:
+    """``host:port`` or ``http://host:port[/]`` → ``http://host:port``."""
+    addr = addr.strip().rstrip("/")
+    if not addr:
+        raise ValueError("empty address")
+    if "://" not in addr:
+        addr = f"http://{addr}"
+    parsed = urllib.parse.urlsplit(addr)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"not an HTTP address: {addr!r}")
+    return f"{parsed.scheme}://{parsed.netloc}"
+
+
+def resolve_addresses(addresses: str | Sequence[str] | None) -> list[str]:
+    if addresses is None:
+        addresses = os.environ.get(ENV_ADDR) or DEFAULT_ADDR
+    if isinstance(addresses, str):
+        addresses = addresses.split(",")
+    bases = [normalize_address(a) for a in addresses if a.strip()]
+    if not bases:
+        raise ValueError("no Konsul address given")
+    return list(dict.fromkeys(bases))
+
+
+def key_path(prefix: str, key: str) -> str:
+    return prefix + urllib.parse.quote(key, safe="/")
+
+
+def _decode(raw: bytes, as_text: bool) -> Any:
+    if as_text:
+        return raw.decode("utf-8", "replace")
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def _bool_query(**flags: bool) -> list[tuple[str, str]]:
+    return [(name, "") for name, on in flags.items() if on]
+
+
+def _read_query(
+    consistent: bool, stale: bool, index: int | None, wait: str | float | None
+) -> list[tuple[str, str]]:
+    query = _bool_query(consistent=consistent, stale=stale)
+    if index is not None:
+        query.append(("index", str(index)))
+    if wait is not None:
+        query.append(("wait", wait if isinstance(wait, str) else f"{int(wait * 1000)}ms"))
+    return query
+
+
+def _wait_seconds(wait: str | float | None, index: int | None) -> float:
+    if index is None:
+        return 0.0
+    if wait is None:
+        return 300.0
+    if isinstance(wait, (int, float)):
+        return float(wait)
+    from konsul.durations import parse_duration
+
+    try:
+        return min(parse_duration(wait), 600.0)
+    except ValueError:
+        return 0.0
+
+
+R = TypeVar("R")
+
+
+@dataclass
+class _State:
+    """Addresses and what the client has learned; shared by the sync and async transports."""
+
+    bases: list[str]
+    retries: int
+    timeout: float
+    current: int = 0
+    last_index: int | None = None
+    last_known_leader: bool | None = None
+    last_contact_ms: int | None = None
+    leader: str | None = None
+
+    def base(self) -> str:
+        return self.bases[self.current]
+
+    def rotate(self) -> None:
+        self.current = (self.current + 1) % len(self.bases)
+
+    def learn_leader(self, result: Result, base: str) -> bool:
+        """Point at the leader a 307 names; False when it names none."""
+        location = result.headers.get("location", "")
+        target = ""
+        if location:
+            parts = urllib.parse.urlsplit(urllib.parse.urljoin(base + "/", location))
+            if parts.scheme and parts.netloc:
+                target = f"{parts.scheme}://{parts.netloc}"
+        elif isinstance(result.data, dict) and result.data.get("leader_http_addr"):
+            target = normalize_address(str(result.data["leader_http_addr"]))
+        if not target:
+            return False
+        if target not in self.bases:
+            self.bases.append(target)
+        self.current = self.bases.index(target)
+        self.leader = target
+        return True
+
+    def note_read(self, result: Result) -> None:
+        h = result.headers
+        if "x-konsul-index" in h:
+            self.last_index = result.index
+            self.last_known_leader = h.get("x-konsul-known-leader") == "true"
+            contact = h.get("x-konsul-last-contact", "")
+            self.last_contact_ms = int(contact) if contact.isdigit() else None
+
+    def timeout_for(self, call: Call) -> float:
+        extra = _wait_seconds(dict(call.query).get("wait"), _index_of(call))
+        return (call.timeout or self.timeout) + extra * 1.1
+
+    @staticmethod
+    def backoff(attempt: int, result: Result | None) -> float:
+        delay = min(BACKOFF_START * float(1 << min(attempt, 30)), BACKOFF_MAX)
+        if result is not None:
+            hint = result.headers.get("retry-after", "")
+            if hint.isdigit():
+                delay = min(max(delay, float(hint) / 4), BACKOFF_MAX)
+        return delay
+
+
+def _index_of(call: Call) -> int | None:
+    raw = dict(call.query).get("index")
+    return int(raw) if raw is not None and raw.isdigit() else None
+
+
+def _retryable_503(call: Call, result: Result) -> bool:
+    code = result.data.get("error") if isinstance(result.data, dict) else None
+    # "no leader": nothing was proposed, retrying is always safe. "unavailable": a write's
+    # outcome is unknown, so only reads are retried.
+    return code == "no leader" or (code == "unavailable" and call.idempotent)
+
+
+class _Step:
+    """What the retry loop does after one exchange; pure, shared by both transports."""
+
+    RETURN, REDIRECT, RETRY, RAISE = range(4)
+
+    @staticmethod
+    def decide(state: _State, call: Call, result: Result, redirects: int, attempt: int) -> int:
+        if result.status < 300 or result.status in call.accept:
+            return _Step.RETURN
+        if result.status == 307 and redirects < MAX_REDIRECTS:
+            return _Step.REDIRECT
+        if result.status == 503 and attempt < state.retries and _retryable_503(call, result):
+            return _Step.RETRY
+        return _Step.RAISE
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+class _Endpoints(Generic[R]):
+    """Every endpoint of the API as a method; ``_call`` runs it (blocking or as a coroutine)."""
+
+    def _call(self, call: Call) -> R:
+        raise NotImplementedError
+
+    # KV
+    def kv_get(
+        self,
+        key: str,
+        *,
+        consistent: bool = False,
+        stale: bool = False,
+        index: int | None = None,
+        wait: str | float | None = None,
+    ) -> R:
+        query = _read_query(consistent, stale, index, wait)
+        return self._call(Call("GET", key_path("/kv/", key), tuple(query)))
+
+    def kv_list(
+        self,
+        prefix: str = "",
+        *,
+        keys: bool = False,
+        separator: str | None = None,
+        consistent: bool = False,
+        stale: bool = False,
+        index: int | None = None,
+        wait: str | float | None = None,
+    ) -> R:
+        query = [("prefix", prefix), *_bool_query(keys=keys)]
+        if separator is not None:
+            query.append(("separator", separator))
+        query += _read_query(consistent, stale, index, wait)
+        return self._call(Call("GET", "/kv/", tuple(query)))
+
+    def kv_put(
+        self, key: str, value: str, *, flags: int | None = None, cas: int | None = None
+    ) -> R:
+        body: dict[str, Any] = {"value": value}
+        if flags is not None:
+            body["flags"] = flags
+        query = (("cas", str(cas)),) if cas is not None else ()
+        return self._call(Call("PUT", key_path("/kv/", key), query, body, True))
+
+    def kv_delete(self, key: str, *, cas: int | None = None, recurse: bool = False) -> R:
+        query = _bool_query(recurse=recurse)
+        if cas is not None:
+            query.append(("cas", str(cas)))
+        return self._call(Call("DELETE", key_path("/kv/", key), tuple(query)))
+
+    def txn(self, ops: Iterable[Mapping[str, Any]]) -> R:
+        return self._call(Call("POST", "/txn", (), {"ops": [dict(op) for op in ops]}, True))
+
+    # Services
+    def register(self, service: Mapping[str, Any]) -> R:
+        return self._call(Call("PUT", "/register", (), dict(service), True))
+
+    def deregister(self, service_id: str) -> R:
+        return self._call(Call("DELETE", key_path("/deregister/", service_id)))
+
+    def heartbeat(self, service_id: str) -> R:
+        return self._call(Call("PUT", key_path("/heartbeat/", service_id)))
+
+    def services(
+        self,
+        name: str | None = None,
+        *,
+        tags: Sequence[str] = (),
+        meta: Mapping[str, str] | None = None,
+        passing: bool = False,
+        consistent: bool = False,
+        index: int | None = None,
+        wait: str | float | None = None,
+    ) -> R:
+        query: list[tuple[str, str]] = [("name", name)] if name is not None else []
+        query += [("tag", t) for t in tags]
+        query += [(f"meta.{k}", v) for k, v in (meta or {}).items()]
+        query += _bool_query(passing=passing)
+        query += _read_query(consistent, False, index, wait)
+        return self._call(Call("GET", "/services", tuple(query)))
+
+    def service(
+        self,
+        name: str,
+        *,
+        tags: Sequence[str] = (),
+        passing: bool = False,
+        consistent: bool = False,
+        index: int | None = None,
+        wait: str | float | None = None,
+    ) -> R:
+        query = [("tag", t) for t in tags] + _bool_query(passing=passing)
+        query += _read_query(consistent, False, index, wait)
+        return self._call(Call("GET", key_path("/services/", name), tuple(query)))
+
+    # Health
+    def health_checks(self, *, consistent: bool = False) -> R:
+        return self._call(Call("GET", "/health/checks", tuple(_bool_query(consistent=consistent))))
+
+    def health_service(self, name: str, *, consistent: bool = False) -> R:
+        query = tuple(_bool_query(consistent=consistent))
+        return self._call(Call("GET", key_path("/health/service/", name), query))
+
+    def update_check(self, check_id: str, status: str, output: str | None = None) -> R:
+        body: dict[str, Any] = {"status": status}
+        if output is not None:
+            body["output"] = output
+        return self._call(Call("PUT", key_path("/health/check/", check_id), (), body, True))
+
+    def health(self) -> R:
+        return self._call(Call("GET", "/health"))
+
+    def health_live(self) -> R:
+        return self._call(Call("GET", "/health/live"))
+
+    def health_ready(self) -> R:
+        """The readiness document; a not-ready node's 503 answer is returned, not raised."""
+        return self._call(Call("GET", "/health/ready", accept=(503,)))
+
+    # Cluster
+    def cluster_status(self) -> R:
+        return self._call(Call("GET", "/cluster/status"))
+
+    def cluster_leader(self) -> R:
+        return self._call(Call("GET", "/cluster/leader"))
+
+    def cluster_peers(self) -> R:
+        return self._call(Call("GET", "/cluster/peers"))
+
+    def cluster_join(self, node_id: str, address: str, http_address: str | None = None) -> R:
+        body = {"node_id": node_id, "address": address}
+        if http_address:
+            body["http_address"] = http_address
+        return self._call(Call("POST", "/cluster/join", (), body, True, timeout=120))
+
+    def cluster_leave(self, node_id: str) -> R:
+        return self._call(Call("DELETE", key_path("/cluster/leave/", node_id), timeout=120))
+
+    def cluster_snapshot(self) -> R:
+        return self._call(Call("POST", "/cluster/snapshot", timeout=120))
+
+    def transfer_leadership(self, node_id: str | None = None) -> R:
+        body = {"node_id": node_id} if node_id else {}
+        return self._call(Call("POST", "/cluster/transfer-leadership", (), body, True, timeout=60))
+
+    def bootstrap(self) -> R:
+        return self._call(Call("POST", "/cluster/bootstrap"))
+
+    # Data
+    def export(self) -> R:
+        return self._call(Call("GET", "/export", timeout=300))
+
+    def import_data(self, document: Mapping[str, Any]) -> R:
+        return self._call(Call("POST", "/import", (), dict(document), True, timeout=300))
+
+    def metrics(self) -> R:
+        return self._call(Call("GET", "/metrics", raw=True))
+
+
+# ---------------------------------------------------------------- blocking client
+
+
+class Client(_Endpoints[Any]):
+    """Blocking client over ``http.client`` with one keep-alive connection per node.
+
+    Not thread-safe: use one per thread.
+    """
+
+    def __init__(
+        self,
+        addresses: str | Sequence[str] | None = None,
+        *,
+        timeout: float = 10.0,
+        retries: int = DEFAULT_RETRIES,
+    ) -> None:
+        self._state = _State(resolve_addresses(addresses), retries, timeout)
+        self._conns: dict[str, http.client.HTTPConnection] = {}
+
+    @property
+    def addresses(self) -> list[str]:
+        return list(self._state.bases)
+
+    @property
+    def last_index(self) -> int | None:
+        return self._state.last_index
+
+    @property
+    def last_known_leader(self) -> bool | None:
+        return self._state.last_known_leader
+
+    @property
+    def last_contact_ms(self) -> int | None:
+        return self._state.last_contact_ms
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+    def _call(self, call: Call) -> Any:
+        return self.request(call).data
+
+    def request(self, call: Call) -> Result:
+        """Run one call with redirects and retries; the full ``Result`` (status, body, headers)."""
+        state = self._state
+        redirects = attempt = failures = 0
+        while True:
+            base = state.base()
+            try:
+                result = self._exchange(base, call)
+            except _Unreached as exc:
+                failures += 1
+                state.rotate()
+                if failures % len(state.bases) == 0:
+                    if attempt >= state.retries:
+                        raise KonsulConnectionError(f"no Konsul node reachable: {exc}") from None
+                    time.sleep(state.backoff(attempt, None))
+                    attempt += 1
+                continue
+            step = _Step.decide(state, call, result, redirects, attempt)
+            if step == _Step.RETURN:
+                state.note_read(result)
+                return result
+            if step == _Step.REDIRECT and state.learn_leader(result, base):
+                redirects += 1
+                continue
+            if step == _Step.RETRY:
+                time.sleep(state.backoff(attempt, result))
+                attempt += 1
+                if len(state.bases) > 1:
+                    state.rotate()
+                continue
+            raise error_for(result.status, result.data)
+
+    def _exchange(self, base: str, call: Call) -> Result:
+        parts = urllib.parse.urlsplit(base)
+        timeout = self._state.timeout_for(call)
+        conn = self._conns.get(base)
+        reused = conn is not None
+        if conn is None:
+            secure = parts.scheme == "https"
+            cls = http.client.HTTPSConnection if secure else http.client.HTTPConnection
+            conn = cls(parts.hostname or "", parts.port, timeout=timeout)
+            try:
+                conn.connect()
+            except OSError as exc:
+                conn.close()
+                raise _Unreached(f"{base}: {exc}") from None
+            self._conns[base] = conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        body = json.dumps(call.body).encode() if call.has_body else None
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(call.method, call.target(), body=body, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            self._conns.pop(base, None)
+            stale = isinstance(
+                exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+            )
+            if reused and stale:
+                # An idle keep-alive connection the server had closed: nothing was processed.
+                return self._exchange(base, call)
+            if call.idempotent:
+                raise _Unreached(f"{base}: {exc}") from None
+            raise KonsulConnectionError(
+                f"{call.method} {call.path} to {base} failed mid-request ({exc}); "
+                "the outcome is unknown"
+            ) from None
+        if response.will_close:
+            conn.close()
+            self._conns.pop(base, None)
+        headers_out = {k.lower(): v for k, v in response.getheaders()}
+        return Result(response.status, _decode(raw, call.raw), headers_out)
+
+
+class _Unreached(Exception):
+    """This node could not be reached and the request certainly had no effect there."""
+
+
+# ---------------------------------------------------------------- asyncio client
+
+
+class AsyncClient(_Endpoints[Awaitable[Any]]):
+    """The same API over aiohttp: ``async with AsyncClient([...]) as c: await c.kv_get("k")``."""
+
+    def __init__(
+        self,
+        addresses: str | Sequence[str] | None = None,
+        *,
+        timeout: float = 10.0,
+        retries: int = DEFAULT_RETRIES,
+    ) -> None:
+        self._state = _State(resolve_addresses(addresses), retries, timeout)
+        self._session: Any = None
+
+    @property
+    def addresses(self) -> list[str]:
+        return list(self._state.bases)
+
+    @property
+    def last_index(self) -> int | None:
+        return self._state.last_index
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _call(self, call: Call) -> Awaitable[Any]:
+        return self._data(call)
+
+    async def _data(self, call: Call) -> Any:
+        return (await self.request(call)).data
+
+    async def request(self, call: Call) -> Result:
+        state = self._state
+        redirects = attempt = failures = 0
+        while True:
+            base = state.base()
+            try:
+                result = await self._exchange(base, call)
+            except _Unreached as exc:
+                failures += 1
+                state.rotate()
+                if failures % len(state.bases) == 0:
+                    if attempt >= state.retries:
+                        raise KonsulConnectionError(f"no Konsul node reachable: {exc}") from None
+                    await asyncio.sleep(state.backoff(attempt, None))
+                    attempt += 1
+                continue
+            step = _Step.decide(state, call, result, redirects, attempt)
+            if step == _Step.RETURN:
+                state.note_read(result)
+                return result
+            if step == _Step.REDIRECT and state.learn_leader(result, base):
+                redirects += 1
+                continue
+            if step == _Step.RETRY:
+                await asyncio.sleep(state.backoff(attempt, result))
+                attempt += 1
+                if len(state.bases) > 1:
+                    state.rotate()
+                continue
+            raise error_for(result.status, result.data)
+
+    async def _exchange(self, base: str, call: Call) -> Result:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        timeout = aiohttp.ClientTimeout(total=self._state.timeout_for(call))
+        body = json.dumps(call.body).encode() if call.has_body else None
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._session.request(
+                call.method,
+                base + call.target(),
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=timeout,
+            ) as response:
+                raw = await response.read()
+                headers_out = {k.lower(): v for k, v in response.headers.items()}
+                return Result(response.status, _decode(raw, call.raw), headers_out)
+        except aiohttp.ClientConnectorError as exc:
+            raise _Unreached(f"{base}: {exc}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if call.idempotent:
+                raise _Unreached(f"{base}: {exc or type(exc).__name__}") from None
+            raise KonsulConnectionError(
+                f"{call.method} {call.path} to {base} failed mid-request "
+                f"({exc or type(exc).__name__}); the outcome is unknown"
+            ) from None
+
+
+__all__ = [
+    "AsyncClient",
+    "BadRequest",
+    "Call",
+    "Client",
+    "Conflict",
+    "GatewayTimeout",
+    "KonsulClientError",
+    "KonsulConnectionError",
+    "KonsulHTTPError",
+    "NotFound",
+    "NotLeaderError",
+    "Result",
+    "ServerError",
+    "TooLarge",
+    "Unavailable",
+    "error_for",
+    "resolve_addresses",
+]
