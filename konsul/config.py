@@ -154,7 +154,10 @@ def _load_raft(read: _Reader, data_dir: str) -> RaftSettings:
     advertise = read.text("KONSUL_RAFT_ADVERTISE_ADDR", "")
     if enabled:
         advertise = read.get(
-            "KONSUL_RAFT_ADVERTISE_ADDR", "", _host_port, "host:port other nodes can reach (required)"
+            "KONSUL_RAFT_ADVERTISE_ADDR",
+            "",
+            _host_port,
+            "host:port other nodes can reach (required)",
         )
     duration = f"{DURATION_FORM}, greater than zero"
     return RaftSettings(
@@ -164,8 +167,12 @@ def _load_raft(read: _Reader, data_dir: str) -> RaftSettings:
         advertise_addr=advertise,
         data_dir=read.text("KONSUL_RAFT_DATA_DIR", os.path.join(data_dir, "raft")),
         bootstrap=read.get("KONSUL_RAFT_BOOTSTRAP", "false", _bool, "true or false"),
-        heartbeat_timeout=read.get("KONSUL_RAFT_HEARTBEAT_TIMEOUT", "1s", _positive_duration, duration),
-        election_timeout=read.get("KONSUL_RAFT_ELECTION_TIMEOUT", "1s", _positive_duration, duration),
+        heartbeat_timeout=read.get(
+            "KONSUL_RAFT_HEARTBEAT_TIMEOUT", "1s", _positive_duration, duration
+        ),
+        election_timeout=read.get(
+            "KONSUL_RAFT_ELECTION_TIMEOUT", "1s", _positive_duration, duration
+        ),
         leader_lease_timeout=read.get(
             "KONSUL_RAFT_LEADER_LEASE_TIMEOUT", "500ms", _positive_duration, duration
         ),

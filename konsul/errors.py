@@ -41,7 +41,9 @@ class ClusteringDisabled(KonsulError):
     code = "clustering not enabled"
     status = 503
 
-    def __init__(self, message: str = "Clustering is not enabled on this node (KONSUL_RAFT_ENABLED=false).") -> None:
+    def __init__(
+        self, message: str = "Clustering is not enabled on this node (KONSUL_RAFT_ENABLED=false)."
+    ) -> None:
         super().__init__(message)
 
 

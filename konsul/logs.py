@@ -47,6 +47,6 @@ def setup(level: str, raft_level: str) -> None:
 
 
 def event(logger: logging.Logger, level: int, msg: str, **fields: object) -> None:
-    """Log one event with structured fields: ``event(log, logging.INFO, "snapshot taken", index=5)``."""
+    """Log one event with structured fields: ``event(log, logging.INFO, "taken", index=5)``."""
     if logger.isEnabledFor(level):
         logger.log(level, msg, extra={"fields": fields})

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 # The *_created series double the output and no dashboard or alert of the guide uses them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
-ROLE_VALUES = {"Follower": 0, "PreCandidate": 0, "Candidate": 1, "Leader": 2}
+ROLE_VALUES = {"Follower": 0, "PreCandidate": 1, "Candidate": 1, "Leader": 2}
 
 
 @dataclass
@@ -24,7 +24,9 @@ class Metrics:
         r = self.registry
         # The guide's table, name for name and type for type.
         self.raft_state = Gauge(
-            "konsul_raft_state", "Current Raft state (0=Follower, 1=Candidate, 2=Leader)", registry=r
+            "konsul_raft_state",
+            "Current Raft state (0=Follower, 1=Candidate, 2=Leader)",
+            registry=r,
         )
         self.raft_is_leader = Gauge(
             "konsul_raft_is_leader", "1 if this node is leader, 0 otherwise", registry=r
@@ -33,8 +35,12 @@ class Metrics:
             "konsul_raft_peers_total", "Number of peers in cluster", registry=r
         )
         self.raft_last_index = Gauge("konsul_raft_last_index", "Last log index", registry=r)
-        self.raft_commit_index = Gauge("konsul_raft_commit_index", "Committed log index", registry=r)
-        self.raft_applied_index = Gauge("konsul_raft_applied_index", "Applied log index", registry=r)
+        self.raft_commit_index = Gauge(
+            "konsul_raft_commit_index", "Committed log index", registry=r
+        )
+        self.raft_applied_index = Gauge(
+            "konsul_raft_applied_index", "Applied log index", registry=r
+        )
         self.raft_apply = Counter("konsul_raft_apply", "Total apply operations", registry=r)
         self.raft_apply_errors = Counter(
             "konsul_raft_apply_errors", "Total apply errors", registry=r
@@ -48,7 +54,9 @@ class Metrics:
         self.raft_leader_changes = Counter(
             "konsul_raft_leader_changes", "Number of leader elections", registry=r
         )
-        self.raft_snapshot = Counter("konsul_raft_snapshot", "Number of snapshots taken", registry=r)
+        self.raft_snapshot = Counter(
+            "konsul_raft_snapshot", "Number of snapshots taken", registry=r
+        )
         # Beyond the guide: the HTTP API and the store.
         self.http_requests = Counter(
             "konsul_http_requests",
@@ -63,7 +71,9 @@ class Metrics:
             registry=r,
         )
         self.kv_keys = Gauge("konsul_kv_keys", "Number of keys in the KV store", registry=r)
-        self.services = Gauge("konsul_services", "Number of registered service instances", registry=r)
+        self.services = Gauge(
+            "konsul_services", "Number of registered service instances", registry=r
+        )
 
     def set_role(self, role: str) -> None:
         self.raft_state.set(ROLE_VALUES.get(role, 0))

@@ -54,9 +54,7 @@ class Configuration:
 
     @classmethod
     def from_wire(cls, raw: list[list[object]]) -> Configuration:
-        return cls(
-            tuple(Member(str(r[0]), str(r[1]), bool(r[2]), str(r[3])) for r in raw)
-        )
+        return cls(tuple(Member(str(r[0]), str(r[1]), bool(r[2]), str(r[3])) for r in raw))
 
 
 @dataclass(frozen=True, slots=True)

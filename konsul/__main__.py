@@ -1,0 +1,68 @@
+"""``konsul``: start one node from its ``KONSUL_*`` environment."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from konsul import config, logs
+from konsul.logs import event
+
+log = logging.getLogger("konsul")
+
+
+async def serve(settings: config.Settings) -> None:
+    # Imported here so that a configuration error is reported before heavy imports.
+    from konsul.api import create_app
+    from konsul.node import Node
+
+    node = Node(settings)
+    await node.start()
+    runner = web.AppRunner(create_app(node), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    event(
+        log,
+        logging.INFO,
+        "konsul started",
+        node_id=node.node_id,
+        http=f"{settings.host}:{settings.port}",
+        clustered=settings.raft.enabled,
+        data_dir=settings.data_dir,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    event(log, logging.INFO, "konsul stopping")
+    await node.before_shutdown()
+    await runner.cleanup()
+    await node.stop()
+
+
+def main() -> None:
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        print(f"konsul: {exc}", file=sys.stderr)
+        sys.exit(2)
+    logs.setup(settings.log_level, settings.raft.log_level)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a declared dependency on Linux
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    with contextlib.suppress(KeyboardInterrupt):
+        runner(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+"""The asyncio runtime around the sans-I/O Raft core.
+
+The core decides; this module does the I/O. It owns the clock (a tick every ``TICK_SECONDS``),
+the write-ahead log, the snapshot store, the transport (absent on a standalone node) and the
+state machine, and turns the core's ``Ready`` batches into effects, strictly in order:
+
+1. hard state (term, vote) made durable;
+2. a snapshot received from a leader: saved, restored into the state machine, log reset;
+3. log truncation and new entries written, then **one** fdatasync for the whole batch
+   (group commit: proposals that arrive while an fsync runs wait in the core and share the next);
+4. messages sent (only now, because they may promise what 1-3 made durable);
+5. ``core.persisted``; committed entries applied and their proposals answered;
+6. linearizable reads released once the state machine has applied up to their read index.
+
+Everything the HTTP layer needs goes through ``propose``, ``read_barrier``, ``wait_applied`` and
+the cluster operations; ``konsul.node.Node`` wraps this with the API's errors and shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from konsul.config import RaftSettings
+from konsul.errors import NoLeader, NotLeader, Unavailable
+from konsul.logs import event
+from konsul.metrics import Metrics
+from konsul.raft.core import CoreConfig, NotLeaderError, RaftCore, Ready, Role
+from konsul.raft.messages import Message, decode_configuration
+from konsul.raft.types import Configuration, Entry, EntryKind, Member, SnapshotMeta
+from konsul.storage.snapshots import SnapshotStore
+from konsul.storage.wal import WriteAheadLog
+
+log = logging.getLogger("konsul.raft")
+
+TICK_SECONDS = 0.01
+
+
+class StateMachine(Protocol):
+    last_applied: int
+
+    def apply(self, index: int, data: bytes) -> object: ...
+    def advance(self, index: int) -> None: ...
+    def snapshot(self) -> bytes: ...
+    def restore(self, data: bytes) -> None: ...
+
+
+class Transport(Protocol):
+    def send(self, messages: list[Message]) -> None: ...
+
+
+def core_config(settings: RaftSettings) -> CoreConfig:
+    """The guide's durations in the core's ticks."""
+
+    def ticks(seconds: float) -> int:
+        return max(1, round(seconds / TICK_SECONDS))
+
+    return CoreConfig(
+        heartbeat_timeout_ticks=ticks(settings.heartbeat_timeout),
+        election_timeout_ticks=ticks(settings.election_timeout),
+        leader_lease_ticks=ticks(settings.leader_lease_timeout),
+        commit_ticks=ticks(settings.commit_timeout),
+        max_append_entries=settings.max_append_entries,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SavedSnapshot:
+    meta: SnapshotMeta
+    size_bytes: int
+
+
+@dataclass(slots=True)
+class _Proposal:
+    term: int
+    future: asyncio.Future[object]
+
+
+class RaftRuntime:
+    def __init__(
+        self,
+        node_id: str,
+        settings: RaftSettings,
+        fsm: StateMachine,
+        metrics: Metrics,
+        *,
+        rng: random.Random | None = None,
+        propose_timeout: float = 30.0,
+    ) -> None:
+        self.node_id = node_id
+        self.settings = settings
+        self.fsm = fsm
+        self.metrics = metrics
+        self.transport: Transport | None = None
+        self.propose_timeout = propose_timeout
+        self._rng = rng or random.Random()
+        self.wal = WriteAheadLog.open(f"{settings.data_dir}/wal")
+        self.snapshots = SnapshotStore(
+            f"{settings.data_dir}/snapshots", settings.snapshot_retention
+        )
+        self.core = self._recover()
+        self._proposals: dict[int, _Proposal] = {}
+        self._reads: dict[int, asyncio.Future[None]] = {}
+        self._reads_waiting_apply: list[tuple[int, int]] = []  # (read index, ctx)
+        self._next_read_ctx = 1
+        self._wake = asyncio.Event()
+        self._applied = asyncio.Event()  # replaced after every applied batch: a cheap broadcast
+        self._wal_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self._last_leader: str | None = None
+        self._last_role: Role | None = None
+        self._applied_term = self.core.snapshot_meta.term if self.core.snapshot_meta else 0
+        self._applied_config = (
+            self.core.snapshot_meta.config if self.core.snapshot_meta else Configuration()
+        )
+        self.last_snapshot: SnapshotMeta | None = self.core.snapshot_meta
+        self.on_config_applied: list[Callable[[Configuration], None]] = []
+
+    # ----------------------------------------------------------------- recovery and lifecycle
+
+    def _recover(self) -> RaftCore:
+        """Rebuild the core from disk: newest valid snapshot, then the log entries after it."""
+        loaded = self.snapshots.load_latest()
+        meta: SnapshotMeta | None = None
+        if loaded is not None:
+            meta, data = loaded
+            self.fsm.restore(data)
+        after = meta.index if meta else 0
+        entries = [e for e in self.wal.entries() if e.index > after]
+        if entries and entries[0].index != after + 1:
+            raise RuntimeError(
+                f"log starts at index {entries[0].index} but the newest readable snapshot ends at "
+                f"{after}: entries in between are missing from {self.settings.data_dir}"
+            )
+        event(
+            log,
+            logging.INFO,
+            "storage recovered",
+            snapshot_index=after,
+            log_entries=len(entries),
+            term=self.wal.hard_state.term,
+        )
+        return RaftCore(
+            self.node_id,
+            core_config(self.settings),
+            self._rng,
+            self.snapshots,
+            hard_state=self.wal.hard_state,
+            snapshot=meta,
+            entries=entries,
+        )
+
+    async def start(self) -> None:
+        self._running = True
+        self._tasks = [
+            asyncio.create_task(self._ready_loop(), name="raft-ready"),
+            asyncio.create_task(self._ticker(), name="raft-ticker"),
+            asyncio.create_task(self._snapshot_timer(), name="raft-snapshot-timer"),
+        ]
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._running = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._fail_all(Unavailable("The node is shutting down."))
+        async with self._wal_lock:
+            self.wal.close()
+
+    def _fail_all(self, error: Exception) -> None:
+        for proposal in self._proposals.values():
+            if not proposal.future.done():
+                proposal.future.set_exception(error)
+        self._proposals.clear()
+        for future in self._reads.values():
+            if not future.done():
+                future.set_exception(error)
+        self._reads.clear()
+
+    # ----------------------------------------------------------------------------- the loops
+
+    async def _ticker(self) -> None:
+        while self._running:
+            await asyncio.sleep(TICK_SECONDS)
+            self.core.tick()
+            self._wake.set()
+
+    async def _snapshot_timer(self) -> None:
+        while self._running:
+            await asyncio.sleep(self.settings.snapshot_interval)
+            if self.fsm.last_applied > (self.last_snapshot.index if self.last_snapshot else 0):
+                await self.take_snapshot()
+
+    async def _ready_loop(self) -> None:
+        while self._running:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.core.has_ready():
+                await self._handle(self.core.ready())
+            self._observe()
+
+    async def _handle(self, rd: Ready) -> None:
+        loop = asyncio.get_running_loop()
+        async with self._wal_lock:
+            if rd.hard_state is not None:
+                await loop.run_in_executor(None, self.wal.save_hard_state, rd.hard_state)
+            if rd.snapshot is not None:
+                await self._install_snapshot(rd.snapshot.meta, rd.snapshot.data)
+            if rd.truncate_from is not None:
+                self.wal.truncate_from(rd.truncate_from)
+            if rd.entries:
+                self.wal.append(rd.entries)
+            if rd.entries or rd.truncate_from is not None:
+                await loop.run_in_executor(None, self.wal.sync)
+        if rd.messages and self.transport is not None:
+            self.transport.send(rd.messages)
+        if rd.entries:
+            last = rd.entries[-1]
+            self.core.persisted(last.index, last.term)
+            self._wake.set()
+        if rd.committed:
+            self._apply(rd.committed)
+        for read in rd.read_states:
+            self._release_read(read.ctx, read.index)
+        for ctx in rd.dropped_reads:
+            future = self._reads.pop(ctx, None)
+            if future is not None and not future.done():
+                future.set_exception(NoLeader("Leadership could not be confirmed for this read."))
+        if self._snapshot_due():
+            await self.take_snapshot()
+
+    async def _install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.snapshots.save, meta, data)
+        self.fsm.restore(data)
+        self.wal.reset(meta.index, meta.term)
+        self._applied_term = meta.term
+        self._applied_config = meta.config
+        self.last_snapshot = meta
+        self.core.applied(meta.index)
+        self._notify_applied()
+        event(log, logging.INFO, "snapshot installed from leader", index=meta.index, term=meta.term)
+
+    # ---------------------------------------------------------------------------- applying
+
+    def _apply(self, entries: list[Entry]) -> None:
+        m = self.metrics
+        for entry in entries:
+            result: object = None
+            if entry.kind == EntryKind.COMMAND:
+                started = time.perf_counter()
+                try:
+                    result = self.fsm.apply(entry.index, entry.data)
+                except Exception:  # a bug in apply must not take the node down
+                    m.raft_apply_errors.inc()
+                    log.exception("apply failed at index %d", entry.index)
+                m.raft_apply.inc()
+                m.raft_apply_duration.observe(time.perf_counter() - started)
+            else:
+                self.fsm.advance(entry.index)
+                if entry.kind == EntryKind.CONFIG:
+                    self._applied_config = decode_configuration(entry.data)
+                    for callback in self.on_config_applied:
+                        callback(self._applied_config)
+            self._applied_term = entry.term
+            self._resolve(entry, result)
+        self.core.applied(entries[-1].index)
+        applied = entries[-1].index
+        while self._reads_waiting_apply and self._reads_waiting_apply[0][0] <= applied:
+            _, ctx = self._reads_waiting_apply.pop(0)
+            self._finish_read(ctx)
+        self._notify_applied()
+
+    def _resolve(self, entry: Entry, result: object) -> None:
+        proposal = self._proposals.pop(entry.index, None)
+        if proposal is None or proposal.future.done():
+            return
+        if proposal.term == entry.term:
+            proposal.future.set_result(result)
+        else:
+            proposal.future.set_exception(
+                Unavailable("Leadership changed before the write committed; it was not applied.")
+            )
+
+    def _notify_applied(self) -> None:
+        self._applied.set()
+        self._applied = asyncio.Event()
+
+    async def wait_applied(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` holds after some apply, or the timeout passes."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._applied.wait(), remaining)
+            except TimeoutError:
+                return predicate()
+        return True
+
+    # ---------------------------------------------------------------------------- proposals
+
+    async def propose(self, data: bytes) -> object:
+        try:
+            index, term = self.core.propose(data)
+        except NotLeaderError as exc:
+            raise self._not_leader(exc.leader_id) from None
+        return await self._await_entry(index, term)
+
+    async def _await_entry(self, index: int, term: int) -> object:
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._proposals[index] = _Proposal(term, future)
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(future, self.propose_timeout)
+        except TimeoutError:
+            self._proposals.pop(index, None)
+            raise Unavailable("The write did not commit in time; its outcome is unknown.") from None
+
+    async def run_config_change(self, change: Callable[[], tuple[int, int]]) -> None:
+        """Propose a membership change (a core method) and wait until it is applied."""
+        try:
+            index, term = change()
+        except NotLeaderError as exc:
+            raise self._not_leader(exc.leader_id) from None
+        await self._await_entry(index, term)
+
+    def _not_leader(self, leader_id: str | None) -> Exception:
+        member = self.core.configuration.get(leader_id) if leader_id else None
+        if member is None:
+            return NoLeader()
+        return NotLeader(member)
+
+    # -------------------------------------------------------------------------------- reads
+
+    async def read_barrier(self, timeout: float = 5.0) -> None:
+        ctx = self._next_read_ctx
+        self._next_read_ctx += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reads[ctx] = future
+        self.core.read_index(ctx)
+        self._wake.set()
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            self._reads.pop(ctx, None)
+            raise NoLeader(
+                "Leadership could not be confirmed in time for a consistent read."
+            ) from None
+
+    def _release_read(self, ctx: int, index: int) -> None:
+        if self.fsm.last_applied >= index:
+            self._finish_read(ctx)
+        else:
+            bisect.insort(self._reads_waiting_apply, (index, ctx))
+
+    def _finish_read(self, ctx: int) -> None:
+        future = self._reads.pop(ctx, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    # ---------------------------------------------------------------------------- snapshots
+
+    def _snapshot_due(self) -> bool:
+        last = self.last_snapshot.index if self.last_snapshot else 0
+        return self.fsm.last_applied - last >= self.settings.snapshot_threshold
+
+    async def take_snapshot(self) -> SavedSnapshot:
+        """Snapshot the applied state, then compact the core's log and the WAL behind it."""
+        meta = SnapshotMeta(self.fsm.last_applied, self._applied_term, self._applied_config)
+        if self.last_snapshot is not None and self.last_snapshot.index == meta.index:
+            return SavedSnapshot(meta, self.snapshots.snapshot_size(meta))
+        data = self.fsm.snapshot()
+        loop = asyncio.get_running_loop()
+        async with self._wal_lock:
+            await loop.run_in_executor(None, self.snapshots.save, meta, data)
+            self.last_snapshot = meta
+            self.core.compact(meta, self.settings.trailing_logs)
+            # Keep the log back to the oldest retained snapshot too, so that a corrupt newest
+            # snapshot can fall back to the previous one plus the log.
+            oldest = min(info.meta.index for info in self.snapshots.list())
+            self.wal.compact(min(meta.index - self.settings.trailing_logs, oldest))
+        self.metrics.raft_snapshot.inc()
+        event(
+            log, logging.INFO, "snapshot taken", index=meta.index, term=meta.term, bytes=len(data)
+        )
+        return SavedSnapshot(meta, len(data))
+
+    # ------------------------------------------------------------------------ observations
+
+    def _observe(self) -> None:
+        core, m = self.core, self.metrics
+        if core.role != self._last_role:
+            self._last_role = core.role
+            m.set_role(core.role.value)
+        if core.leader_id != self._last_leader:
+            self._last_leader = core.leader_id
+            if core.leader_id is not None:
+                m.raft_leader_changes.inc()
+                event(log, logging.INFO, "leader elected", leader=core.leader_id, term=core.term)
+        m.raft_peers_total.set(len(core.configuration.members))
+        m.raft_last_index.set(core.last_index)
+        m.raft_commit_index.set(core.commit_index)
+        m.raft_applied_index.set(self.fsm.last_applied)
+
+    def receive(self, message: Message) -> None:
+        self.core.step(message)
+        self._wake.set()
+
+    def peer_unreachable(self, peer_id: str) -> None:
+        self.core.peer_unreachable(peer_id)
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Let the ready loop run after a direct call on the core."""
+        self._wake.set()
+
+    def membership(self) -> tuple[Member, ...]:
+        return self.core.configuration.members
