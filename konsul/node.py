@@ -20,18 +20,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import aiohttp
+
 from konsul.checks import CheckRunner
 from konsul.config import Settings
-from konsul.errors import ClusteringDisabled, Conflict
+from konsul.errors import (
+    BadRequest,
+    ClusteringDisabled,
+    Conflict,
+    KonsulError,
+    NoLeader,
+    NotFound,
+    NotLeader,
+    Timeout,
+    Unavailable,
+)
+from konsul.logs import event
 from konsul.metrics import Metrics
-from konsul.raft.core import RaftCore, Role
+from konsul.raft.core import ProposalRejected, RaftCore, Role
 from konsul.raft.runtime import TICK_SECONDS, RaftRuntime
-from konsul.raft.types import Member
+from konsul.raft.transport import TcpTransport, split_host_port
+from konsul.raft.types import Configuration, Member
 from konsul.store import StateMachine
 
 
@@ -90,6 +106,17 @@ class Node:
         )
 
     async def start(self) -> None:
+        if self.clustered:
+            transport = TcpTransport(
+                self.node_id,
+                self.settings.raft.bind_addr,
+                resolve=self._address_of,
+                deliver=self.runtime.receive,
+                on_unreachable=self.runtime.peer_unreachable,
+            )
+            await transport.start()
+            self.runtime.transport = transport
+            self.runtime.on_config_applied.append(self._forget_removed)
         await self.runtime.start()
         if self.core.is_empty and (not self.clustered or self.settings.raft.bootstrap):
             self.core.bootstrap(self.me())
@@ -98,7 +125,26 @@ class Node:
         self._background.append(asyncio.create_task(CheckRunner(self).run(), name="check-runner"))
 
     async def before_shutdown(self) -> None:
-        """On SIGTERM a clustered leader hands leadership over first (comes with the transport)."""
+        """On SIGTERM a clustered leader hands leadership over first: no election timeout."""
+        if not (self.clustered and self.is_leader and len(self.core.configuration.voters()) > 1):
+            return
+        try:
+            new_leader = await self.transfer_leadership(None)
+        except KonsulError as exc:
+            event(log, logging.WARNING, "leadership transfer before shutdown failed", error=exc)
+        else:
+            event(log, logging.INFO, "leadership handed over before shutdown", to=new_leader)
+
+    def _address_of(self, node_id: str) -> str | None:
+        member = self.core.configuration.get(node_id)
+        return member.address if member is not None and node_id != self.node_id else None
+
+    def _forget_removed(self, config: Configuration) -> None:
+        transport = self.runtime.transport
+        if isinstance(transport, TcpTransport):
+            for peer in list(transport.peer_ids()):
+                if config.get(peer) is None and self.core.configuration.get(peer) is None:
+                    transport.forget(peer)
 
     async def stop(self) -> None:
         for task in self._background:
@@ -107,6 +153,8 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.runtime.stop()
+        if isinstance(self.runtime.transport, TcpTransport):
+            await self.runtime.transport.stop()
 
     # ------------------------------------------------------------------------------ writes
 
@@ -173,17 +221,77 @@ class Node:
         if not self.clustered:
             raise ClusteringDisabled()
 
-    async def join(self, member: Member) -> None:
+    def _require_leader(self) -> None:
         self._require_cluster()
-        raise ClusteringDisabled("Joining nodes arrives with the network transport.")
+        if not self.is_leader:
+            leader = self.leader()
+            raise NotLeader(leader) if leader is not None else NoLeader()
+
+    async def join(self, member: Member) -> bool:
+        """Add a server as a non-voter; the leader promotes it once it has caught up.
+
+        Idempotent for the same id and address. Returns whether it is a voter by the time the
+        call returns (it waits a bounded time for the promotion, so joins can follow each other).
+        """
+        self._require_leader()
+        config = self.core.configuration
+        current = config.get(member.id)
+        if current is not None and current.address != member.address:
+            raise Conflict(f"Node id {member.id!r} is already a member at {current.address}.")
+        clash = next((m for m in config.members if m.address == member.address), None)
+        if clash is not None and clash.id != member.id:
+            raise Conflict(f"Address {member.address} already belongs to member {clash.id!r}.")
+        if current is None:
+            await _probe_tcp(member.address, JOIN_REACH_TIMEOUT)
+            await self._change(lambda: self.core.propose_add(member))
+        return await self._until(lambda: _is_voter(self.core.configuration, member.id), 30.0)
 
     async def leave(self, node_id: str) -> None:
-        self._require_cluster()
-        raise ClusteringDisabled("Removing nodes arrives with the network transport.")
+        self._require_leader()
+        if self.core.configuration.get(node_id) is None:
+            raise NotFound(f"No member with id {node_id!r}.")
+        if node_id == self.node_id:
+            # Hand leadership over first, then ask the new leader to remove us.
+            await self.transfer_leadership(None)
+            await self._forward_leave(node_id)
+            return
+        await self._change(lambda: self.core.propose_remove(node_id))
 
     async def transfer_leadership(self, node_id: str | None) -> str:
-        self._require_cluster()
-        raise ClusteringDisabled("Leadership transfer arrives with the network transport.")
+        self._require_leader()
+        try:
+            target = self.core.transfer_leadership(node_id)
+        except ProposalRejected as exc:
+            raise Conflict(f"Leadership cannot be transferred: {exc.reason}.") from None
+        self.runtime.poke()
+        deadline = 2 * self.settings.raft.election_timeout + 1.0
+        if not await self._until(lambda: self.core.leader_id == target, deadline):
+            raise Conflict(f"Leadership transfer to {target!r} did not complete in time.")
+        return target
+
+    async def _change(self, propose: Callable[[], tuple[int, int]]) -> None:
+        try:
+            await self.runtime.run_config_change(propose)
+        except ProposalRejected as exc:
+            raise Conflict(f"Membership change refused: {exc.reason}.") from None
+
+    async def _until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Poll a condition on the core (membership operations are rare and short)."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(TICK_SECONDS)
+        return True
+
+    async def _forward_leave(self, node_id: str) -> None:
+        leader = self.leader()
+        if leader is None or not leader.http_address:
+            raise NoLeader("Leadership moved but the new leader is not known yet; retry.")
+        url = f"http://{leader.http_address}/cluster/leave/{node_id}"
+        async with aiohttp.ClientSession() as session, session.delete(url) as resp:
+            if resp.status != 200:
+                raise Unavailable(f"The new leader refused to remove {node_id!r}: {resp.status}.")
 
     async def bootstrap(self) -> None:
         self._require_cluster()
@@ -195,6 +303,30 @@ class Node:
     async def take_snapshot(self) -> SnapshotInfo:
         saved = await self.runtime.take_snapshot()
         return SnapshotInfo(saved.meta.index, saved.meta.term, saved.size_bytes)
+
+
+JOIN_REACH_TIMEOUT = 5.0
+
+log = logging.getLogger("konsul.node")
+
+
+def _is_voter(config: Configuration, node_id: str) -> bool:
+    member = config.get(node_id)
+    return member is not None and member.voter
+
+
+async def _probe_tcp(address: str, timeout: float) -> None:
+    """Refuse to add a server nobody can reach: the configuration would only gain a dead voter."""
+    try:
+        host, port = split_host_port(address)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except ValueError:
+        raise BadRequest(f"address must be host:port; got {address!r}.") from None
+    except (OSError, TimeoutError):
+        raise Timeout(
+            f"Could not reach {address} within {timeout:g}s; the configuration is unchanged."
+        ) from None
+    writer.close()
 
 
 _STATE_NAMES = {

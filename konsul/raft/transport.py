@@ -1,0 +1,189 @@
+"""Raft messages over TCP: persistent connections, length-prefixed msgpack frames.
+
+Each node listens on ``KONSUL_RAFT_BIND_ADDR`` and keeps one outgoing connection per peer that it
+writes to (frames for one peer are written in order, many per syscall). Incoming connections are
+read-only. A frame is a 4-byte big-endian length and a payload of ``messages.encode``; a frame
+that is too large or does not decode closes that one connection and nothing else.
+
+Queues are bounded: Raft tolerates lost messages (it retries), so a peer that cannot keep up
+loses its oldest queued frames instead of growing the leader's memory without limit.
+
+Connection loss is reported to the runtime (``on_unreachable``): a follower whose connection to
+or from its leader breaks may start its pre-vote at once instead of waiting out the full
+heartbeat timeout. That is what makes the replacement of a crashed leader fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from konsul.logs import event
+from konsul.raft.messages import DecodeError, Message, decode, encode
+
+log = logging.getLogger("konsul.raft.transport")
+
+HEADER = struct.Struct(">I")
+MAX_FRAME_BYTES = 64 << 20
+MAX_QUEUED_FRAMES = 4096
+CONNECT_TIMEOUT = 1.0
+BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class _Peer:
+    """One outgoing connection: a bounded queue of encoded frames and the task that writes it."""
+
+    node_id: str
+    address: str
+    queue: collections.deque[bytes] = field(default_factory=collections.deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    dropped: int = 0
+
+    def push(self, frame: bytes) -> None:
+        if len(self.queue) >= MAX_QUEUED_FRAMES:
+            self.queue.popleft()
+            self.dropped += 1
+        self.queue.append(frame)
+        self.ready.set()
+
+
+class TcpTransport:
+    def __init__(
+        self,
+        node_id: str,
+        bind_addr: str,
+        resolve: Callable[[str], str | None],
+        deliver: Callable[[Message], None],
+        on_unreachable: Callable[[str], None],
+    ) -> None:
+        self.node_id = node_id
+        self.bind_addr = bind_addr
+        self._resolve = resolve
+        self._deliver = deliver
+        self._on_unreachable = on_unreachable
+        self._peers: dict[str, _Peer] = {}
+        self._server: asyncio.Server | None = None
+        self._inbound: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        host, port = split_host_port(self.bind_addr)
+        self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = [p.task for p in self._peers.values() if p.task] + list(self._inbound)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._peers.clear()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    # --------------------------------------------------------------------------- sending
+
+    def send(self, messages: list[Message]) -> None:
+        for msg in messages:
+            peer = self._peer(msg.dst)
+            if peer is not None:
+                frame = encode(msg)
+                peer.push(HEADER.pack(len(frame)) + frame)
+
+    def _peer(self, node_id: str) -> _Peer | None:
+        address = self._resolve(node_id)
+        if address is None:
+            return None
+        peer = self._peers.get(node_id)
+        if peer is not None and peer.address != address:  # the member moved: reconnect
+            if peer.task is not None:
+                peer.task.cancel()
+            peer = None
+        if peer is None:
+            peer = self._peers[node_id] = _Peer(node_id, address)
+            peer.task = asyncio.create_task(self._write_loop(peer), name=f"raft-to-{node_id}")
+        return peer
+
+    def peer_ids(self) -> list[str]:
+        return list(self._peers)
+
+    def forget(self, node_id: str) -> None:
+        """Close the connection to a server that left the configuration."""
+        peer = self._peers.pop(node_id, None)
+        if peer is not None and peer.task is not None:
+            peer.task.cancel()
+
+    async def _write_loop(self, peer: _Peer) -> None:
+        backoff = BACKOFF_MIN
+        host, port = split_host_port(peer.address)
+        while True:
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port), CONNECT_TIMEOUT
+                )
+            except (OSError, TimeoutError):
+                self._on_unreachable(peer.node_id)
+                await asyncio.sleep(backoff)
+                backoff = min(BACKOFF_MAX, backoff * 2)
+                continue
+            backoff = BACKOFF_MIN
+            try:
+                await self._drain(peer, writer)
+            except (OSError, ConnectionError):
+                event(log, logging.DEBUG, "connection lost", peer=peer.node_id)
+                self._on_unreachable(peer.node_id)
+            finally:
+                writer.close()
+
+    @staticmethod
+    async def _drain(peer: _Peer, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await peer.ready.wait()
+            peer.ready.clear()
+            frames = list(peer.queue)
+            peer.queue.clear()
+            writer.writelines(frames)
+            await writer.drain()
+
+    # ------------------------------------------------------------------------- receiving
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inbound.add(task)
+        sender: str | None = None
+        try:
+            while True:
+                header = await reader.readexactly(HEADER.size)
+                (length,) = HEADER.unpack(header)
+                if length > MAX_FRAME_BYTES:
+                    raise DecodeError(f"frame of {length} bytes exceeds {MAX_FRAME_BYTES}")
+                msg = decode(await reader.readexactly(length))
+                if msg.dst != self.node_id:
+                    continue  # meant for whoever had our address before: not ours to act on
+                sender = msg.src
+                self._deliver(msg)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            if sender is not None:
+                self._on_unreachable(sender)
+        except DecodeError as exc:
+            peer = writer.get_extra_info("peername")
+            event(log, logging.WARNING, "bad frame, closing connection", peer=peer, error=exc)
+        finally:
+            writer.close()
+            if task is not None:
+                self._inbound.discard(task)
