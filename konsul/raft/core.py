@@ -77,19 +77,38 @@ Safety hooks (small methods the simulator overrides to prove it catches broken c
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Protocol
+from enum import Enum, IntEnum
+from operator import attrgetter
+from typing import Any, Protocol
 
-from konsul.raft.messages import Message
-from konsul.raft.types import Configuration, Entry, HardState, Member, SnapshotMeta
+from konsul.raft.messages import (
+    AppendEntries,
+    AppendResponse,
+    InstallSnapshot,
+    Message,
+    PreVote,
+    PreVoteResponse,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    RequestVote,
+    SnapshotResponse,
+    TimeoutNow,
+    VoteResponse,
+    decode_configuration,
+    encode_configuration,
+)
+from konsul.raft.types import Configuration, Entry, EntryKind, HardState, Member, SnapshotMeta
 
 __all__ = [
     "CoreConfig",
     "NotLeaderError",
     "ProposalRejected",
     "RaftCore",
+    "RaftSafetyError",
     "ReadState",
     "Ready",
     "ReceivedSnapshot",
@@ -97,8 +116,10 @@ __all__ = [
     "SnapshotSource",
 ]
 
-
 _NO_HARD_STATE = HardState()
+_EMPTY_CONFIG = Configuration()
+_CONFIG = EntryKind.CONFIG
+_term_of = attrgetter("term")
 
 
 class Role(Enum):
@@ -172,7 +193,66 @@ class ProposalRejected(Exception):
         self.reason = reason
 
 
+class RaftSafetyError(RuntimeError):
+    """A leader asked this node to overwrite a committed entry: some node broke Raft's rules."""
+
+
+class _PState(IntEnum):
+    PROBE = 0  # one AppendEntries at a time until the follower's match point is known
+    REPLICATE = 1  # optimistic pipelining: up to max_inflight AppendEntries in flight
+    SNAPSHOT = 2  # sending InstallSnapshot chunks, one at a time
+
+
+class _Progress:
+    """The leader's view of one follower."""
+
+    __slots__ = (
+        "inflight",
+        "match",
+        "next",
+        "probe_sent",
+        "read_ack",
+        "recent_active",
+        "snap_elapsed",
+        "snap_meta",
+        "snap_offset",
+        "snap_size",
+        "stall",
+        "state",
+    )
+
+    def __init__(self, next_index: int) -> None:
+        self.match = 0
+        self.next = next_index
+        self.state = _PState.PROBE
+        self.inflight: deque[int] = deque()  # last index of each AppendEntries in flight
+        self.probe_sent = False
+        self.recent_active = False  # heard from since the last check-quorum round
+        self.read_ack = 0  # highest read round the follower echoed
+        self.stall = 0  # ticks in REPLICATE with entries in flight and no progress
+        self.snap_meta: SnapshotMeta | None = None
+        self.snap_offset = 0
+        self.snap_size = 0
+        self.snap_elapsed = 0
+
+    def become_probe(self) -> None:
+        self.state = _PState.PROBE
+        self.next = self.match + 1
+        self.inflight.clear()
+        self.probe_sent = False
+        self.snap_meta = None
+
+    def become_replicate(self) -> None:
+        self.state = _PState.REPLICATE
+        self.next = self.match + 1
+        self.inflight.clear()
+        self.stall = 0
+        self.snap_meta = None
+
+
 class RaftCore:
+    """One Raft node's consensus state. See the module docstring for how to drive it."""
+
     def __init__(
         self,
         node_id: str,
@@ -184,129 +264,1147 @@ class RaftCore:
         snapshot: SnapshotMeta | None = None,
         entries: Sequence[Entry] = (),
     ) -> None:
-        raise NotImplementedError
+        if not node_id:
+            raise ValueError("node_id must not be empty")
+        self._id = node_id
+        self._cfg = config
+        self._rng = rng
+        self._snapshots = snapshots
 
-    def tick(self) -> None:
-        raise NotImplementedError
+        self._term = hard_state.term
+        self._vote = hard_state.vote
+        self._role = Role.FOLLOWER
+        self._leader: str | None = None
 
-    def step(self, msg: Message) -> None:
-        raise NotImplementedError
+        # The log: _entries[k] has index _base + 1 + k; _base_term is the term at _base (None
+        # when unknown: trailing entries recovered in front of a snapshot).
+        self._snapshot_meta = snapshot
+        self._base = snapshot.index if snapshot else 0
+        self._base_term: int | None = snapshot.term if snapshot else 0
+        self._entries: list[Entry] = []
+        self._load_entries(entries)
 
-    def propose(self, data: bytes) -> tuple[int, int]:
-        raise NotImplementedError
+        commit = snapshot.index if snapshot else 0
+        self._commit = commit
+        self._emitted = commit  # last index handed out in Ready.committed
+        self._applied = commit
+        self._persisted = self.last_index  # everything storage recovered is durable
+        self._unstable_from = self.last_index + 1  # first index not yet handed out in a Ready
 
-    def propose_add(self, member: Member) -> tuple[int, int]:
-        raise NotImplementedError
+        # Configurations: _configs[0] is the latest committed one, the rest are uncommitted.
+        self._configs: list[tuple[int, Configuration]] = [
+            (commit, snapshot.config if snapshot else _EMPTY_CONFIG)
+        ]
+        for e in self._entries:
+            if e.kind is _CONFIG and e.index > commit:
+                self._configs.append((e.index, decode_configuration(e.data)))
+        self._config = _EMPTY_CONFIG
+        self._voters: list[str] = []
+        self._members: set[str] = set()
+        self._is_voter = False
+        self._sole_voter = False
 
-    def propose_remove(self, node_id: str) -> tuple[int, int]:
-        raise NotImplementedError
+        # timers
+        self._election_elapsed = 0
+        self._randomized_timeout = 0
+        self._contact_elapsed = 0  # ticks since a leader last spoke to us
+        self._leader_unreachable = False
+        self._heartbeat_elapsed = 0
+        self._lease_elapsed = 0
 
-    def transfer_leadership(self, target: str | None) -> str:
-        raise NotImplementedError
+        # candidate
+        self._votes: dict[str, bool] = {}
 
-    def read_index(self, ctx: int) -> None:
-        raise NotImplementedError
+        # leader
+        self._progress: dict[str, _Progress] = {}
+        self._term_start = 0  # index of this leader's NOOP
+        self._transferee: str | None = None
+        self._transfer_elapsed = 0
+        self._timeout_now_sent = False
+        self._read_seq = 0
+        self._reads_unsent: list[tuple[str, int]] = []
+        self._reads_pending: deque[tuple[int, int, str, int]] = deque()  # seq, index, src, ctx
+        self._reads_wait_commit: list[tuple[str, int]] = []
+        self._needs_flush = False
 
-    def bootstrap(self, member: Member) -> None:
-        raise NotImplementedError
+        # follower
+        self._forwarded_reads: set[int] = set()
+        self._incoming: tuple[SnapshotMeta, bytearray] | None = None
 
-    def compact(self, meta: SnapshotMeta, trailing: int) -> None:
-        raise NotImplementedError
+        # output
+        self._msgs: list[Message] = []
+        self._hs_dirty = False
+        self._truncate_from: int | None = None
+        self._received: ReceivedSnapshot | None = None
+        self._read_states: list[ReadState] = []
+        self._dropped_reads: list[int] = []
 
-    def peer_unreachable(self, peer_id: str) -> None:
-        raise NotImplementedError
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            AppendEntries: self._on_append_entries,
+            AppendResponse: self._on_append_response,
+            PreVote: self._on_pre_vote,
+            PreVoteResponse: self._on_pre_vote_response,
+            RequestVote: self._on_request_vote,
+            VoteResponse: self._on_vote_response,
+            InstallSnapshot: self._on_install_snapshot,
+            SnapshotResponse: self._on_snapshot_response,
+            TimeoutNow: self._on_timeout_now,
+            ReadIndexRequest: self._on_read_index_request,
+            ReadIndexResponse: self._on_read_index_response,
+        }
+        self._apply_latest_config()
+        self._reset_election_timer()
+        self._maybe_standalone()
 
-    def persisted(self, index: int, term: int) -> None:
-        raise NotImplementedError
+    def _load_entries(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        first, last = entries[0].index, entries[-1].index
+        if last - first + 1 != len(entries):
+            raise ValueError("recovered entries are not contiguous")
+        snap = self._snapshot_meta
+        if first > self._base + 1:
+            raise ValueError(f"recovered entries start at {first}, after {self._base + 1}")
+        if snap is None:
+            if first != 1:
+                raise ValueError("recovered entries without a snapshot must start at 1")
+            self._entries = list(entries)
+            return
+        if last <= snap.index:
+            return  # the snapshot covers all of them
+        if first <= snap.index:
+            if entries[snap.index - first].term != snap.term:
+                raise ValueError("recovered log disagrees with the snapshot")
+            # keep the trailing entries in front of the snapshot (followers may need them)
+            self._base = first - 1
+            self._base_term = None
+            self._entries = list(entries)
+        else:
+            self._entries = list(entries)
 
-    def applied(self, index: int) -> None:
-        raise NotImplementedError
-
-    def has_ready(self) -> bool:
-        raise NotImplementedError
-
-    def ready(self) -> Ready:
-        raise NotImplementedError
+    # ------------------------------------------------------------------ observation
 
     @property
     def node_id(self) -> str:
-        raise NotImplementedError
+        return self._id
 
     @property
     def role(self) -> Role:
-        raise NotImplementedError
+        return self._role
 
     @property
     def term(self) -> int:
-        raise NotImplementedError
+        return self._term
 
     @property
     def vote(self) -> str | None:
-        raise NotImplementedError
+        return self._vote
 
     @property
     def leader_id(self) -> str | None:
-        raise NotImplementedError
+        return self._leader
 
     @property
     def commit_index(self) -> int:
-        raise NotImplementedError
+        return self._commit
 
     @property
     def last_index(self) -> int:
-        raise NotImplementedError
+        return self._base + len(self._entries)
 
     @property
     def last_term(self) -> int:
-        raise NotImplementedError
+        if self._entries:
+            return self._entries[-1].term
+        return self._base_term or 0
 
     @property
     def first_index(self) -> int:
-        raise NotImplementedError
+        return self._base + 1
 
     @property
     def configuration(self) -> Configuration:
-        raise NotImplementedError
+        return self._config
 
     @property
     def committed_configuration(self) -> Configuration:
-        raise NotImplementedError
+        return self._configs[0][1]
 
     @property
     def snapshot_meta(self) -> SnapshotMeta | None:
-        raise NotImplementedError
+        return self._snapshot_meta
 
     @property
     def is_empty(self) -> bool:
-        raise NotImplementedError
+        return self._term == 0 and not self._entries and self._snapshot_meta is None
 
     @property
     def transfer_target(self) -> str | None:
-        raise NotImplementedError
+        return self._transferee
 
     @property
     def lead_transferee(self) -> str | None:
-        raise NotImplementedError
-
-    def match_index(self, peer_id: str) -> int:
-        raise NotImplementedError
+        return self._transferee
 
     @property
     def ticks_since_leader_contact(self) -> int:
-        raise NotImplementedError
+        return 0 if self._role is Role.LEADER else self._contact_elapsed
 
-    # safety hooks
+    def match_index(self, peer_id: str) -> int:
+        if self._role is not Role.LEADER:
+            raise NotLeaderError(self._leader)
+        if peer_id == self._id:
+            return self._self_match_index()
+        pr = self._progress.get(peer_id)
+        return pr.match if pr else 0
+
+    def term_at(self, index: int) -> int | None:
+        """The term of the entry at ``index`` if the log (or its snapshot) still knows it."""
+        base = self._base
+        if index > base:
+            k = index - base - 1
+            entries = self._entries
+            return entries[k].term if k < len(entries) else None
+        if index == base:
+            return self._base_term
+        snap = self._snapshot_meta
+        if snap is not None and index == snap.index:
+            return snap.term
+        return None
+
+    # ------------------------------------------------------------------ safety hooks
+
     def _may_commit(self, index: int) -> bool:
-        raise NotImplementedError
+        """Figure 8: a leader commits by counting replicas only entries of its own term."""
+        return self.term_at(index) == self._term
 
     def _log_is_up_to_date(self, last_index: int, last_term: int) -> bool:
-        raise NotImplementedError
+        """§5.4.1: the candidate's log is at least as up to date as ours."""
+        my_term = self.last_term
+        return last_term > my_term or (last_term == my_term and last_index >= self.last_index)
 
     def _self_match_index(self) -> int:
-        raise NotImplementedError
+        """The leader's own log counts towards a majority only once it is durable."""
+        return self._persisted
 
     def _applicable_index(self) -> int:
-        raise NotImplementedError
+        """Ready.committed never reaches past what is durable locally."""
+        return min(self._commit, self._persisted)
 
     def _quorum_index(self) -> int:
-        raise NotImplementedError
+        """The highest index a majority of the voters (of the latest configuration) stores."""
+        voters = self._voters
+        if not voters:
+            return 0
+        progress = self._progress
+        me = self._id
+        matches = [
+            self._self_match_index() if v == me else (progress[v].match if v in progress else 0)
+            for v in voters
+        ]
+        matches.sort(reverse=True)
+        return matches[len(matches) // 2]
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self) -> None:
+        if self._role is Role.LEADER:
+            self._tick_leader()
+            return
+        self._contact_elapsed += 1
+        self._election_elapsed += 1
+        if self._election_elapsed >= self._randomized_timeout:
+            self._election_elapsed = 0
+            if self._is_voter and self._incoming is None:
+                self._campaign(pre=self._cfg.pre_vote)
+            else:
+                self._reset_election_timer()
+
+    def step(self, msg: Message) -> None:
+        handler = self._handlers.get(type(msg))
+        if handler is None or msg.dst != self._id:
+            return
+        src = msg.src
+        t = type(msg)
+        # Votes and reads from servers outside our configuration are ignored: a removed server
+        # that keeps running cannot disrupt, and an empty node (no configuration) cannot vote.
+        if (t is PreVote or t is RequestVote or t is ReadIndexRequest) and src not in self._members:
+            return
+        term = msg.term
+        if term > self._term:
+            if isinstance(msg, PreVote) or (isinstance(msg, PreVoteResponse) and msg.granted):
+                pass  # pre-votes never move terms
+            elif (
+                isinstance(msg, RequestVote)
+                and not msg.transfer
+                and self._cfg.check_quorum
+                and self._in_lease()
+            ):
+                return  # leader stickiness: we heard from a live leader recently
+            else:
+                leader = src if (t is AppendEntries or t is InstallSnapshot) else None
+                self._become_follower(term, leader)
+        elif term < self._term:
+            self._on_stale_term(msg)
+            return
+        handler(msg)
+        if self._sole_voter and self._role is not Role.LEADER:
+            self._maybe_standalone()
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        if self._role is not Role.LEADER:
+            raise NotLeaderError(self._leader)
+        if self._transferee is not None:
+            raise ProposalRejected("leadership transfer in progress")
+        index = self._base + len(self._entries) + 1
+        self._entries.append(Entry(index, self._term, EntryKind.COMMAND, data))
+        self._needs_flush = True
+        return index, self._term
+
+    def propose_add(self, member: Member) -> tuple[int, int]:
+        self._check_config_change()
+        for m in self._config.members:
+            if m.id == member.id:
+                raise ProposalRejected(f"{member.id} is already a member")
+            if member.address and m.address == member.address:
+                raise ProposalRejected(f"address {member.address} is already used by {m.id}")
+        learner = Member(member.id, member.address, False, member.http_address)
+        return self._append_config(Configuration((*self._config.members, learner)))
+
+    def propose_remove(self, node_id: str) -> tuple[int, int]:
+        self._check_config_change()
+        if self._config.get(node_id) is None:
+            raise ProposalRejected(f"{node_id} is not a member")
+        remaining = tuple(m for m in self._config.members if m.id != node_id)
+        if not any(m.voter for m in remaining):
+            raise ProposalRejected("cannot remove the last voter")
+        return self._append_config(Configuration(remaining))
+
+    def transfer_leadership(self, target: str | None) -> str:
+        if self._role is not Role.LEADER:
+            raise NotLeaderError(self._leader)
+        if target is None:
+            best: tuple[int, str] | None = None
+            for v in self._voters:
+                if v != self._id and v in self._progress:
+                    match = self._progress[v].match
+                    if best is None or match > best[0]:
+                        best = (match, v)
+            if best is None:
+                raise ProposalRejected("no other voter to transfer leadership to")
+            target = best[1]
+        if target == self._id:
+            raise ProposalRejected("this node is already the leader")
+        if target not in self._voters or target not in self._progress:
+            raise ProposalRejected(f"{target} is not a voter")
+        if self._transferee == target:
+            return target
+        self._transferee = target
+        self._transfer_elapsed = 0
+        self._timeout_now_sent = False
+        self._maybe_send_timeout_now()
+        self._needs_flush = True
+        return target
+
+    def read_index(self, ctx: int) -> None:
+        if self._role is Role.LEADER:
+            self._leader_read(self._id, ctx)
+        elif self._leader is not None:
+            self._forwarded_reads.add(ctx)
+            self._msgs.append(ReadIndexRequest(self._id, self._leader, self._term, ctx))
+        else:
+            self._dropped_reads.append(ctx)
+
+    def bootstrap(self, member: Member) -> None:
+        if not self.is_empty:
+            raise ProposalRejected("node is not empty")
+        if member.id != self._id:
+            raise ProposalRejected("the bootstrap member must be this node")
+        config = Configuration((Member(member.id, member.address, True, member.http_address),))
+        # We vote for ourselves in term 1, write the configuration as entry 1 and, as the only
+        # voter, win at once.
+        self._term = 1
+        self._vote = self._id
+        self._hs_dirty = True
+        self._role = Role.CANDIDATE
+        self._votes = {self._id: True}
+        self._entries.append(Entry(1, 1, _CONFIG, encode_configuration(config)))
+        self._configs.append((1, config))
+        self._apply_latest_config()
+        self._maybe_standalone()
+
+    def compact(self, meta: SnapshotMeta, trailing: int) -> None:
+        if self._snapshot_meta is not None and meta.index <= self._snapshot_meta.index:
+            return
+        if meta.index > self._emitted:
+            raise ValueError(f"snapshot {meta.index} is past the applied index {self._emitted}")
+        if meta.index > self._base and self.term_at(meta.index) != meta.term:
+            raise ValueError("snapshot term disagrees with the log")
+        self._snapshot_meta = meta
+        keep_from = max(self._base, meta.index - max(trailing, 0))
+        if keep_from > self._base:
+            self._base_term = self.term_at(keep_from)
+            del self._entries[: keep_from - self._base]
+            self._base = keep_from
+
+    def peer_unreachable(self, peer_id: str) -> None:
+        if self._role is Role.LEADER:
+            pr = self._progress.get(peer_id)
+            if pr is not None and pr.state is _PState.REPLICATE:
+                pr.become_probe()
+            return
+        if peer_id != self._leader:
+            return
+        self._leader_unreachable = True
+        # start a pre-vote soon, after a short random delay so that followers do not collide
+        delay = 1 + self._rng.randrange(max(1, self._cfg.heartbeat_timeout_ticks // 4))
+        remaining = self._randomized_timeout - self._election_elapsed
+        if delay < remaining:
+            self._election_elapsed = self._randomized_timeout - delay
+
+    def persisted(self, index: int, term: int) -> None:
+        if index <= self._persisted or self.term_at(index) != term:
+            return  # stale: that entry was since truncated and replaced
+        self._persisted = min(index, self._unstable_from - 1)
+        if self._role is Role.LEADER:
+            self._maybe_commit()
+
+    def applied(self, index: int) -> None:
+        if index > self._applied:
+            self._applied = index
+
+    # ------------------------------------------------------------------ output
+
+    def has_ready(self) -> bool:
+        if self._needs_flush:
+            self._flush()
+        return bool(
+            self._msgs
+            or self._hs_dirty
+            or self._received is not None
+            or self._truncate_from is not None
+            or self._unstable_from <= self._base + len(self._entries)
+            or self._applicable_index() > self._emitted
+            or self._read_states
+            or self._dropped_reads
+        )
+
+    def ready(self) -> Ready:
+        if self._needs_flush:
+            self._flush()
+        rd = Ready()
+        if self._hs_dirty:
+            rd.hard_state = HardState(self._term, self._vote)
+            self._hs_dirty = False
+        if self._received is not None:
+            rd.snapshot = self._received
+            self._received = None
+        rd.truncate_from = self._truncate_from
+        self._truncate_from = None
+        base = self._base
+        last = base + len(self._entries)
+        if self._unstable_from <= last:
+            rd.entries = self._entries[self._unstable_from - base - 1 :]
+            self._unstable_from = last + 1
+        if self._msgs:
+            rd.messages = self._msgs
+            self._msgs = []
+        hi = self._applicable_index()
+        if hi > self._emitted:
+            rd.committed = self._entries[self._emitted - base : hi - base]
+            self._emitted = hi
+        if self._read_states:
+            rd.read_states = self._read_states
+            self._read_states = []
+        if self._dropped_reads:
+            rd.dropped_reads = self._dropped_reads
+            self._dropped_reads = []
+        return rd
+
+    # ------------------------------------------------------------------ roles and elections
+
+    def _reset_election_timer(self) -> None:
+        self._election_elapsed = 0
+        t = (
+            self._cfg.heartbeat_timeout_ticks
+            if self._role is Role.FOLLOWER
+            else self._cfg.election_timeout_ticks
+        )
+        t = max(1, t)
+        self._randomized_timeout = t + self._rng.randrange(t)
+
+    def _in_lease(self) -> bool:
+        """We heard from a live leader within the heartbeat timeout (or we are that leader)."""
+        if self._role is Role.LEADER:
+            return True
+        return (
+            self._leader is not None
+            and not self._leader_unreachable
+            and self._contact_elapsed < self._cfg.heartbeat_timeout_ticks
+        )
+
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        if term > self._term:
+            self._term = term
+            self._vote = None
+            self._hs_dirty = True
+        if self._role is Role.LEADER:
+            self._step_down_leader()
+        if leader != self._leader:
+            self._drop_forwarded_reads()
+            self._leader_unreachable = False
+        self._role = Role.FOLLOWER
+        self._leader = leader
+        self._votes = {}
+        self._reset_election_timer()
+
+    def _step_down_leader(self) -> None:
+        for _seq, _index, src, ctx in self._reads_pending:
+            self._refuse_read(src, ctx)
+        for src, ctx in (*self._reads_unsent, *self._reads_wait_commit):
+            self._refuse_read(src, ctx)
+        self._reads_pending.clear()
+        self._reads_unsent = []
+        self._reads_wait_commit = []
+        self._progress = {}
+        self._transferee = None
+        self._needs_flush = False
+
+    def _drop_forwarded_reads(self) -> None:
+        if self._forwarded_reads:
+            self._dropped_reads.extend(sorted(self._forwarded_reads))
+            self._forwarded_reads.clear()
+
+    def _campaign(self, *, pre: bool, transfer: bool = False) -> None:
+        if self._role is Role.LEADER:
+            return
+        if pre and not self._sole_voter:
+            self._role = Role.PRE_CANDIDATE
+            self._votes = {self._id: True}
+            if self._leader is not None:
+                self._drop_forwarded_reads()
+            self._leader = None
+            self._reset_election_timer()
+            msg_term = self._term + 1
+            last_index, last_term = self.last_index, self.last_term
+            for v in self._voters:
+                if v != self._id:
+                    self._msgs.append(PreVote(self._id, v, msg_term, last_index, last_term))
+            return
+        self._term += 1
+        self._vote = self._id
+        self._hs_dirty = True
+        self._role = Role.CANDIDATE
+        self._votes = {self._id: True}
+        self._drop_forwarded_reads()
+        self._leader = None
+        self._reset_election_timer()
+        if self._sole_voter:
+            self._become_leader()
+            return
+        last_index, last_term = self.last_index, self.last_term
+        for v in self._voters:
+            if v != self._id:
+                self._msgs.append(
+                    RequestVote(self._id, v, self._term, last_index, last_term, transfer)
+                )
+
+    def _poll(self, src: str, granted: bool) -> None:
+        if src not in self._voters:
+            return
+        self._votes.setdefault(src, granted)
+        quorum = len(self._voters) // 2 + 1
+        yes = sum(1 for g in self._votes.values() if g)
+        if yes >= quorum:
+            if self._role is Role.PRE_CANDIDATE:
+                self._campaign(pre=False)
+            else:
+                self._become_leader()
+        elif len(self._votes) - yes >= quorum:
+            self._become_follower(self._term, None)
+
+    def _maybe_standalone(self) -> None:
+        """A configuration whose only voter is this node: lead at once, no timeout."""
+        if not self._sole_voter or self._role is Role.LEADER:
+            return
+        if self._role is Role.CANDIDATE and self._vote == self._id:
+            self._become_leader()
+        else:
+            self._campaign(pre=False)
+
+    def _become_leader(self) -> None:
+        self._role = Role.LEADER
+        self._leader = self._id
+        self._votes = {}
+        self._transferee = None
+        self._heartbeat_elapsed = 0
+        self._lease_elapsed = 0
+        self._leader_unreachable = False
+        nxt = self.last_index + 1
+        self._progress = {m.id: _Progress(nxt) for m in self._config.members if m.id != self._id}
+        index = nxt
+        self._entries.append(Entry(index, self._term, EntryKind.NOOP))
+        self._term_start = index
+        self._needs_flush = True
+        self._maybe_commit()
+
+    # ------------------------------------------------------------------ leader
+
+    def _tick_leader(self) -> None:
+        cfg = self._cfg
+        self._heartbeat_elapsed += 1
+        self._lease_elapsed += 1
+        if self._transferee is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= cfg.election_timeout_ticks:
+                self._transferee = None  # the target did not take over: give up
+        if cfg.check_quorum and self._lease_elapsed >= cfg.leader_lease_ticks:
+            self._lease_elapsed = 0
+            if not self._quorum_active():
+                self._become_follower(self._term, None)
+                return
+            for pr in self._progress.values():
+                pr.recent_active = False
+        if self._heartbeat_elapsed >= cfg.commit_ticks:
+            self._heartbeat_elapsed = 0
+            self._heartbeat(periodic=True)
+
+    def _quorum_active(self) -> bool:
+        voters = self._voters
+        active = 0
+        for v in voters:
+            if v == self._id:
+                active += 1
+            else:
+                pr = self._progress.get(v)
+                if pr is not None and pr.recent_active:
+                    active += 1
+        return active >= len(voters) // 2 + 1
+
+    def _heartbeat(self, *, periodic: bool) -> None:
+        """Empty AppendEntries at each follower's match point (they always fit its log)."""
+        cfg = self._cfg
+        stall_limit = max(2 * cfg.commit_ticks, cfg.heartbeat_timeout_ticks // 2)
+        for pid, pr in self._progress.items():
+            state = pr.state
+            if state is _PState.SNAPSHOT:
+                if periodic:
+                    pr.snap_elapsed += cfg.commit_ticks
+                    if pr.snap_elapsed >= stall_limit:  # chunk or its answer was lost: resend
+                        self._send_snapshot_chunk(pid, pr)
+                continue
+            if periodic:
+                if state is _PState.PROBE:
+                    pr.probe_sent = False  # the flush sends the probe again (it was maybe lost)
+                    continue
+                if pr.inflight:
+                    pr.stall += cfg.commit_ticks
+                    if pr.stall >= stall_limit:  # tail of the pipeline lost: probe again
+                        pr.become_probe()
+                        continue
+            match = pr.match
+            self._msgs.append(
+                AppendEntries(
+                    self._id, pid, self._term, match, self.term_at(match) or 0, (),
+                    self._commit, self._read_seq,
+                )
+            )
+        self._needs_flush = True
+
+    def _flush(self) -> None:
+        """Send what proposals and acknowledgements made sendable, in as few messages as can be."""
+        self._needs_flush = False
+        if self._role is not Role.LEADER:
+            return
+        if self._reads_unsent:
+            self._read_seq += 1
+            seq, index = self._read_seq, self._commit
+            for src, ctx in self._reads_unsent:
+                self._reads_pending.append((seq, index, src, ctx))
+            self._reads_unsent = []
+            self._heartbeat(periodic=False)
+            self._needs_flush = False
+        last = self.last_index
+        max_inflight = self._cfg.max_inflight
+        for pid, pr in self._progress.items():
+            state = pr.state
+            if state is _PState.REPLICATE:
+                while len(pr.inflight) < max_inflight and pr.next <= last:
+                    if not self._send_entries(pid, pr):
+                        break
+            elif state is _PState.PROBE and not pr.probe_sent:
+                pr.probe_sent = True
+                self._send_entries(pid, pr)
+
+    def _send_entries(self, pid: str, pr: _Progress) -> bool:
+        prev = pr.next - 1
+        prev_term = self.term_at(prev)
+        if prev_term is None:
+            self._start_snapshot(pid, pr)
+            return False
+        lo = prev - self._base
+        entries = tuple(self._entries[lo : lo + self._cfg.max_append_entries])
+        self._msgs.append(
+            AppendEntries(
+                self._id, pid, self._term, prev, prev_term, entries, self._commit, self._read_seq
+            )
+        )
+        if entries and pr.state is _PState.REPLICATE:
+            last_sent = entries[-1].index
+            pr.inflight.append(last_sent)
+            pr.next = last_sent + 1
+        return True
+
+    def _start_snapshot(self, pid: str, pr: _Progress) -> None:
+        meta = self._snapshot_meta
+        if meta is None:
+            return  # cannot happen: the log is only compacted behind a snapshot
+        pr.state = _PState.SNAPSHOT
+        pr.inflight.clear()
+        pr.snap_meta = meta
+        pr.snap_offset = 0
+        pr.snap_size = self._snapshots.snapshot_size(meta)
+        self._send_snapshot_chunk(pid, pr)
+
+    def _send_snapshot_chunk(self, pid: str, pr: _Progress) -> None:
+        meta = pr.snap_meta
+        assert meta is not None
+        pr.snap_elapsed = 0
+        offset = pr.snap_offset
+        size = max(0, min(self._cfg.snapshot_chunk_bytes, pr.snap_size - offset))
+        data = self._snapshots.read_snapshot_chunk(meta, offset, size) if size else b""
+        done = offset + len(data) >= pr.snap_size
+        self._msgs.append(InstallSnapshot(self._id, pid, self._term, meta, offset, data, done))
+
+    def _on_append_response(self, m: AppendResponse) -> None:
+        if self._role is not Role.LEADER:
+            return
+        pr = self._progress.get(m.src)
+        if pr is None:
+            return
+        pr.recent_active = True
+        if m.read_ctx > pr.read_ack:
+            pr.read_ack = m.read_ctx
+            if self._reads_pending:
+                self._check_reads()
+        if not m.success:
+            self._on_append_rejected(pr, m)
+            return
+        advanced = m.match_index > pr.match
+        if advanced:
+            pr.match = m.match_index
+            pr.stall = 0
+            if pr.next <= pr.match:
+                pr.next = pr.match + 1
+        state = pr.state
+        if state is _PState.PROBE:
+            pr.become_replicate()
+        elif state is _PState.REPLICATE:
+            inflight = pr.inflight
+            while inflight and inflight[0] <= m.match_index:
+                inflight.popleft()
+        if advanced:
+            if m.src in self._voters:
+                self._maybe_commit()
+            else:
+                self._maybe_promote()
+            if m.src == self._transferee:
+                self._maybe_send_timeout_now()
+        self._needs_flush = True
+
+    def _on_append_rejected(self, pr: _Progress, m: AppendResponse) -> None:
+        state = pr.state
+        if state is _PState.REPLICATE:
+            if m.reject_index <= pr.match:
+                return  # stale
+        elif state is _PState.PROBE:
+            if m.reject_index != pr.next - 1:
+                return  # stale
+        else:
+            return
+        hint, _ = self._find_conflict_by_term(
+            min(m.conflict_index, self.last_index), m.conflict_term
+        )
+        pr.become_probe()
+        pr.next = max(min(m.reject_index, hint + 1), pr.match + 1)
+        self._needs_flush = True
+
+    def _find_conflict_by_term(self, index: int, term: int) -> tuple[int, int]:
+        """The last index <= ``index`` whose entry has a term <= ``term`` (and that term).
+
+        Terms never decrease along a log, so this is a binary search.
+        """
+        base = self._base
+        if index <= base:
+            return index, self.term_at(index) or 0
+        k = bisect_right(self._entries, term, 0, index - base, key=_term_of)
+        if k == 0:
+            return base, self._base_term or 0
+        return base + k, self._entries[k - 1].term
+
+    def _maybe_commit(self) -> None:
+        index = self._quorum_index()
+        if index > self._commit and self._may_commit(index):
+            self._commit = index
+            self._on_commit_advanced()
+
+    def _on_commit_advanced(self) -> None:
+        configs = self._configs
+        while len(configs) > 1 and configs[1][0] <= self._commit:
+            configs.pop(0)
+        if self._role is not Role.LEADER:
+            return
+        if self._reads_wait_commit and self._commit >= self._term_start:
+            waiting, self._reads_wait_commit = self._reads_wait_commit, []
+            for src, ctx in waiting:
+                self._leader_read(src, ctx)
+        if not self._is_voter and len(configs) == 1:
+            self._leave_after_removal()
+            return
+        self._maybe_promote()
+
+    def _leave_after_removal(self) -> None:
+        """Our removal committed: hand over to the most caught-up voter and step down."""
+        last = self.last_index
+        for v in self._voters:
+            pr = self._progress.get(v)
+            if pr is not None and pr.match == last:
+                self._msgs.append(TimeoutNow(self._id, v, self._term))
+                break
+        self._become_follower(self._term, None)
+
+    def _maybe_promote(self) -> None:
+        """Promote a caught-up non-voter (one configuration change at a time)."""
+        if (
+            self._role is not Role.LEADER
+            or self._transferee is not None
+            or len(self._configs) > 1
+            or self._commit < self._term_start
+        ):
+            return
+        for m in self._config.members:
+            if not m.voter:
+                pr = self._progress.get(m.id)
+                if pr is not None and pr.match >= self._commit and pr.state is not _PState.SNAPSHOT:
+                    members = tuple(
+                        Member(x.id, x.address, True, x.http_address) if x.id == m.id else x
+                        for x in self._config.members
+                    )
+                    self._append_config(Configuration(members))
+                    return
+
+    def _check_config_change(self) -> None:
+        if self._role is not Role.LEADER:
+            raise NotLeaderError(self._leader)
+        if self._transferee is not None:
+            raise ProposalRejected("leadership transfer in progress")
+        if len(self._configs) > 1:
+            raise ProposalRejected("a configuration change is already in progress")
+        if self._commit < self._term_start:
+            # a new leader must commit an entry of its term before changing the configuration
+            raise ProposalRejected("leader has not committed an entry of its term yet")
+
+    def _append_config(self, config: Configuration) -> tuple[int, int]:
+        index = self.last_index + 1
+        self._entries.append(Entry(index, self._term, _CONFIG, encode_configuration(config)))
+        self._configs.append((index, config))
+        self._apply_latest_config()
+        self._needs_flush = True
+        return index, self._term
+
+    def _apply_latest_config(self) -> None:
+        """The latest configuration in the log takes effect as soon as it is appended."""
+        config = self._configs[-1][1]
+        self._config = config
+        self._voters = config.voters()
+        self._members = {m.id for m in config.members}
+        self._is_voter = self._id in self._voters
+        self._sole_voter = self._voters == [self._id]
+        if self._role is not Role.LEADER:
+            return
+        progress = self._progress
+        nxt = self.last_index + 1
+        for mid in self._members:
+            if mid != self._id and mid not in progress:
+                progress[mid] = _Progress(nxt)
+        for mid in [p for p in progress if p not in self._members]:
+            del progress[mid]
+        if self._transferee is not None and self._transferee not in self._voters:
+            self._transferee = None
+        self._maybe_commit()
+        if self._reads_pending:
+            self._check_reads()
+
+    def _maybe_send_timeout_now(self) -> None:
+        target = self._transferee
+        if target is None or self._timeout_now_sent:
+            return
+        pr = self._progress.get(target)
+        if pr is not None and pr.match == self.last_index:
+            self._timeout_now_sent = True
+            self._msgs.append(TimeoutNow(self._id, target, self._term))
+
+    def _on_snapshot_response(self, m: SnapshotResponse) -> None:
+        if self._role is not Role.LEADER:
+            return
+        pr = self._progress.get(m.src)
+        if pr is None:
+            return
+        pr.recent_active = True
+        if m.done:
+            if m.index > pr.match:
+                pr.match = m.index
+                if m.src in self._voters:
+                    self._maybe_commit()
+            if pr.state is _PState.SNAPSHOT:
+                pr.become_probe()
+                self._needs_flush = True
+            return
+        meta = pr.snap_meta
+        if pr.state is _PState.SNAPSHOT and meta is not None and meta.index == m.index:
+            pr.snap_offset = min(m.next_offset, pr.snap_size)
+            self._send_snapshot_chunk(m.src, pr)
+
+    # ------------------------------------------------------------------ reads
+
+    def _leader_read(self, src: str, ctx: int) -> None:
+        if self._commit < self._term_start:
+            self._reads_wait_commit.append((src, ctx))  # commit index not known to be current
+        elif self._sole_voter:
+            self._answer_read(src, ctx, self._commit)
+        else:
+            self._reads_unsent.append((src, ctx))
+            self._needs_flush = True
+
+    def _check_reads(self) -> None:
+        acks = []
+        for v in self._voters:
+            if v == self._id:
+                acks.append(self._read_seq)
+            else:
+                pr = self._progress.get(v)
+                acks.append(pr.read_ack if pr else 0)
+        acks.sort(reverse=True)
+        confirmed = acks[len(acks) // 2] if acks else 0
+        pending = self._reads_pending
+        while pending and pending[0][0] <= confirmed:
+            _seq, index, src, ctx = pending.popleft()
+            self._answer_read(src, ctx, index)
+
+    def _answer_read(self, src: str, ctx: int, index: int) -> None:
+        if src == self._id:
+            self._read_states.append(ReadState(ctx, index))
+        else:
+            self._msgs.append(ReadIndexResponse(self._id, src, self._term, ctx, index))
+
+    def _refuse_read(self, src: str, ctx: int) -> None:
+        if src == self._id:
+            self._dropped_reads.append(ctx)
+        else:
+            self._msgs.append(ReadIndexResponse(self._id, src, self._term, ctx, 0))
+
+    def _on_read_index_request(self, m: ReadIndexRequest) -> None:
+        if self._role is Role.LEADER:
+            pr = self._progress.get(m.src)
+            if pr is not None:
+                pr.recent_active = True
+            self._leader_read(m.src, m.ctx)
+        else:
+            self._msgs.append(ReadIndexResponse(self._id, m.src, self._term, m.ctx, 0))
+
+    def _on_read_index_response(self, m: ReadIndexResponse) -> None:
+        if m.ctx not in self._forwarded_reads:
+            return
+        self._forwarded_reads.discard(m.ctx)
+        if m.index > 0:
+            self._read_states.append(ReadState(m.ctx, m.index))
+        else:
+            self._dropped_reads.append(m.ctx)
+
+    # ------------------------------------------------------------------ follower / voter
+
+    def _on_stale_term(self, msg: Message) -> None:
+        """A message from an older term: tell a stale leader or pre-candidate the news."""
+        t = type(msg)
+        if t is AppendEntries or t is InstallSnapshot:
+            self._msgs.append(AppendResponse(self._id, msg.src, self._term, False))
+        elif t is PreVote:
+            self._msgs.append(PreVoteResponse(self._id, msg.src, self._term, False))
+        elif isinstance(msg, ReadIndexRequest):
+            self._msgs.append(ReadIndexResponse(self._id, msg.src, self._term, msg.ctx, 0))
+
+    def _heard_from_leader(self, leader: str) -> None:
+        self._contact_elapsed = 0
+        self._election_elapsed = 0
+        self._leader_unreachable = False
+        if self._role is not Role.FOLLOWER or self._leader != leader:
+            self._become_follower(self._term, leader)
+        if self._vote is None:
+            # Recording the leader as our vote in its term costs one hard-state write per term
+            # and closes a hole: a member whose disk was wiped can never vote twice in a term.
+            self._vote = leader
+            self._hs_dirty = True
+
+    def _on_pre_vote(self, m: PreVote) -> None:
+        grant = (
+            m.term > self._term
+            and not self._in_lease()
+            and self._log_is_up_to_date(m.last_log_index, m.last_log_term)
+        )
+        self._msgs.append(
+            PreVoteResponse(self._id, m.src, m.term if grant else self._term, grant)
+        )
+
+    def _on_pre_vote_response(self, m: PreVoteResponse) -> None:
+        if self._role is not Role.PRE_CANDIDATE:
+            return
+        if m.granted:
+            if m.term == self._term + 1:
+                self._poll(m.src, True)
+        else:
+            self._poll(m.src, False)
+
+    def _on_request_vote(self, m: RequestVote) -> None:
+        can_vote = self._vote == m.src or (self._vote is None and self._leader is None)
+        grant = can_vote and self._log_is_up_to_date(m.last_log_index, m.last_log_term)
+        if grant:
+            if self._vote != m.src:
+                self._vote = m.src
+                self._hs_dirty = True
+            self._election_elapsed = 0
+        self._msgs.append(VoteResponse(self._id, m.src, self._term, grant))
+
+    def _on_vote_response(self, m: VoteResponse) -> None:
+        if self._role is Role.CANDIDATE:
+            self._poll(m.src, m.granted)
+
+    def _on_timeout_now(self, m: TimeoutNow) -> None:
+        if self._role is not Role.LEADER and self._is_voter:
+            self._campaign(pre=False, transfer=True)
+
+    def _on_append_entries(self, m: AppendEntries) -> None:
+        self._heard_from_leader(m.src)
+        prev = m.prev_index
+        entries: Sequence[Entry] = m.entries
+        commit = self._commit
+        if prev < commit:
+            # Entries through our commit index are committed: they match the leader's.
+            skip = min(commit - prev, len(entries))
+            entries = entries[skip:]
+            prev += skip
+        elif self.term_at(prev) != m.prev_term:
+            hint_index, hint_term = self._find_conflict_by_term(
+                min(prev, self.last_index), m.prev_term
+            )
+            self._msgs.append(
+                AppendResponse(
+                    self._id, m.src, self._term, False, 0, prev, hint_index, hint_term, m.read_ctx
+                )
+            )
+            return
+        if entries:
+            self._merge(entries)
+        last_new = prev + len(entries)
+        if m.commit > commit:
+            new_commit = min(m.commit, last_new)
+            if new_commit > commit:
+                self._commit = new_commit
+                self._on_commit_advanced()
+        self._msgs.append(
+            AppendResponse(self._id, m.src, self._term, True, last_new, 0, 0, 0, m.read_ctx)
+        )
+
+    def _merge(self, entries: Sequence[Entry]) -> None:
+        """Append entries (the first follows a matching entry), truncating at a conflict."""
+        last = self._base + len(self._entries)
+        if entries[0].index <= last:
+            log = self._entries
+            base = self._base
+            i, n = 0, len(entries)
+            while i < n:
+                e = entries[i]
+                if e.index > last:
+                    break
+                if log[e.index - base - 1].term != e.term:
+                    self._truncate(e.index)
+                    break
+                i += 1
+            entries = entries[i:]
+            if not entries:
+                return
+        self._append(entries)
+
+    def _append(self, entries: Sequence[Entry]) -> None:
+        self._entries.extend(entries)
+        changed = False
+        for e in entries:
+            if e.kind is _CONFIG:
+                self._configs.append((e.index, decode_configuration(e.data)))
+                changed = True
+        if changed:
+            self._apply_latest_config()
+
+    def _truncate(self, index: int) -> None:
+        if index <= self._commit:
+            raise RaftSafetyError(
+                f"{self._id}: asked to overwrite committed entry {index} (commit {self._commit})"
+            )
+        del self._entries[index - self._base - 1 :]
+        if index < self._unstable_from:
+            self._unstable_from = index
+            if self._truncate_from is None or index < self._truncate_from:
+                self._truncate_from = index
+        if self._persisted >= index:
+            self._persisted = index - 1
+        configs = self._configs
+        if configs[-1][0] >= index:
+            while len(configs) > 1 and configs[-1][0] >= index:
+                configs.pop()
+            self._apply_latest_config()
+
+    def _on_install_snapshot(self, m: InstallSnapshot) -> None:
+        self._heard_from_leader(m.src)
+        meta = m.meta
+        if meta.index <= self._commit:
+            self._incoming = None
+            self._snapshot_reply(m.src, meta.index, 0, True)
+            return
+        if m.offset == 0:
+            if self.term_at(meta.index) == meta.term:
+                # our log already holds the snapshot's last entry: it is committed, keep the log
+                self._incoming = None
+                self._commit = meta.index
+                self._on_commit_advanced()
+                self._snapshot_reply(m.src, meta.index, 0, True)
+                return
+            self._incoming = (meta, bytearray())
+        incoming = self._incoming
+        if incoming is None or incoming[0] != meta or m.offset != len(incoming[1]):
+            have = len(incoming[1]) if incoming is not None and incoming[0] == meta else 0
+            self._snapshot_reply(m.src, meta.index, have, False)
+            return
+        buf = incoming[1]
+        buf += m.data
+        if not m.done:
+            self._snapshot_reply(m.src, meta.index, len(buf), False)
+            return
+        self._incoming = None
+        self._install_snapshot(meta, bytes(buf))
+        self._snapshot_reply(m.src, meta.index, 0, True)
+
+    def _snapshot_reply(self, dst: str, index: int, next_offset: int, done: bool) -> None:
+        self._msgs.append(SnapshotResponse(self._id, dst, self._term, index, next_offset, done))
+
+    def _install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
+        """Reset the log to the snapshot (Ready.snapshot tells the runtime to do the same)."""
+        self._entries = []
+        self._base = meta.index
+        self._base_term = meta.term
+        self._snapshot_meta = meta
+        self._commit = self._emitted = self._persisted = meta.index
+        self._applied = max(self._applied, meta.index)
+        self._unstable_from = meta.index + 1
+        self._truncate_from = None
+        self._received = ReceivedSnapshot(meta, data)
+        self._configs = [(meta.index, meta.config)]
+        self._apply_latest_config()
