@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SEEDS  ?= 20000
 
-.PHONY: run test lint typecheck unit sim clean
+.PHONY: run test lint typecheck unit sim cluster cluster-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## Three local nodes on 127.0.0.1-3 (HTTP 8500, Raft 7000), joined as the guide's quick start does
+cluster: $(STAMP)
+	scripts/cluster.sh start
+
+cluster-stop:
+	scripts/cluster.sh stop
 
 ## Long simulation campaign: make sim SEEDS=20000
 sim: $(STAMP)

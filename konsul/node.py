@@ -48,6 +48,7 @@ from konsul.raft.core import ProposalRejected, RaftCore, Role
 from konsul.raft.runtime import TICK_SECONDS, RaftRuntime
 from konsul.raft.transport import TcpTransport, split_host_port
 from konsul.raft.types import Configuration, Member
+from konsul.storage.wal import DEFAULT_SEGMENT_BYTES
 from konsul.store import StateMachine
 
 
@@ -82,14 +83,27 @@ class SnapshotInfo:
 class Node:
     """One Konsul node: settings, store, metrics and the Raft runtime that replicates the store."""
 
-    def __init__(self, settings: Settings, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rng: random.Random | None = None,
+        wal_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    ) -> None:
         self.settings = settings
         self.clustered = settings.raft.enabled
         self.metrics = Metrics()
         self.store = StateMachine()
         os.makedirs(settings.raft.data_dir, exist_ok=True)
         self.node_id = settings.raft.node_id if self.clustered else _standalone_id(settings)
-        self.runtime = RaftRuntime(self.node_id, settings.raft, self.store, self.metrics, rng=rng)
+        self.runtime = RaftRuntime(
+            self.node_id,
+            settings.raft,
+            self.store,
+            self.metrics,
+            rng=rng,
+            wal_segment_bytes=wal_segment_bytes,
+        )
         self.started = False
         self._background: list[asyncio.Task[None]] = []
 

@@ -36,7 +36,7 @@ from konsul.raft.core import CoreConfig, NotLeaderError, RaftCore, Ready, Role
 from konsul.raft.messages import Message, decode_configuration
 from konsul.raft.types import Configuration, Entry, EntryKind, Member, SnapshotMeta
 from konsul.storage.snapshots import SnapshotStore
-from konsul.storage.wal import WriteAheadLog
+from konsul.storage.wal import DEFAULT_SEGMENT_BYTES, WriteAheadLog
 
 log = logging.getLogger("konsul.raft")
 
@@ -93,6 +93,7 @@ class RaftRuntime:
         *,
         rng: random.Random | None = None,
         propose_timeout: float = 30.0,
+        wal_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
     ) -> None:
         self.node_id = node_id
         self.settings = settings
@@ -101,7 +102,7 @@ class RaftRuntime:
         self.transport: Transport | None = None
         self.propose_timeout = propose_timeout
         self._rng = rng or random.Random()
-        self.wal = WriteAheadLog.open(f"{settings.data_dir}/wal")
+        self.wal = WriteAheadLog.open(f"{settings.data_dir}/wal", segment_bytes=wal_segment_bytes)
         self.snapshots = SnapshotStore(
             f"{settings.data_dir}/snapshots", settings.snapshot_retention
         )
