@@ -31,6 +31,7 @@ from types import TracebackType
 import msgpack
 
 from konsul.raft.types import Configuration, SnapshotMeta
+from konsul.storage.wal import ensure_directory
 
 log = logging.getLogger("konsul.storage")
 
@@ -160,7 +161,7 @@ class SnapshotStore:
         self.directory = os.fspath(directory)
         self.retention = retention
         self.skipped: list[SkippedSnapshot] = []
-        os.makedirs(self.directory, exist_ok=True)
+        ensure_directory(self.directory)
         self._dir_fd = os.open(self.directory, os.O_RDONLY | _O_DIRECTORY)
         self._lock = threading.Lock()
         self._headers: dict[str, _Header] = {}  # name -> header, for files whose header is valid

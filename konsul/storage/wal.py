@@ -32,7 +32,7 @@ import zlib
 from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 import msgpack
@@ -168,6 +168,20 @@ def _scan(buf: bytes, first_index: int) -> _Scan:
     return _Scan(entries, offsets, pos, reason)
 
 
+def ensure_directory(path: str) -> None:
+    """Create ``path`` if needed, durably: the new entry in its parent is fsynced too, so that a
+    crash right after the first sync cannot lose the whole directory."""
+    if os.path.isdir(path):
+        return
+    os.makedirs(path, exist_ok=True)
+    parent = os.path.dirname(os.path.abspath(path))
+    fd = os.open(parent, os.O_RDONLY | _O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _read_file(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
@@ -247,7 +261,7 @@ class WriteAheadLog:
         if segment_bytes < 1:
             raise ValueError("segment_bytes must be positive")
         path = os.fspath(directory)
-        os.makedirs(path, exist_ok=True)
+        ensure_directory(path)
         dir_fd = os.open(path, os.O_RDONLY | _O_DIRECTORY)
         try:
             return cls._recover(path, dir_fd, segment_bytes)
@@ -282,6 +296,7 @@ class WriteAheadLog:
                 cut = (position, 0, f"segment starts at {first} where {expected} was expected")
                 break
             scan = _scan(buf, first)
+            del buf  # a segment's bytes are not needed once decoded (64 MiB each by default)
             entries.extend(scan.entries)
             segments.append(_Segment(first, seg_path, scan.offsets, scan.valid_size))
             if scan.reason is not None:
@@ -294,15 +309,7 @@ class WriteAheadLog:
 
         hard_state, hs_error = cls._load_hard_state(path, entries)
         if hs_error is not None:
-            report = RecoveryReport(
-                report.records_kept,
-                report.bytes_dropped,
-                report.segment,
-                report.offset,
-                report.reason,
-                report.segments_deleted,
-                hs_error,
-            )
+            report = replace(report, hard_state_error=hs_error)
         return cls(path, dir_fd, segment_bytes, segments, hard_state, entries, report)
 
     @staticmethod
@@ -616,5 +623,6 @@ __all__ = [
     "DEFAULT_SEGMENT_BYTES",
     "RecoveryReport",
     "WriteAheadLog",
+    "ensure_directory",
     "segment_name",
 ]
