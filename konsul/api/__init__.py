@@ -1,7 +1,8 @@
 """Konsul's HTTP API (aiohttp): ``create_app(node)``.
 
 One module per resource (kv, txn, services, health, cluster, data, metrics); cross-cutting
-concerns in middlewares (request id, metrics, errors). ``docs/api.md`` documents every endpoint.
+concerns in middlewares (request id, metrics, errors). Serve it with ``konsul.api.AppRunner``
+(so that even unparseable requests get a JSON error). ``docs/api.md`` documents every endpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from konsul.api.middlewares import (
     metrics_middleware,
     request_id_middleware,
 )
+from konsul.api.runner import AppRunner
 
 if TYPE_CHECKING:
     from konsul.node import Node
@@ -37,4 +39,4 @@ def create_app(node: Node) -> web.Application:
     return app
 
 
-__all__ = ["create_app"]
+__all__ = ["AppRunner", "create_app"]

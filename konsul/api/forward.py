@@ -52,6 +52,11 @@ async def forward_to_leader(request: web.Request, leader: Member) -> web.Respons
                 headers=out,
                 content_type=upstream.content_type or "application/json",
             )
+    except aiohttp.ClientConnectorError as exc:
+        raise Unavailable(
+            f"could not reach the leader {leader.id} at {leader.http_address} to forward the "
+            f"write ({exc.os_error or exc}); nothing was written"
+        ) from None
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise Unavailable(
             f"could not forward the write to the leader {leader.id} at {leader.http_address}: "

@@ -34,7 +34,7 @@ APP_MAX_SIZE = IMPORT_BODY_LIMIT + MIB
 DEFAULT_WAIT = 300.0
 MAX_WAIT = 600.0
 
-_BODY = "konsul.body"
+_BODY = web.RequestKey("konsul.body", bytes)
 _FALSE = ("false", "0", "no", "off")
 
 

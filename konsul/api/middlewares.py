@@ -22,11 +22,11 @@ from konsul.errors import KonsulError, NotLeader
 log = logging.getLogger("konsul.api")
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID = "konsul.request_id"
+_REQUEST_ID = web.RequestKey("konsul.request_id", str)
 _MAX_REQUEST_ID = 200
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 # Status codes of aiohttp's own HTTP exceptions, as short machine codes like ours.
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "bad request",
     404: "not found",
     405: "method not allowed",
@@ -108,7 +108,7 @@ def not_leader_response(request: web.Request, exc: NotLeader) -> web.Response:
 
 def http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
     status = exc.status
-    code = _HTTP_CODES.get(status, exc.reason.lower())
+    code = HTTP_CODES.get(status, exc.reason.lower())
     if status == 404:
         message = f"No endpoint at {request.path}."
     elif status == 405:
@@ -129,7 +129,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except NotLeader as exc:
         node = node_of(request)
         if node.settings.forward_writes and FORWARDED_HEADER not in request.headers:
-            return await forward_to_leader(request, exc.leader)
+            try:
+                return await forward_to_leader(request, exc.leader)
+            except KonsulError as failed:
+                return konsul_error_response(failed)
         return not_leader_response(request, exc)
     except KonsulError as exc:
         return konsul_error_response(exc)

@@ -1,0 +1,203 @@
+"""Random and malformed requests never get a 5xx or a non-JSON body, and the node keeps serving.
+
+The app runs on a real socket in a background thread (its own event loop and a real standalone
+node), so Hypothesis drives it with plain blocking HTTP requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from konsul.api import AppRunner, create_app
+from tests.api.conftest import Node, settings_for, wait_until
+
+ROOTS = ["kv", "txn", "register", "deregister", "heartbeat", "services", "health", "cluster",
+         "export", "import", "metrics", ""]
+SEGMENTS = ["checks", "service", "check", "live", "ready", "status", "leader", "peers", "join",
+            "leave", "snapshot", "transfer-leadership", "bootstrap", "a", "web", "..", ".", ""]
+QUERY_NAMES = ["index", "wait", "cas", "recurse", "keys", "separator", "prefix", "consistent",
+               "stale", "tag", "name", "meta.zone", "meta.", "passing", "flags"]
+METHODS = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "PROPFIND", "FOO"]
+SHORT_WAITS = ["0s", "1ms", "10ms", "bogus", "-1s", "", "1"]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12,
+)
+field_names = st.sampled_from(["value", "flags", "cas", "ops", "name", "id", "port", "tags",
+                               "meta", "checks", "ttl", "status", "output", "node_id",
+                               "address", "http_address", "version", "kv", "services", "verb",
+                               "key", "index", "http", "tcp", "interval"])
+plausible_objects = st.dictionaries(field_names, json_values, max_size=6)
+ops = st.lists(st.fixed_dictionaries({}, optional={
+    "verb": st.sampled_from(["set", "delete", "cas", "delete-cas", "get", "check-index", "x"]),
+    "key": st.text(max_size=10), "value": json_values, "index": json_values,
+}), max_size=5).map(lambda o: {"ops": o})
+bodies = st.one_of(
+    st.none(),
+    st.binary(max_size=64),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    plausible_objects.map(lambda v: json.dumps(v).encode()),
+    ops.map(lambda v: json.dumps(v).encode()),
+)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> tuple[str, str, bytes | None, dict[str, str]]:
+    method = draw(st.sampled_from(METHODS))
+    parts = [draw(st.sampled_from(ROOTS) | st.text(max_size=6))]
+    parts += draw(st.lists(st.sampled_from(SEGMENTS) | st.text(max_size=8), max_size=3))
+    path = "/" + "/".join(urllib.parse.quote(p, safe="") for p in parts)
+    if draw(st.booleans()):
+        path += "/"
+    query = draw(st.lists(st.tuples(st.sampled_from(QUERY_NAMES) | st.text(max_size=5),
+                                    st.text(max_size=8)), max_size=4))
+    if any(name == "index" for name, _ in query):
+        # Never a real long poll: a blocking read would only stall the campaign.
+        query = [(n, v) for n, v in query if n != "wait"]
+        query.append(("wait", draw(st.sampled_from(SHORT_WAITS))))
+    if query:
+        path += "?" + urllib.parse.urlencode(query)
+    body = draw(bodies)
+    headers = {"Content-Type": draw(st.sampled_from(["application/json", "text/plain", ""]))}
+    if draw(st.booleans()):
+        headers["X-Request-ID"] = draw(st.text(alphabet="abcdef0123456789-", max_size=40))
+    return method, path, body, headers
+
+
+class Server:
+    """A real node and app on 127.0.0.1, served by an event loop in another thread."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._start())
+        self._ready.set()
+        self.loop.run_forever()
+
+    async def _start(self) -> None:
+        self.node = Node(settings_for(self.data_dir))
+        await self.node.start()
+        await wait_until(self.node.is_ready)
+        self.runner = AppRunner(create_app(self.node))
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+
+    async def _stop(self) -> None:
+        await self.runner.cleanup()
+        await self.node.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+        assert self._ready.wait(20), "server did not start"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(20)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(20)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, http.client.HTTPResponse, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp, resp.read()
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("fuzz"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(req=requests())
+def test_random_requests_get_json_and_no_5xx(server: Server, req: Any) -> None:
+    method, path, body, headers = req
+    status, resp, raw = server.request(method, path, body, headers)
+    assert status < 500 or (status == 503 and path.startswith("/cluster")), (status, raw[:300])
+    assert resp.getheader("X-Request-ID"), "every response carries a request id"
+    if method == "HEAD":
+        return
+    ctype = resp.getheader("Content-Type", "")
+    if path.split("?")[0] == "/metrics" and status == 200:
+        assert ctype.startswith("text/plain")
+        return
+    assert ctype.startswith("application/json"), (status, ctype, raw[:300])
+    decoded = json.loads(raw)
+    if status >= 400:
+        assert isinstance(decoded, dict)
+        assert isinstance(decoded["error"], str) and isinstance(decoded["message"], str)
+
+
+def test_node_still_serves_after_the_campaign(server: Server) -> None:
+    headers = {"Content-Type": "application/json"}
+    status, _, raw = server.request("PUT", "/kv/after/fuzz", b'{"value": "ok"}', headers)
+    assert status == 200, raw
+    status, _, raw = server.request("GET", "/kv/after/fuzz?consistent")
+    assert status == 200 and json.loads(raw)["value"] == "ok"
+    status, _, raw = server.request("GET", "/health")
+    assert status == 200 and json.loads(raw)["status"] == "healthy"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"FOO /kv/a HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /kv/a HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"garbage\r\n\r\n",
+        b"GET /kv/a HTTP/9.9\r\n\r\n",
+        b"PUT /kv/a HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    ],
+)
+def test_unparseable_requests_get_a_json_400(server: Server, raw: bytes) -> None:
+    """Errors aiohttp raises before any middleware runs are JSON too (konsul.api.AppRunner)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0].split()[1] == "400", lines[0]
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert headers["content-type"].startswith("application/json")
+    assert headers["x-request-id"]
+    decoded = json.loads(body)
+    assert decoded["error"] == "bad request" and decoded["message"]
