@@ -25,6 +25,7 @@ disk, later segments deleted, and what was dropped reported in ``wal.recovery`` 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import struct
@@ -263,11 +264,19 @@ class WriteAheadLog:
         path = os.fspath(directory)
         ensure_directory(path)
         dir_fd = os.open(path, os.O_RDONLY | _O_DIRECTORY)
+        # Recovery creates up to millions of long-lived Entry objects and no garbage cycles:
+        # the cyclic collector would keep rescanning them for nothing (about a fifth of the
+        # time). Paused for the scan only, and restored as it was found.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             return cls._recover(path, dir_fd, segment_bytes)
         except BaseException:
             os.close(dir_fd)
             raise
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
     @classmethod
     def _recover(cls, path: str, dir_fd: int, segment_bytes: int) -> WriteAheadLog:
