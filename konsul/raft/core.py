@@ -998,7 +998,8 @@ class RaftCore:
                 pr.next = pr.match + 1
         state = pr.state
         if state is _PState.PROBE:
-            pr.become_replicate()
+            if pr.match >= pr.next - 1:  # the probe matched (not just a heartbeat answer)
+                pr.become_replicate()
         elif state is _PState.REPLICATE:
             inflight = pr.inflight
             while inflight and inflight[0] <= m.match_index:
@@ -1230,6 +1231,8 @@ class RaftCore:
             self._msgs.append(AppendResponse(self._id, msg.src, self._term, False))
         elif t is PreVote:
             self._msgs.append(PreVoteResponse(self._id, msg.src, self._term, False))
+        elif t is RequestVote:
+            self._msgs.append(VoteResponse(self._id, msg.src, self._term, False))
         elif isinstance(msg, ReadIndexRequest):
             self._msgs.append(ReadIndexResponse(self._id, msg.src, self._term, msg.ctx, 0))
 
