@@ -201,13 +201,20 @@ class SnapshotStore:
         return SnapshotInfo(meta, final, len(data))
 
     def _apply_retention(self) -> None:
-        """Keep the newest ``retention`` snapshots not known to be corrupt; delete older files."""
+        """Keep the newest ``retention`` valid snapshots; delete the files older than those.
+
+        Each one kept is checksummed first (once per file per process: the result is cached),
+        so a silently corrupt snapshot is never what stands in for a good older one. Corrupt
+        files newer than the oldest kept stay for inspection.
+        """
         kept = 0
         for name in self._names_newest_first():
-            with self._lock:
-                bad = name in self._bad
             if kept < self.retention:
-                kept += not bad
+                try:
+                    self._checked(name)
+                except SnapshotNotFound:
+                    continue
+                kept += 1
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.directory, name))

@@ -246,3 +246,19 @@ def test_a_save_interrupted_by_a_crash_leaves_nothing_visible(tmp_path: Path) ->
 def test_retention_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         SnapshotStore(tmp_path, retention=0)
+
+
+def test_retention_never_keeps_an_undetected_corrupt_file_instead_of_a_good_one(
+    tmp_path: Path,
+) -> None:
+    with SnapshotStore(tmp_path, retention=2) as store:
+        store.save(meta(10), body(10))
+        store.save(meta(20), body(20))
+    _flip_body(tmp_path / snapshot_name(20, 1))
+    with SnapshotStore(tmp_path, retention=2) as store:
+        store.save(meta(30), body(30))  # no load_latest first: 20 was never read
+        assert snap_files(tmp_path) == [snapshot_name(i, 1) for i in (10, 20, 30)]
+        assert [s.path for s in store.skipped] == [str(tmp_path / snapshot_name(20, 1))]
+    _flip_body(tmp_path / snapshot_name(30, 1))
+    with SnapshotStore(tmp_path, retention=2) as store:
+        assert store.load_latest() == (meta(10), body(10))
