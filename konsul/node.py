@@ -124,6 +124,7 @@ class Node:
             transport = TcpTransport(
                 self.node_id,
                 self.settings.raft.bind_addr,
+                self.settings.raft.advertise_addr,
                 resolve=self._address_of,
                 deliver=self.runtime.receive,
                 on_unreachable=self.runtime.peer_unreachable,
@@ -257,8 +258,31 @@ class Node:
             raise Conflict(f"Address {member.address} already belongs to member {clash.id!r}.")
         if current is None:
             await _probe_tcp(member.address, JOIN_REACH_TIMEOUT)
+            if not member.http_address:
+                member = await self._with_http_address(member)
             await self._change(lambda: self.core.propose_add(member))
         return await self._until(lambda: _is_voter(self.core.configuration, member.id), 30.0)
+
+    async def _with_http_address(self, member: Member) -> Member:
+        """The guide's join names only the Raft address; redirects need the HTTP one too.
+
+        Ask the new server itself (its /cluster/status reports it), on the Raft host at our own
+        HTTP port, as the guide's deployments use one port everywhere; fall back to that guess.
+        """
+        host, _ = split_host_port(member.address)
+        guess = f"{host}:{self.settings.port}"
+        try:
+            timeout = aiohttp.ClientTimeout(total=2)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(f"http://{guess}/cluster/status") as resp,
+            ):
+                body = await resp.json()
+            if body.get("node_id") == member.id and body.get("http_address"):
+                guess = str(body["http_address"])
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
+            pass
+        return Member(member.id, member.address, member.voter, guess)
 
     async def leave(self, node_id: str) -> None:
         self._require_leader()

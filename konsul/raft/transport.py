@@ -2,8 +2,10 @@
 
 Each node listens on ``KONSUL_RAFT_BIND_ADDR`` and keeps one outgoing connection per peer that it
 writes to (frames for one peer are written in order, many per syscall). Incoming connections are
-read-only. A frame is a 4-byte big-endian length and a payload of ``messages.encode``; a frame
-that is too large or does not decode closes that one connection and nothing else.
+read-only. A connection opens with a hello (magic, the sender's id and advertise address): a new
+server that has no configuration yet learns from it where to answer the leader. After it, a
+frame is a 4-byte big-endian length and a payload of ``messages.encode``; a frame that is too
+large or does not decode closes that one connection and nothing else.
 
 Queues are bounded: Raft tolerates lost messages (it retries), so a peer that cannot keep up
 loses its oldest queued frames instead of growing the leader's memory without limit.
@@ -23,12 +25,16 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgpack
+
 from konsul.logs import event
 from konsul.raft.messages import DecodeError, Message, decode, encode
 
 log = logging.getLogger("konsul.raft.transport")
 
 HEADER = struct.Struct(">I")
+HELLO_MAGIC = b"KRFT1"
+MAX_HELLO_BYTES = 1024
 MAX_FRAME_BYTES = 64 << 20
 MAX_QUEUED_FRAMES = 4096
 CONNECT_TIMEOUT = 1.0
@@ -64,18 +70,21 @@ class TcpTransport:
         self,
         node_id: str,
         bind_addr: str,
+        advertise_addr: str,
         resolve: Callable[[str], str | None],
         deliver: Callable[[Message], None],
         on_unreachable: Callable[[str], None],
     ) -> None:
         self.node_id = node_id
         self.bind_addr = bind_addr
+        self._hello = _hello_frame(node_id, advertise_addr)
         self._resolve = resolve
+        self._learned: dict[str, str] = {}  # addresses from hellos, for servers not yet configured
         self._deliver = deliver
         self._on_unreachable = on_unreachable
         self._peers: dict[str, _Peer] = {}
         self._server: asyncio.Server | None = None
-        self._inbound: set[asyncio.Task[None]] = set()
+        self._inbound: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         host, port = split_host_port(self.bind_addr)
@@ -84,7 +93,11 @@ class TcpTransport:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        tasks = [p.task for p in self._peers.values() if p.task] + list(self._inbound)
+        # Closing an inbound connection ends its reader normally; cancelling the task would make
+        # asyncio's stream protocol log the cancellation as an error.
+        for writer in list(self._inbound):
+            writer.close()
+        tasks = [p.task for p in self._peers.values() if p.task]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -105,7 +118,7 @@ class TcpTransport:
                 peer.push(HEADER.pack(len(frame)) + frame)
 
     def _peer(self, node_id: str) -> _Peer | None:
-        address = self._resolve(node_id)
+        address = self._resolve(node_id) or self._learned.get(node_id)
         if address is None:
             return None
         peer = self._peers.get(node_id)
@@ -142,6 +155,7 @@ class TcpTransport:
                 continue
             backoff = BACKOFF_MIN
             try:
+                writer.write(self._hello)
                 await self._drain(peer, writer)
             except (OSError, ConnectionError):
                 event(log, logging.DEBUG, "connection lost", peer=peer.node_id)
@@ -162,20 +176,19 @@ class TcpTransport:
     # ------------------------------------------------------------------------- receiving
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._inbound.add(task)
+        self._inbound.add(writer)
         sender: str | None = None
         try:
+            sender, address = await _read_hello(reader)
+            self._learned[sender] = address
             while True:
                 header = await reader.readexactly(HEADER.size)
                 (length,) = HEADER.unpack(header)
                 if length > MAX_FRAME_BYTES:
                     raise DecodeError(f"frame of {length} bytes exceeds {MAX_FRAME_BYTES}")
                 msg = decode(await reader.readexactly(length))
-                if msg.dst != self.node_id:
+                if msg.dst != self.node_id or msg.src != sender:
                     continue  # meant for whoever had our address before: not ours to act on
-                sender = msg.src
                 self._deliver(msg)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             if sender is not None:
@@ -185,5 +198,24 @@ class TcpTransport:
             event(log, logging.WARNING, "bad frame, closing connection", peer=peer, error=exc)
         finally:
             writer.close()
-            if task is not None:
-                self._inbound.discard(task)
+            self._inbound.discard(writer)
+
+
+def _hello_frame(node_id: str, advertise_addr: str) -> bytes:
+    payload: bytes = msgpack.packb([node_id, advertise_addr])
+    return HELLO_MAGIC + HEADER.pack(len(payload)) + payload
+
+
+async def _read_hello(reader: asyncio.StreamReader) -> tuple[str, str]:
+    if await reader.readexactly(len(HELLO_MAGIC)) != HELLO_MAGIC:
+        raise DecodeError("not a Konsul Raft connection (bad hello)")
+    (length,) = HEADER.unpack(await reader.readexactly(HEADER.size))
+    if length > MAX_HELLO_BYTES:
+        raise DecodeError(f"hello of {length} bytes exceeds {MAX_HELLO_BYTES}")
+    try:
+        node_id, address = msgpack.unpackb(await reader.readexactly(length))
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise DecodeError(f"bad hello: {exc}") from None
+    if not isinstance(node_id, str) or not isinstance(address, str):
+        raise DecodeError("bad hello: id and address must be strings")
+    return node_id, address
