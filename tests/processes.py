@@ -65,6 +65,7 @@ class KonsulProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    ready_path: str = "/health/ready"  # what start() waits for
 
     @property
     def url(self) -> str:
@@ -86,14 +87,14 @@ class KonsulProcess:
             [sys.executable, "-m", "konsul"], env=env, stdout=log, stderr=log, cwd=REPO
         )
         log.close()
-        wait_until(self.healthy, timeout, f"konsul on {self.url} to answer /health/ready")
+        wait_until(self.healthy, timeout, f"konsul on {self.url} to answer {self.ready_path}")
         return self
 
     def healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"konsul exited with {self.proc.returncode}:\n{self.logs()}")
         try:
-            status, _, _ = http("GET", self.url + "/health/ready", timeout=1.0)
+            status, _, _ = http("GET", self.url + self.ready_path, timeout=1.0)
         except OSError:
             return False
         return status == 200

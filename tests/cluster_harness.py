@@ -1,0 +1,209 @@
+"""Local Konsul clusters of real processes for tests.
+
+Each node gets its own loopback address with the guide's ports (HTTP 8500, Raft 7000). Tests
+running at the same time on one machine must not collide, so every cluster takes a /24 of
+127.0.0.0/8 that nobody listens on (checked by binding), e.g. 127.83.17.1, .2, .3 ...
+
+    cluster = LocalCluster(tmp_path, size=3).start()   # node1 bootstraps, the others join
+    leader = cluster.leader()
+    cluster.nodes[1].kill()
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.processes import KonsulProcess, http, wait_until
+
+HTTP_PORT, RAFT_PORT = 8500, 7000
+
+
+def _subnet_is_free(prefix: str) -> bool:
+    for n in range(1, 10):
+        for port in (HTTP_PORT, RAFT_PORT):
+            with socket.socket() as s:
+                try:
+                    s.bind((f"{prefix}.{n}", port))
+                except OSError:
+                    return False
+    return True
+
+
+def free_subnet() -> str:
+    """A 127.a.b prefix whose first nine addresses have the guide's ports free."""
+    rng = random.Random()
+    for _ in range(100):
+        prefix = f"127.{rng.randint(10, 250)}.{rng.randint(1, 250)}"
+        if _subnet_is_free(prefix):
+            return prefix
+    raise RuntimeError("no free loopback /24 found")
+
+
+@dataclass
+class ClusterNode(KonsulProcess):
+    node_id: str = ""
+
+    @property
+    def raft_addr(self) -> str:
+        return f"{self.host}:{RAFT_PORT}"
+
+    @property
+    def http_addr(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            code, _, body = http("GET", self.url + "/cluster/status", timeout=2)
+        except OSError:
+            return None
+        return body if code == 200 else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class LocalCluster:
+    root: Path
+    size: int = 3
+    env: dict[str, str] = field(default_factory=dict)
+    prefix: str = field(default_factory=free_subnet)
+    nodes: list[ClusterNode] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for n in range(1, self.size + 1):
+            self.nodes.append(self.make_node(n))
+
+    def make_node(self, n: int, bootstrap: bool = False) -> ClusterNode:
+        host = f"{self.prefix}.{n}"
+        node_id = f"node{n}"
+        env = {
+            "KONSUL_RAFT_ENABLED": "true",
+            "KONSUL_RAFT_NODE_ID": node_id,
+            "KONSUL_RAFT_BIND_ADDR": f"{host}:{RAFT_PORT}",
+            "KONSUL_RAFT_ADVERTISE_ADDR": f"{host}:{RAFT_PORT}",
+            "KONSUL_RAFT_DATA_DIR": str(self.root / node_id / "raft"),
+            "KONSUL_RAFT_BOOTSTRAP": "true" if bootstrap or n == 1 else "false",
+            **self.env,
+        }
+        return ClusterNode(
+            data_dir=self.root / node_id,
+            host=host,
+            port=HTTP_PORT,
+            env=env,
+            node_id=node_id,
+            ready_path="/health/live",
+        )
+
+    # ---------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> LocalCluster:
+        """Start every node, bootstrap node1, join the others as the guide's quick start does."""
+        first = self.nodes[0]
+        first.start()
+        wait_until(lambda: self._ready(first), 20, "node1 to lead")
+        for node in self.nodes[1:]:
+            node.start()
+            self.join(node)
+        self.wait_converged()
+        return self
+
+    def join(self, node: ClusterNode, via: ClusterNode | None = None) -> dict[str, Any]:
+        target = via or self.leader()
+        code, _, body = http(
+            "POST",
+            target.url + "/cluster/join",
+            {"node_id": node.node_id, "address": node.raft_addr},
+            timeout=40,
+        )
+        assert code == 200, f"join {node.node_id} -> {code} {body}"
+        return dict(body)
+
+    def add_node(self) -> ClusterNode:
+        node = self.make_node(len(self.nodes) + 1)
+        node.env["KONSUL_RAFT_BOOTSTRAP"] = "false"
+        self.nodes.append(node)
+        node.start()
+        self.join(node)
+        return node
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+    # -------------------------------------------------------------------------- observing
+
+    @staticmethod
+    def _ready(node: ClusterNode) -> bool:
+        try:
+            code, _, _ = http("GET", node.url + "/health/ready", timeout=1)
+        except OSError:
+            return False
+        return code == 200
+
+    def running(self) -> list[ClusterNode]:
+        return [n for n in self.nodes if n.alive()]
+
+    def leader(self, timeout: float = 10.0) -> ClusterNode:
+        """The node that says it leads, once every running node that answers agrees."""
+
+        def agreed() -> ClusterNode | None:
+            leaders = set()
+            for node in self.running():
+                status = node.status()
+                if status is not None and status.get("leader_id"):
+                    leaders.add(status["leader_id"])
+            if len(leaders) != 1:
+                return None
+            (leader_id,) = leaders
+            node = next((n for n in self.running() if n.node_id == leader_id), None)
+            status = node.status() if node else None
+            return node if status and status["state"] == "Leader" else None
+
+        found: ClusterNode = wait_until(agreed, timeout, "one agreed leader")
+        return found
+
+    def followers(self) -> list[ClusterNode]:
+        leader = self.leader()
+        return [n for n in self.running() if n is not leader]
+
+    def wait_converged(self, timeout: float = 20.0) -> None:
+        """Every running node knows the leader and has applied the leader's commit index."""
+
+        def converged() -> bool:
+            leader = self.leader()
+            target = leader.status()
+            if target is None:
+                return False
+            for node in self.running():
+                status = node.status()
+                if status is None or status["applied_index"] < target["commit_index"]:
+                    return False
+            return True
+
+        wait_until(converged, timeout, "all running nodes to catch up")
+
+    def voters(self) -> list[str]:
+        status = self.leader().status() or {}
+        return sorted(p["id"] for p in status.get("peers", []) if p["voter"])
+
+
+def time_until_write_accepted(nodes: list[ClusterNode], key: str, timeout: float = 10.0) -> float:
+    """Seconds until some node in ``nodes`` accepts a write to ``key`` (following no redirects:
+    the first node that is leader answers 200)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        for node in nodes:
+            try:
+                code, _, _ = http("PUT", f"{node.url}/kv/{key}", {"value": "x"}, timeout=0.5)
+            except OSError:
+                continue
+            if code == 200:
+                return time.monotonic() - started
+        time.sleep(0.005)
+    raise AssertionError(f"no write accepted within {timeout}s")
