@@ -968,7 +968,13 @@ class RaftCore:
 
     def _send_snapshot_chunk(self, pid: str, pr: _Progress) -> None:
         meta = pr.snap_meta
-        assert meta is not None
+        latest = self._snapshot_meta
+        if meta is None or (latest is not None and latest.index > meta.index):
+            # a newer snapshot replaced it (the old one may be pruned): start over with that
+            assert latest is not None
+            meta = pr.snap_meta = latest
+            pr.snap_offset = 0
+            pr.snap_size = self._snapshots.snapshot_size(latest)
         pr.snap_elapsed = 0
         offset = pr.snap_offset
         size = max(0, min(self._cfg.snapshot_chunk_bytes, pr.snap_size - offset))
