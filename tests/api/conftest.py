@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,12 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from konsul import config
 from konsul.api import create_app
-
-if os.environ.get("KONSUL_FAKE_NODE"):
-    sys.path.insert(0, "/tmp/apidev")
-    from fakenode import FakeNode as Node
-else:
-    from konsul.node import Node
+from konsul.node import Node
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
