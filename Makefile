@@ -21,10 +21,16 @@ run: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check konsul tests
+	$(VENV)/bin/ruff check konsul operator tests
 
+# operator/ imports as konsul_operator. mypy searches the working directory first, where
+# operator/ would pass for the standard library's operator, so it runs from a directory that
+# holds both packages under their import names.
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy konsul
+	mkdir -p build/typecheck
+	ln -sfn ../../konsul build/typecheck/konsul
+	ln -sfn ../../operator build/typecheck/konsul_operator
+	cd build/typecheck && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p konsul -p konsul_operator
 
 unit: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

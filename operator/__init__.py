@@ -1,0 +1,1 @@
+"""The Konsul Kubernetes operator (kopf), importable as ``konsul_operator``."""
