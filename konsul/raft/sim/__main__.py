@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=2000, help="ticks of faults per run")
     p.add_argument("--trace", action="store_true", help="with --seed: print every event")
     p.add_argument("--keep-going", action="store_true", help="do not stop at the first violation")
+    p.add_argument("--retention", type=int, default=2, help="snapshots the store keeps")
     p.add_argument("--bench", action="store_true", help="entries committed per CPU-second")
     return p
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(bench())
         return 0
-    cfg = SimConfig(nodes=args.nodes, steps=args.steps)
+    cfg = SimConfig(nodes=args.nodes, steps=args.steps, snapshot_retention=args.retention)
     if args.seed is not None:
         cfg.trace_echo = args.trace
         cfg.trace_digest = True

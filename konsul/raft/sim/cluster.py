@@ -9,6 +9,7 @@ owns the nodes, the network, the clock and the clients, and runs one seed.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,13 +21,14 @@ from konsul.raft.core import (
     Ready,
     Role,
 )
-from konsul.raft.messages import Message, VoteResponse, decode, encode
+from konsul.raft.messages import AppendEntries, Message, VoteResponse, decode, encode
 from konsul.raft.sim.disk import DiskError, SimDisk
 from konsul.raft.sim.invariants import Ack, Checker, Violation
 from konsul.raft.sim.model import SimStateMachine, command
 from konsul.raft.sim.network import Network
 from konsul.raft.sim.trace import Trace
 from konsul.raft.types import Entry, EntryKind, HardState, Member, SnapshotMeta
+from konsul.storage.snapshots import SnapshotNotFound
 
 CoreFactory = Callable[..., RaftCore]
 
@@ -51,13 +53,19 @@ class SimConfig:
         )
     )
     snapshot_threshold: int = 40  # applied entries between local snapshots
+    snapshot_retention: int = 2  # snapshots the store keeps (the guide's default)
     trailing_logs: int = 8
     propose_rate: float = 0.15  # client proposals per tick
     read_rate: float = 0.05  # ReadIndex reads per tick
     wire_rate: float = 0.02  # share of messages round-tripped through the codec
     fault_rate: float = 1.0  # scales how often the nemesis acts (0: fault-free)
+    # Overrides of the nemesis' fault weights by kind (see Nemesis), e.g. {"crash_leader": 9}.
+    fault_weights: dict[str, float] = field(default_factory=dict)
     disk_loss: bool = True  # whether the nemesis may wipe a disk
     membership: bool = True  # whether the operator adds and removes members
+    # Several Readies in flight at once, the leader's AppendEntries sent before its own fsync
+    # (etcd's asynchronous storage writes) instead of the runtime's one Ready at a time.
+    pipeline: bool = False
     forget_vote: bool = False  # a broken runtime: the vote is not restored on restart
     trace_keep: int = 40
     trace_digest: bool = False
@@ -80,7 +88,8 @@ class RunResult:
 
 
 class SimSnapshots:
-    """The node's snapshot store, as the core's SnapshotSource sees it."""
+    """The node's snapshot store, as the core's SnapshotSource sees it: like the real store
+    with its default retention of 2, an older snapshot is gone (SnapshotNotFound)."""
 
     __slots__ = ("_disk",)
 
@@ -88,10 +97,10 @@ class SimSnapshots:
         self._disk = disk
 
     def _data(self, meta: SnapshotMeta) -> bytes:
-        image = self._disk.written
-        if image.snapshot is None or image.snapshot.index != meta.index:
-            raise KeyError(f"no snapshot at {meta.index}")
-        return image.snapshot_data
+        for kept, data in self._disk.retained:
+            if kept.index == meta.index and kept.term == meta.term:
+                return data
+        raise SnapshotNotFound(f"snapshot {meta.index}@{meta.term} (pruned by retention)")
 
     def snapshot_size(self, meta: SnapshotMeta) -> int:
         return len(self._data(meta))
@@ -114,20 +123,23 @@ class SimNode:
         self.cluster = cluster
         self.id = node_id
         self.address = f"{node_id}:7000"
-        self.disk = SimDisk()
+        self.disk = SimDisk(cluster.cfg.snapshot_retention)
         self.snapshots = SimSnapshots(self.disk)
         self.core: RaftCore | None = None
         self.fsm = SimStateMachine()
-        self.inflight: Ready | None = None
-        self.inflight_writes = 0
-        self.inflight_due = 0
+        # Readies whose fsync has not completed: (ready, writes it covers, completion tick).
+        # The real runtime has at most one; SimConfig.pipeline allows several (etcd-style).
+        self.inflight: deque[tuple[Ready, int, int]] = deque()
         self.paused_until = 0
         self.removed = False  # stopped for good after leaving the configuration
+        self.wiped = False  # lost its disk and has not yet rejoined
         self.proposals: dict[int, tuple[int, int]] = {}  # index -> (term, write id)
         self.reads: dict[int, _Read] = {}
         self.waiting_reads: list[_Read] = []
         self.last_snapshot_index = 0
         self.checked_leader_term = 0
+        self.leader_term = 0  # the term in which leader_commit was last seen (0: not leader)
+        self.leader_commit = 0
         self.incarnation = 0
 
     @property
@@ -145,7 +157,10 @@ class SimNode:
         self.disk.written = durable.copy()
         hs = durable.hard_state
         if c.cfg.forget_vote:
+            # A broken runtime whose storage drops the vote: only the votes it grants
+            # (messages) can show it, not a comparison with what the disk held.
             hs = HardState(hs.term, None)
+            durable.hard_state = self.disk.written.hard_state = hs
         meta = durable.snapshot
         self.fsm = SimStateMachine()
         if meta is not None:
@@ -154,6 +169,7 @@ class SimNode:
         after = meta.index if meta is not None else 0
         entries = [e for e in durable.entries if e.index > after]
         self.last_snapshot_index = after
+        self.leader_term = 0
         self.incarnation += 1
         self.core = c.factory(
             self.id,
@@ -176,10 +192,11 @@ class SimNode:
         kept = 0
         if wipe:
             self.disk.wipe()
+            self.wiped = True
         else:
             kept = self.disk.crash(c.rng)
         self.core = None
-        self.inflight = None
+        self.inflight.clear()
         self.proposals.clear()
         self.reads.clear()
         self.waiting_reads.clear()
@@ -193,45 +210,75 @@ class SimNode:
     # ------------------------------------------------------------------ the Ready loop
 
     def pump(self) -> None:
+        c = self.cluster
+        pipeline = c.cfg.pipeline
         core = self.core
-        while core is not None and self.inflight is None and core.has_ready():
+        inflight = self.inflight
+        while core is not None and (pipeline or not inflight) and core.has_ready():
             rd = core.ready()
             writes = self._write(rd)
-            delay = self.cluster.fsync_delay() if writes else 0
-            if delay:
-                self.inflight = rd
-                self.inflight_writes = writes
-                self.inflight_due = self.cluster.now + delay
-                return
+            if pipeline and rd.messages and core.role is Role.LEADER:
+                # etcd's optimisation: a leader's AppendEntries may leave before its own
+                # fsync, since its own log counts towards commit only once persisted.
+                held = []
+                for msg in rd.messages:
+                    if type(msg) is AppendEntries:
+                        c.send(msg)
+                    else:
+                        held.append(msg)
+                rd.messages = held
+            delay = c.fsync_delay() if writes else 0
+            if delay or inflight:
+                due = c.now + delay
+                if inflight and inflight[-1][2] > due:
+                    due = inflight[-1][2]  # completions stay in order
+                inflight.append((rd, writes, due))
+                continue
             if writes:
                 self.disk.sync(writes)
             self._complete(rd)
             core = self.core
 
-    def finish_fsync(self) -> None:
-        rd = self.inflight
-        assert rd is not None
-        self.inflight = None
-        self.disk.sync(self.inflight_writes)
-        self._complete(rd)
+    def finish_fsyncs(self, now: int) -> None:
+        """Complete, in order, every Ready whose fsync is done by `now`."""
+        inflight = self.inflight
+        while inflight and inflight[0][2] <= now and self.core is not None:
+            rd, writes, _ = inflight.popleft()
+            self.disk.sync(writes)
+            self._complete(rd)
         self.pump()
 
     def _write(self, rd: Ready) -> int:
         """Steps 1-3: hand the Ready's writes to the (unsynced) disk; return how many."""
         disk = self.disk
         c = self.cluster
+        if rd.committed:
+            # Ready.committed may hold only entries this node has made durable (persisted()
+            # acknowledged them): otherwise the state machine runs ahead of the log, and a
+            # leader's acknowledged write can vanish in a crash.
+            durable = disk.durable
+            for e in (rd.committed[0], rd.committed[-1]):
+                if e.index > durable.offset and durable.term_at(e.index) != e.term:
+                    raise Violation(
+                        "apply-before-persist",
+                        f"{self.id} was told to apply {e.index}@{e.term} before it was durable "
+                        f"(durable log ends at {durable.last_index})",
+                    )
         before = disk.barrier()
         try:
             if rd.hard_state is not None:
                 hs = rd.hard_state
                 old = disk.written.hard_state
-                if hs.term < old.term or (
-                    hs.term == old.term and old.vote is not None and hs.vote != old.vote
-                ):
+                if hs.term < old.term:
                     raise Violation(
-                        "hard-state",
-                        f"{self.id} overwrote term {old.term} vote {old.vote} with term "
-                        f"{hs.term} vote {hs.vote}",
+                        "term-regression",
+                        f"{self.id} overwrote term {old.term} with term {hs.term}",
+                    )
+                if hs.term == old.term and old.vote is not None and hs.vote != old.vote:
+                    raise Violation(
+                        "one-vote-per-term",
+                        f"{self.id} recorded a term-{hs.term} vote for {hs.vote} over its "
+                        f"durable vote for {old.vote}",
                     )
                 disk.write_hard_state(hs)
             if rd.snapshot is not None:
@@ -332,6 +379,7 @@ class SimNode:
         assert core is not None
         fsm = self.fsm
         checker = c.checker
+        acks: list[int] = []
         for e in entries:
             if e.index != fsm.applied + 1:
                 raise Violation(
@@ -344,6 +392,12 @@ class SimNode:
             proposal = self.proposals.pop(e.index, None)
             if proposal is not None and proposal[0] == e.term:
                 c.ack(self, e, proposal[1])
+                acks.append(proposal[1])
+        c.trace.add(
+            c.now, self.id, "apply",
+            f"{entries[0].index}..{entries[-1].index}@{entries[-1].term}"
+            + (f" acked w{acks[0]}..w{acks[-1]} ({len(acks)})" if acks else ""),
+        )
         core.applied(fsm.applied)
         if self.waiting_reads:
             still = []
@@ -419,15 +473,32 @@ class Cluster:
         self.network.send(self.now, msg.src, msg.dst, msg)
 
     def observe(self, node: SimNode) -> None:
+        """After every input: election safety, and the leader's commitment rule."""
         core = node.core
-        if core is not None and core.role is Role.LEADER and self.checker.observe_leader(
-            node.id, core.term
-        ):
-            self.trace.add(self.now, node.id, "leader", f"term {core.term}")
+        if core is None or core.role is not Role.LEADER:
+            return
+        term = core.term
+        if self.checker.observe_leader(node.id, term):
+            self.trace.add(self.now, node.id, "leader", f"term {term}")
+        commit = core.commit_index
+        if node.leader_term != term:
+            node.leader_term = term
+            node.leader_commit = commit
+        elif commit > node.leader_commit:
+            node.leader_commit = commit
+            # Raft §5.4.2 (Figure 8): a leader commits by counting replicas only entries of
+            # its own term (earlier ones follow as a consequence). Entries up to the commit
+            # index are durable on the leader, so its written log holds them.
+            have = node.disk.written.term_at(commit)
+            if have is not None and have != term:
+                raise Violation(
+                    "commitment-rule",
+                    f"{node.id}, leader of term {term}, advanced its commit index to {commit}, "
+                    f"an entry of term {have} (Figure 8)",
+                )
 
     def ack(self, node: SimNode, entry: Entry, write_id: int) -> None:
         self.checker.acknowledged(Ack(write_id, entry.index, entry.term, node.id, self.now))
-        self.trace.add(self.now, node.id, "ack", f"w{write_id} at {entry.index}@{entry.term}")
 
     def live(self) -> list[SimNode]:
         return [n for n in self.nodes.values() if n.core is not None]
@@ -469,8 +540,8 @@ class Cluster:
         for node in list(nodes.values()):
             if node.core is None or node.paused_until > now:
                 continue
-            if node.inflight is not None and node.inflight_due <= now:
-                node.finish_fsync()
+            if node.inflight and node.inflight[0][2] <= now:
+                node.finish_fsyncs(now)
             node.core.tick()
             self.observe(node)
             node.pump()
@@ -484,6 +555,7 @@ class Cluster:
         if core is None or node.paused_until > self.now:
             return 0
         accepted = 0
+        first = self.next_write
         for _ in range(count):
             wid = self.next_write
             self.next_write += 1
@@ -494,7 +566,6 @@ class Cluster:
             node.proposals[index] = (term, wid)
             accepted += 1
         if accepted:
-            first = self.next_write - accepted - (0 if accepted == count else 1)
             self.trace.add(self.now, node.id, "propose", f"{accepted} writes from w{first}")
             node.pump()
         return accepted

@@ -113,13 +113,20 @@ Op = tuple[str, object]
 class SimDisk:
     """The node's disk across crashes: `written` is what the live process sees."""
 
-    __slots__ = ("_pending", "durable", "fsyncs", "written")
+    __slots__ = ("_pending", "durable", "fsyncs", "retained", "retention", "written")
 
-    def __init__(self) -> None:
+    def __init__(self, retention: int = 2) -> None:
+        self.retention = retention
         self.durable = LogImage()
         self.written = LogImage()
         self._pending: list[Op] = []
         self.fsyncs = 0
+        # The snapshot store's files, newest last (what a leader streams to followers).
+        self.retained: list[tuple[SnapshotMeta, bytes]] = []
+
+    def _retain(self, meta: SnapshotMeta, data: bytes) -> None:
+        self.retained.append((meta, data))
+        del self.retained[: -self.retention]
 
     def write_hard_state(self, hs: HardState) -> None:
         self.written.set_hard_state(hs)
@@ -128,6 +135,7 @@ class SimDisk:
     def write_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         self.written.install_snapshot(meta, data)
         self._pending.append(("snap", (meta, data)))
+        self._retain(meta, data)
 
     def write_truncate(self, index: int) -> None:
         self.written.truncate_from(index)
@@ -153,6 +161,7 @@ class SimDisk:
         fsync, rename, directory fsync) before the log is compacted, so it is durable at once.
         Only durable entries are ever compacted: they were applied, hence persisted."""
         self.written.save_local_snapshot(meta, data, keep_after)
+        self._retain(meta, data)
         if self.durable.snapshot is None or self.durable.snapshot.index < meta.index:
             self.durable.save_local_snapshot(meta, data, keep_after)
 
@@ -181,6 +190,7 @@ class SimDisk:
         self._pending.clear()
         self.durable = LogImage()
         self.written = LogImage()
+        self.retained = []
 
 
 def _apply(image: LogImage, op: Op) -> None:

@@ -79,6 +79,7 @@ class Operator:
         for node_id in list(self.joining):
             if committed.get(node_id) is not None:
                 self.joining.remove(node_id)
+                c.nodes[node_id].wiped = False
                 continue
             node = c.nodes[node_id]
             if node.core is None:
@@ -123,6 +124,8 @@ class Nemesis:
             kinds += [("add", 1.0), ("remove", 1.0)]
         if cluster.cfg.disk_loss:
             kinds.append(("disk_loss", 0.6))
+        overrides = cluster.cfg.fault_weights
+        kinds = [(k, overrides.get(k, w)) for k, w in kinds]
         self.kinds = [k for k, _ in kinds]
         self.weights = [w * rng.uniform(0.2, 1.8) for _, w in kinds]
         self.faults_injected = 0
@@ -222,8 +225,12 @@ class Nemesis:
                 node.start()
                 if wipe:
                     self.op.rejoining.append(node.id)
+            elif wipe:
+                node.wiped = False
 
-        self._later(self._duration(), f"down {node.id}", restart)
+        # A supervisor often restarts a crashed process within a tick or two.
+        down = self.rng.randint(1, 5) if self.rng.random() < 0.3 else self._duration()
+        self._later(down, f"down {node.id}", restart)
 
     def _crash(self) -> None:
         live = [n for n in self.c.live() if not n.removed]
@@ -237,7 +244,11 @@ class Nemesis:
         self._crash_node(leader)
 
     def _disk_loss(self) -> None:
-        live = [n for n in self.c.live() if not n.removed and n.id not in self.op.rejoining]
+        # One lost disk at a time, and only once the last one has fully rejoined: two empty
+        # voters in a four-voter cluster is a lost quorum no consensus protocol survives.
+        if self.op.busy or any(n.wiped for n in self.c.nodes.values()):
+            return
+        live = [n for n in self.c.live() if not n.removed]
         if live:
             self._crash_node(self.rng.choice(live), wipe=True)
 

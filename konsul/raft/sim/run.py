@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 from konsul.raft.core import RaftCore, Role
 from konsul.raft.sim.cluster import (
     MS_PER_TICK,
@@ -44,6 +46,11 @@ def run_seed(seed: int, cfg: SimConfig, factory: CoreFactory = RaftCore) -> RunR
         recovery = _quiet(cluster, operator)
     except Violation as violation:
         return cluster.result(violation, recovery)
+    except Exception as exc:  # the core (or the sim) raised: a bug either way, report it
+        where = traceback.extract_tb(exc.__traceback__)[-3:]
+        frames = " <- ".join(f"{f.name} ({f.filename.rsplit('/', 1)[-1]}:{f.lineno})" for f in
+                             reversed(where))
+        return cluster.result(Violation("exception", f"{exc!r} in {frames}"), recovery)
     return cluster.result(None, recovery)
 
 
@@ -86,7 +93,9 @@ def _quiet(cluster: Cluster, operator: Operator) -> int:
         leader = cluster.leader()
         if leader is None or leader.core is None:
             continue
-        if final is not None and (final[0] is not leader or final[0].core is None):
+        if final is not None and not acked_at and (
+            final[0] is not leader or leader.core.term != final[2]
+        ):
             final = None  # leadership moved before the write committed: write again
         if final is None:
             if cluster.propose(leader):
