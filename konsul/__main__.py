@@ -18,12 +18,13 @@ log = logging.getLogger("konsul")
 
 async def serve(settings: config.Settings) -> None:
     # Imported here so that a configuration error is reported before heavy imports.
-    from konsul.api import create_app
+    from konsul.api import AppRunner, create_app
     from konsul.node import Node
 
     node = Node(settings)
     await node.start()
-    runner = web.AppRunner(create_app(node), access_log=None, handle_signals=False)
+    # konsul.api.AppRunner: even what aiohttp answers before any middleware runs is JSON.
+    runner = AppRunner(create_app(node), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()
