@@ -82,7 +82,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
-from operator import attrgetter
 from typing import Any, Protocol
 
 from konsul.raft.messages import (
@@ -119,7 +118,10 @@ __all__ = [
 _NO_HARD_STATE = HardState()
 _EMPTY_CONFIG = Configuration()
 _CONFIG = EntryKind.CONFIG
-_term_of = attrgetter("term")
+
+
+def _term_of(entry: Entry) -> int:
+    return entry.term
 
 
 class Role(Enum):
@@ -328,6 +330,11 @@ class RaftCore:
         self._needs_flush = False
 
         # follower
+        # A node that starts empty may be a member whose disk was wiped: it may have
+        # acknowledged entries it no longer has, so it neither votes nor campaigns until it has
+        # caught up with the commit index of the first leader that contacts it.
+        self._catching_up = self.is_empty
+        self._catch_up_to: int | None = None
         self._forwarded_reads: set[int] = set()
         self._incoming: tuple[SnapshotMeta, bytearray] | None = None
 
@@ -515,7 +522,7 @@ class RaftCore:
         self._election_elapsed += 1
         if self._election_elapsed >= self._randomized_timeout:
             self._election_elapsed = 0
-            if self._is_voter and self._incoming is None:
+            if self._may_campaign() and self._incoming is None:
                 self._campaign(pre=self._cfg.pre_vote)
             else:
                 self._reset_election_timer()
@@ -623,6 +630,7 @@ class RaftCore:
         config = Configuration((Member(member.id, member.address, True, member.http_address),))
         # We vote for ourselves in term 1, write the configuration as entry 1 and, as the only
         # voter, win at once.
+        self._catching_up = False
         self._term = 1
         self._vote = self._id
         self._hs_dirty = True
@@ -732,6 +740,9 @@ class RaftCore:
         )
         t = max(1, t)
         self._randomized_timeout = t + self._rng.randrange(t)
+
+    def _may_campaign(self) -> bool:
+        return self._is_voter and not self._catching_up
 
     def _in_lease(self) -> bool:
         """We heard from a live leader within the heartbeat timeout (or we are that leader)."""
@@ -1022,11 +1033,17 @@ class RaftCore:
     def _on_append_rejected(self, pr: _Progress, m: AppendResponse) -> None:
         state = pr.state
         if state is _PState.REPLICATE:
-            if m.reject_index <= pr.match:
+            if m.reject_index < pr.match:
                 return  # stale
+            # A refusal at exactly the match point is stale or means the follower lost its
+            # disk: probing tells which.
         elif state is _PState.PROBE:
             if m.reject_index != pr.next - 1:
                 return  # stale
+            if m.reject_index <= pr.match:
+                # The follower refuses what it had acknowledged: its disk was wiped. Forget its
+                # match (counting it lower is always safe) and rebuild its log from the hint.
+                pr.match = 0
         else:
             return
         hint, _ = self._find_conflict_by_term(
@@ -1056,6 +1073,8 @@ class RaftCore:
             self._on_commit_advanced()
 
     def _on_commit_advanced(self) -> None:
+        if self._catching_up and self._catch_up_to is not None:
+            self._catching_up = self._commit < self._catch_up_to
         configs = self._configs
         while len(configs) > 1 and configs[1][0] <= self._commit:
             configs.pop(0)
@@ -1257,6 +1276,7 @@ class RaftCore:
     def _on_pre_vote(self, m: PreVote) -> None:
         grant = (
             m.term > self._term
+            and not self._catching_up
             and not self._in_lease()
             and self._log_is_up_to_date(m.last_log_index, m.last_log_term)
         )
@@ -1275,7 +1295,11 @@ class RaftCore:
 
     def _on_request_vote(self, m: RequestVote) -> None:
         can_vote = self._vote == m.src or (self._vote is None and self._leader is None)
-        grant = can_vote and self._log_is_up_to_date(m.last_log_index, m.last_log_term)
+        grant = (
+            can_vote
+            and not self._catching_up
+            and self._log_is_up_to_date(m.last_log_index, m.last_log_term)
+        )
         if grant:
             if self._vote != m.src:
                 self._vote = m.src
@@ -1288,17 +1312,21 @@ class RaftCore:
             self._poll(m.src, m.granted)
 
     def _on_timeout_now(self, m: TimeoutNow) -> None:
-        if self._role is not Role.LEADER and self._is_voter:
+        if self._role is not Role.LEADER and self._may_campaign():
             self._campaign(pre=False, transfer=True)
 
     def _on_append_entries(self, m: AppendEntries) -> None:
         self._heard_from_leader(m.src)
+        if self._catching_up and self._catch_up_to is None:
+            self._catch_up_to = m.commit
         prev = m.prev_index
         entries: Sequence[Entry] = m.entries
         commit = self._commit
         if prev < commit:
             # Entries through our commit index are committed: they match the leader's.
             skip = min(commit - prev, len(entries))
+            if skip:
+                self._check_committed(entries[skip - 1])
             entries = entries[skip:]
             prev += skip
         elif self.term_at(prev) != m.prev_term:
@@ -1322,6 +1350,15 @@ class RaftCore:
         self._msgs.append(
             AppendResponse(self._id, m.src, self._term, True, last_new, 0, 0, 0, m.read_ctx)
         )
+
+    def _check_committed(self, entry: Entry) -> None:
+        """A leader's entry at an index we hold as committed must be ours (log matching)."""
+        term = self.term_at(entry.index)
+        if term is not None and term != entry.term:
+            raise RaftSafetyError(
+                f"{self._id}: the leader's entry {entry.index}@{entry.term} conflicts with "
+                f"committed entry {entry.index}@{term}"
+            )
 
     def _merge(self, entries: Sequence[Entry]) -> None:
         """Append entries (the first follows a matching entry), truncating at a conflict."""
@@ -1374,6 +1411,8 @@ class RaftCore:
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
         self._heard_from_leader(m.src)
         meta = m.meta
+        if self._catching_up and self._catch_up_to is None:
+            self._catch_up_to = meta.index
         if meta.index <= self._commit:
             self._incoming = None
             self._snapshot_reply(m.src, meta.index, 0, True)
@@ -1417,3 +1456,5 @@ class RaftCore:
         self._received = ReceivedSnapshot(meta, data)
         self._configs = [(meta.index, meta.config)]
         self._apply_latest_config()
+        if self._catching_up and self._catch_up_to is not None:
+            self._catching_up = meta.index < self._catch_up_to
