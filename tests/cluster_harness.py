@@ -11,9 +11,13 @@ running at the same time on one machine must not collide, so every cluster takes
 
 from __future__ import annotations
 
+import itertools
 import random
 import socket
+import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,3 +211,163 @@ def time_until_write_accepted(nodes: list[ClusterNode], key: str, timeout: float
                 return time.monotonic() - started
         time.sleep(0.005)
     raise AssertionError(f"no write accepted within {timeout}s")
+
+
+# ------------------------------------------------------------------ fault-test helpers
+# Used by tests/cluster: a write load that records what was acknowledged and when, checks that
+# nothing acknowledged is lost, and a parser for the Prometheus text of /metrics.
+
+HttpFn = Callable[..., tuple[int, dict[str, str], Any]]
+
+
+@dataclass(frozen=True)
+class Ack:
+    key: str
+    value: str
+    at: float  # time.monotonic() when the 200 arrived
+    node: str  # URL of the node that answered
+
+
+@dataclass
+class WriteLoad:
+    """Background writers, each putting ``<prefix><writer>-<seq>`` = ``<seq>`` in a loop.
+
+    A writer talks to one node at a time and follows no client library: on a 307 it moves to the
+    leader the body names, on a refused connection or ``503 no leader`` it tries the next node, so
+    the figures measure the cluster rather than a client's backoff. A write whose outcome is
+    unknown (timeout, reset mid-request, ``503 unavailable``) is counted as ``uncertain`` and never
+    checked; every 200 is an ``Ack`` that must survive.
+    """
+
+    urls: Callable[[], list[str]]
+    writers: int = 2
+    prefix: str = "load/"
+    timeout: float = 1.0
+    http_fn: HttpFn = http
+    acks: list[Ack] = field(default_factory=list)
+    uncertain: list[str] = field(default_factory=list)
+    refusals: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> WriteLoad:
+        for w in range(self.writers):
+            t = threading.Thread(target=self._run, args=(w,), daemon=True, name=f"load-{w}")
+            self._threads.append(t)
+            t.start()
+        return self
+
+    def stop(self) -> WriteLoad:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        return self
+
+    def __enter__(self) -> WriteLoad:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self, writer: int) -> None:
+        seq, target = 0, 0
+        while not self._stop.is_set():
+            urls = self.urls()
+            url = urls[target % len(urls)]
+            key = f"{self.prefix}{writer}-{seq:06d}"
+            try:
+                code, _, body = self.http_fn(
+                    "PUT", f"{url}/kv/{key}", {"value": str(seq)}, timeout=self.timeout
+                )
+            except ConnectionRefusedError:
+                code, body = 0, None
+            except OSError:  # timeout or reset mid-request: it may or may not have committed
+                with self._lock:
+                    self.uncertain.append(key)
+                seq, target = seq + 1, target + 1
+                continue
+            if code == 200:
+                with self._lock:
+                    self.acks.append(Ack(key, str(seq), time.monotonic(), url))
+                seq += 1
+                continue
+            if code == 503 and isinstance(body, dict) and body.get("error") != "no leader":
+                with self._lock:
+                    self.uncertain.append(key)
+                seq += 1
+            with self._lock:
+                self.refusals += 1
+            redirected = code == 307 and isinstance(body, dict)
+            leader = body.get("leader_http_addr") if redirected else None
+            if leader and f"http://{leader}" in urls:
+                target = urls.index(f"http://{leader}")
+            else:
+                target += 1
+                time.sleep(0.01)
+
+    # ------------------------------------------------------------------------ figures
+
+    def acked_since(self, moment: float) -> list[Ack]:
+        with self._lock:
+            return [a for a in self.acks if a.at >= moment]
+
+    def first_ack_after(self, moment: float, timeout: float = 15.0) -> float:
+        """Seconds from ``moment`` until the first write acknowledged after it."""
+        found: list[Ack] = wait_until(lambda: self.acked_since(moment), timeout, "a write acked")
+        return min(a.at for a in found) - moment
+
+    def longest_gap(self, since: float | None = None) -> float:
+        """The longest stretch with no acknowledged write (per the whole load, not per writer)."""
+        with self._lock:
+            times = sorted(a.at for a in self.acks if since is None or a.at >= since)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    def wait_acks(self, count: int, timeout: float = 20.0) -> None:
+        wait_until(lambda: len(self.acks) >= count, timeout, f"{count} acknowledged writes")
+
+    def expected(self) -> dict[str, str]:
+        with self._lock:
+            return {a.key: a.value for a in self.acks}
+
+
+def kv_snapshot(
+    url: str, prefix: str, consistent: bool = True, http_fn: HttpFn = http
+) -> dict[str, str]:
+    """Every key under ``prefix`` on one node, read with ``?consistent`` (linearizable)."""
+    flag = "&consistent" if consistent else ""
+    code, _, body = http_fn("GET", f"{url}/kv/?prefix={prefix}{flag}", timeout=10)
+    assert code == 200, f"{url} consistent list -> {code} {body}"
+    return {e["key"]: e["value"] for e in body}
+
+
+def assert_no_acked_write_lost(
+    urls: list[str], load: WriteLoad, http_fn: HttpFn = http
+) -> int:
+    """Every acknowledged write is present, with its value, on every node in ``urls``."""
+    expected = load.expected()
+    assert expected, "the load acknowledged no write at all"
+    for url in urls:
+        stored = kv_snapshot(url, load.prefix, http_fn=http_fn)
+        missing = [k for k, v in expected.items() if stored.get(k) != v]
+        assert not missing, f"{url} lost {len(missing)} acknowledged writes, e.g. {missing[:5]}"
+    return len(expected)
+
+
+METRIC_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+
+
+def metrics_of(url: str) -> tuple[dict[str, float], dict[str, str]]:
+    """(series → value, metric name → type) of one node's /metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    values: dict[str, float] = {}
+    types: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            types[name] = kind
+        elif line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            values[series] = float(value)
+    return values, types
