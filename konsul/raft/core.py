@@ -879,6 +879,7 @@ class RaftCore:
         if self._heartbeat_elapsed >= cfg.commit_ticks:
             self._heartbeat_elapsed = 0
             self._heartbeat(periodic=True)
+            self._maybe_promote()  # also here: a learner may have caught up while we waited
 
     def _quorum_active(self) -> bool:
         voters = self._voters
@@ -1111,7 +1112,7 @@ class RaftCore:
         for m in self._config.members:
             if not m.voter:
                 pr = self._progress.get(m.id)
-                if pr is not None and pr.match >= self._commit and pr.state is not _PState.SNAPSHOT:
+                if pr is not None and pr.match >= self._commit:
                     members = tuple(
                         Member(x.id, x.address, True, x.http_address) if x.id == m.id else x
                         for x in self._config.members
