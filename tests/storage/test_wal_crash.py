@@ -48,8 +48,6 @@ while True:
         print("truncated", cut, flush=True)
 """
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def run_until_killed(directory: Path, seed: int, lines_wanted: int) -> tuple[int, int]:
     """Start the child, let it report ``lines_wanted`` lines, SIGKILL it.
@@ -57,12 +55,15 @@ def run_until_killed(directory: Path, seed: int, lines_wanted: int) -> tuple[int
     Returns (the index the log must at least reach, the highest term saved). A truncation the
     child reports lowers that floor: entries it dropped on purpose are not owed back.
     """
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # konsul comes from the virtualenv's install, not from the repository root on sys.path: a
+    # top-level directory there (say ``operator/``) could shadow a standard-library module.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(directory), str(seed)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        cwd=directory,
     )
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
