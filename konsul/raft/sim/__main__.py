@@ -30,11 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true", help="with --seed: print every event")
     p.add_argument("--keep-going", action="store_true", help="do not stop at the first violation")
     p.add_argument("--retention", type=int, default=2, help="snapshots the store keeps")
+    p.add_argument("--pipeline", action="store_true",
+                   help="etcd-style runtime: Readies pipelined, leader appends sent before fsync")
     p.add_argument("--bench", action="store_true", help="entries committed per CPU-second")
     return p
 
 
-def report(result: RunResult, nodes: int) -> str:
+def report(result: RunResult, nodes: int, pipeline: bool = False) -> str:
     v = result.violation
     assert v is not None
     return (
@@ -42,6 +44,7 @@ def report(result: RunResult, nodes: int) -> str:
         f"  {v.detail}\n"
         f"last events (tick, ms, node, event):\n{result.trace}\n"
         f"replay: python -m konsul.raft.sim --seed {result.seed} --nodes {nodes} --trace"
+        + (" --pipeline" if pipeline else "")
     )
 
 
@@ -52,13 +55,14 @@ def main(argv: list[str] | None = None) -> int:
 
         print(bench())
         return 0
-    cfg = SimConfig(nodes=args.nodes, steps=args.steps, snapshot_retention=args.retention)
+    cfg = SimConfig(nodes=args.nodes, steps=args.steps, snapshot_retention=args.retention,
+                    pipeline=args.pipeline)
     if args.seed is not None:
         cfg.trace_echo = args.trace
         cfg.trace_digest = True
         result = run_seed(args.seed, cfg)
         if result.violation is not None:
-            print(report(result, args.nodes))
+            print(report(result, args.nodes, args.pipeline))
         print(
             f"seed={args.seed} violation={result.violation.invariant if result.violation else None}"
             f" elections={result.elections} commits={result.commits} acked={result.acked}"
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         range(args.start, args.start + args.seeds), cfg, stop_at_first=not args.keep_going
     )
     for result in totals.violations:
-        print(report(result, args.nodes))
+        print(report(result, args.nodes, args.pipeline))
     print(totals.summary(), f"nodes={args.nodes} wall_s={time.monotonic() - started:.1f}")
     return 1 if totals.violations else 0
 

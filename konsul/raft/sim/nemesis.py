@@ -77,9 +77,11 @@ class Operator:
             self.rejoining.remove(node_id)
             self.joining.append(node_id)
         for node_id in list(self.joining):
-            if committed.get(node_id) is not None:
-                self.joining.remove(node_id)
-                c.nodes[node_id].wiped = False
+            member = committed.get(node_id)
+            if member is not None:
+                if member.voter:  # the core promotes a caught-up non-voter by itself
+                    self.joining.remove(node_id)
+                    c.nodes[node_id].wiped = False
                 continue
             node = c.nodes[node_id]
             if node.core is None:
@@ -248,6 +250,12 @@ class Nemesis:
         # voters in a four-voter cluster is a lost quorum no consensus protocol survives.
         if self.op.busy or any(n.wiped for n in self.c.nodes.values()):
             return
+        leader = self.c.leader()
+        if leader is None or leader.core is None:
+            return
+        config = leader.core.committed_configuration
+        if config != leader.core.configuration or len(config.voters()) < 3:
+            return  # with two voters, one empty disk is a lost quorum
         live = [n for n in self.c.live() if not n.removed]
         if live:
             self._crash_node(self.rng.choice(live), wipe=True)
