@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, choices=(3, 5), default=3)
     p.add_argument("--steps", type=int, default=2000, help="ticks of faults per run")
     p.add_argument("--trace", action="store_true", help="with --seed: print every event")
+    p.add_argument("--messages", action="store_true", help="with --trace: every message too")
     p.add_argument("--keep-going", action="store_true", help="do not stop at the first violation")
     p.add_argument("--retention", type=int, default=2, help="snapshots the store keeps")
     p.add_argument("--pipeline", action="store_true",
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                     pipeline=args.pipeline)
     if args.seed is not None:
         cfg.trace_echo = args.trace
+        cfg.trace_messages = args.messages
         cfg.trace_digest = True
         result = run_seed(args.seed, cfg)
         if result.violation is not None:

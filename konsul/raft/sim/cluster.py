@@ -70,6 +70,7 @@ class SimConfig:
     trace_keep: int = 40
     trace_digest: bool = False
     trace_echo: bool = False
+    trace_messages: bool = False  # also trace every delivered message (replays only: costly)
 
 
 @dataclass(slots=True)
@@ -519,6 +520,7 @@ class Cluster:
     def step(self) -> None:
         now = self.now
         nodes = self.nodes
+        trace_messages = self.cfg.trace_messages
         # Deliver in rounds: a message sent with no delay arrives within the same tick.
         for _ in range(16):
             batch = self.network.due(now)
@@ -532,6 +534,8 @@ class Cluster:
                 if node.paused_until > now:
                     self.network.send(node.paused_until, src, dst, msg)
                     continue
+                if trace_messages:
+                    self.trace.add(now, dst, "recv", _show_message(msg))
                 node.core.step(msg)  # type: ignore[arg-type]
                 self.observe(node)
                 touched[dst] = node
@@ -623,3 +627,18 @@ class Cluster:
             ticks=self.now,
             events=self.trace.total,
         )
+
+
+def _show_message(msg: object) -> str:
+    """A message, short: AppendEntries list their entries as index@term ranges."""
+    if isinstance(msg, AppendEntries):
+        span = (
+            f"[{msg.entries[0].index}..{msg.entries[-1].index}@{msg.entries[-1].term}]"
+            if msg.entries else "[]"
+        )
+        return (
+            f"AppendEntries from {msg.src} t{msg.term} prev={msg.prev_index}@{msg.prev_term} "
+            f"{span} commit={msg.commit}"
+        )
+    text = repr(msg)
+    return text.replace("src=", "from ").replace(", dst=", " to ")
