@@ -9,7 +9,7 @@ objects on the way out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from konsul.store.sortedkeys import SortedKeys
@@ -215,13 +215,16 @@ class KVTable:
 
     # ------------------------------------------------------------------------- persistence
 
-    def dump(self) -> dict[str, Row]:
-        """Rows in key order (dict order is what msgpack writes: deterministic bytes)."""
-        rows = self._rows
-        return {k: rows[k] for k in self._keys}
+    def frozen(self) -> Callable[[], dict[str, Row]]:
+        """A consistent copy taken now (an O(n) pointer copy: rows are immutable tuples) and a
+        function that later returns the rows in key order (dict order is what msgpack writes, so
+        the snapshot bytes are deterministic), while applies go on."""
+        rows = dict(self._rows)
+        keys = self._keys.to_list()
+        return lambda: {k: rows[k] for k in keys}
 
     def load(self, rows: dict[str, Row], index: int) -> None:
-        """Replace the table with rows already in key order (as ``dump`` wrote them)."""
+        """Replace the table with a snapshot's rows (in key order, as ``frozen`` wrote them)."""
         self._rows = {k: tuple(r) for k, r in rows.items()}  # type: ignore[misc]
         # Sorting already-sorted keys is linear (timsort), and it guards against a foreign order.
         self._keys = SortedKeys(sorted(self._rows))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
+from itertools import chain
 
 _LOAD = 1000  # sublists are split beyond 2 * _LOAD
 
@@ -29,8 +30,10 @@ class SortedKeys:
         return self._len
 
     def __iter__(self) -> Iterator[str]:
-        for part in self._lists:
-            yield from part
+        return chain.from_iterable(self._lists)
+
+    def to_list(self) -> list[str]:
+        return list(chain.from_iterable(self._lists))
 
     def add(self, key: str) -> None:
         """Insert a key that is not present (the caller's dict says so)."""

@@ -1,7 +1,13 @@
 """The values the store hands out: stored objects (read side), apply results, change events.
 
-Everything here is plain data. Reads return fresh objects (the tables keep their own compact
-representation), so a caller may keep or mutate what it got without touching the replica.
+Result and event classes are plain (not frozen) slotted dataclasses: a frozen dataclass's
+``__init__`` goes through ``object.__setattr__`` and costs three times as much on the apply path.
+Treat them as read-only all the same.
+
+Everything here is plain data. ``KVEntry`` objects are built fresh for each read (the table keeps
+a compact representation). ``Service`` and ``Check`` objects are the stored ones: the store never
+mutates an object once stored (a change stores a new one), so a reader may keep them as a
+consistent picture, but must not mutate them.
 """
 
 from __future__ import annotations
@@ -161,7 +167,7 @@ def _dur(seconds: float | None) -> str | None:
 # ----------------------------------------------------------------------------- apply results
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class KVWritten:
     """A KV set/cas that took effect: the documented PUT /kv/<key> body."""
 
@@ -177,7 +183,7 @@ class KVWritten:
         }
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class KVDeleted:
     """A delete that took effect (``deleted`` may be 0: deleting nothing is not an error)."""
 
@@ -187,7 +193,7 @@ class KVDeleted:
         return {"deleted": self.deleted}
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class TxnDone:
     """A transaction that committed; one result per op, in order (see ``commands.txn``)."""
 
@@ -198,7 +204,7 @@ class TxnDone:
         return {"index": self.index, "results": self.results}
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class ServiceWritten:
     """A register/deregister/heartbeat that took effect."""
 
@@ -209,7 +215,7 @@ class ServiceWritten:
         return {"id": self.id, "modify_index": self.modify_index}
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class CheckWritten:
     """A check status report that took effect."""
 
@@ -221,7 +227,7 @@ class CheckWritten:
         return {"id": self.id, "status": self.status, "modify_index": self.modify_index}
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Imported:
     """One import chunk that took effect; the handler sums these over the chunks."""
 
@@ -232,7 +238,7 @@ class Imported:
         return {"kv": self.kv, "services": self.services}
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Ignored:
     """A leader-decided command that no longer applied (e.g. a heartbeat arrived after the
     leader decided the TTL had expired): state unchanged, nothing to report to a client."""
@@ -240,7 +246,7 @@ class Ignored:
     reason: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Rejected:
     """A command that could not take effect; state is unchanged.
 
@@ -287,7 +293,7 @@ EventKind = Literal[
 ]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Event:
     """What changed in the catalog, for the leader's check runner and TTL timers.
 

@@ -82,6 +82,18 @@ def test_snapshot_bytes_do_not_depend_on_table_order() -> None:
     assert state(b) == state(a)
 
 
+def test_a_deferred_snapshot_is_the_state_at_capture_time() -> None:
+    sm = populated()
+    expected = sm.snapshot()
+    encode = sm.snapshot_deferred()
+    sm.apply(20, c.kv_set("app/config", "changed after capture"))
+    sm.apply(21, c.kv_set("zzz", "new"))
+    sm.apply(22, c.kv_delete("t/", recurse=True))
+    sm.apply(23, c.service_deregister("web-1"))
+    sm.apply(24, c.check_update("db-tcp", "critical", "down", from_runner=True))
+    assert encode() == expected
+
+
 def test_empty_state_round_trips() -> None:
     sm = StateMachine()
     copy = StateMachine()
