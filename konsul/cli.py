@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from konsul.client import Client, KonsulClientError, KonsulHTTPError
+from konsul.client import DEFAULT_RETRIES, Client, KonsulClientError, KonsulHTTPError
 
 Handler = Callable[[Client, argparse.Namespace], Any]
 
@@ -343,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the API's JSON answer instead of a table")
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help="seconds per request (default 10)")
+    common.add_argument("--retries", type=int, default=argparse.SUPPRESS,
+                        help="retries while no leader is known or no node answers (default 8, "
+                             "with a backoff from 50ms to 1s)")
     parser = argparse.ArgumentParser(
         prog="konsulctl", description="Talk to a Konsul cluster.", parents=[common]
     )
@@ -437,7 +440,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = getattr(args, "addr", [])
     addresses = [a for item in given for a in item.split(",") if a.strip()] or None
     try:
-        client = Client(addresses, timeout=getattr(args, "timeout", 10.0))
+        client = Client(
+            addresses,
+            timeout=getattr(args, "timeout", 10.0),
+            retries=getattr(args, "retries", DEFAULT_RETRIES),
+        )
     except ValueError as exc:
         print(f"konsulctl: {exc}", file=sys.stderr)
         return 2

@@ -1,27 +1,21 @@
 """Random and malformed requests never get a 5xx or a non-JSON body, and the node keeps serving.
 
 The app runs on a real socket in a background thread (its own event loop and a real standalone
-node), so Hypothesis drives it with plain blocking HTTP requests.
+node, ``tests.api.server``), so Hypothesis drives it with plain blocking HTTP requests.
 """
 
 from __future__ import annotations
 
-import asyncio
-import http.client
 import json
-import threading
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from konsul.api import AppRunner, create_app
-from tests.api.conftest import Node, settings_for, wait_until
+from tests.api.server import ThreadedServer as Server
 
 ROOTS = ["kv", "txn", "register", "deregister", "heartbeat", "services", "health", "cluster",
          "export", "import", "metrics", ""]
@@ -79,65 +73,9 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes | None, dict[str, str]]:
     return method, path, body, headers
 
 
-class Server:
-    """A real node and app on 127.0.0.1, served by an event loop in another thread."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._start())
-        self._ready.set()
-        self.loop.run_forever()
-
-    async def _start(self) -> None:
-        self.node = Node(settings_for(self.data_dir))
-        await self.node.start()
-        await wait_until(self.node.is_ready)
-        self.runner = AppRunner(create_app(self.node))
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self.runner.addresses[0][1]
-
-    async def _stop(self) -> None:
-        await self.runner.cleanup()
-        await self.node.stop()
-
-    def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(20), "server did not start"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(20)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(20)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, http.client.HTTPResponse, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, resp, resp.read()
-        finally:
-            conn.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("fuzz"))
-    srv.start()
+    srv = Server(tmp_path_factory.mktemp("fuzz")).start()
     yield srv
     srv.stop()
 
