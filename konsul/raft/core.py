@@ -1125,11 +1125,11 @@ class RaftCore:
             raise NotLeaderError(self._leader)
         if self._transferee is not None:
             raise ProposalRejected("leadership transfer in progress")
-        if len(self._configs) > 1:
-            raise ProposalRejected("a configuration change is already in progress")
         if self._commit < self._term_start:
             # a new leader must commit an entry of its term before changing the configuration
             raise ProposalRejected("leader has not committed an entry of its term yet")
+        if len(self._configs) > 1:
+            raise ProposalRejected("a configuration change is already in progress")
 
     def _append_config(self, config: Configuration) -> tuple[int, int]:
         index = self.last_index + 1
