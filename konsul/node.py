@@ -225,10 +225,18 @@ class Node:
         )
 
     def is_ready(self) -> bool:
-        """Can this node serve correct reads: it knows a leader and has applied what it learned."""
+        """Can this node serve correct reads: it knows a leader and has applied what it learned.
+
+        "Applied an entry of the current term" is what makes it safe after a restart: until the
+        leader's no-op of this term is applied, the commit index this node knows may be stale
+        (a restarted node briefly believes everything it holds is applied).
+        """
         if not self.started or self.core.leader_id is None:
             return False
-        return self.store.last_applied >= self.core.commit_index
+        return (
+            self.runtime.applied_term == self.core.term
+            and self.store.last_applied >= self.core.commit_index
+        )
 
     # ------------------------------------------------------------------- cluster operations
 

@@ -81,6 +81,7 @@ class KonsulProcess:
             "KONSUL_DATA_DIR": str(self.data_dir),
             **self.env,
         }
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.proc = subprocess.Popen(

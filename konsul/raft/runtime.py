@@ -24,7 +24,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,7 +33,13 @@ from konsul.errors import NoLeader, NotLeader, Unavailable
 from konsul.logs import event
 from konsul.metrics import Metrics
 from konsul.raft.core import CoreConfig, NotLeaderError, RaftCore, Ready, Role
-from konsul.raft.messages import Message, decode_configuration
+from konsul.raft.messages import (
+    AppendEntries,
+    InstallSnapshot,
+    Message,
+    TimeoutNow,
+    decode_configuration,
+)
 from konsul.raft.types import Configuration, Entry, EntryKind, Member, SnapshotMeta
 from konsul.storage.snapshots import SnapshotStore
 from konsul.storage.wal import DEFAULT_SEGMENT_BYTES, WriteAheadLog
@@ -41,6 +47,9 @@ from konsul.storage.wal import DEFAULT_SEGMENT_BYTES, WriteAheadLog
 log = logging.getLogger("konsul.raft")
 
 TICK_SECONDS = 0.01
+
+# What only a leader sends (see RaftRuntime._handle).
+_LEADER_MESSAGES = (AppendEntries, InstallSnapshot, TimeoutNow)
 
 
 class StateMachine(Protocol):
@@ -53,7 +62,7 @@ class StateMachine(Protocol):
 
 
 class Transport(Protocol):
-    def send(self, messages: list[Message]) -> None: ...
+    def send(self, messages: Sequence[Message]) -> None: ...
 
 
 def core_config(settings: RaftSettings) -> CoreConfig:
@@ -81,6 +90,17 @@ class SavedSnapshot:
 class _Proposal:
     term: int
     future: asyncio.Future[object]
+
+
+def _log_continues(meta: SnapshotMeta, entries: list[Entry], first_index: int) -> bool:
+    """Whether the recovered log can follow the snapshot: it reaches the snapshot's index and
+    holds the snapshot's last entry with the same term (or was compacted past it)."""
+    last = entries[-1].index if entries else first_index - 1
+    if last < meta.index:
+        return False
+    if first_index > meta.index:
+        return True
+    return entries[meta.index - first_index].term == meta.term
 
 
 class RaftRuntime:
@@ -118,7 +138,7 @@ class RaftRuntime:
         self._running = False
         self._last_leader: str | None = None
         self._last_role: Role | None = None
-        self._applied_term = self.core.snapshot_meta.term if self.core.snapshot_meta else 0
+        self.applied_term = self.core.snapshot_meta.term if self.core.snapshot_meta else 0
         self._applied_config = (
             self.core.snapshot_meta.config if self.core.snapshot_meta else Configuration()
         )
@@ -135,7 +155,19 @@ class RaftRuntime:
             meta, data = loaded
             self.fsm.restore(data)
         after = meta.index if meta else 0
-        entries = [e for e in self.wal.entries() if e.index > after]
+        entries = self.wal.entries()
+        if meta is not None and not _log_continues(meta, entries, self.wal.first_index):
+            # A crash between saving a snapshot received from the leader and resetting the log.
+            event(
+                log,
+                logging.WARNING,
+                "log does not continue the snapshot; dropping the log",
+                snapshot_index=meta.index,
+                log_last_index=self.wal.last_index,
+            )
+            self.wal.reset(meta.index, meta.term)
+            entries = []
+        entries = [e for e in entries if e.index > after]
         if entries and entries[0].index != after + 1:
             raise RuntimeError(
                 f"log starts at index {entries[0].index} but the newest readable snapshot ends at "
@@ -213,6 +245,15 @@ class RaftRuntime:
 
     async def _handle(self, rd: Ready) -> None:
         loop = asyncio.get_running_loop()
+        # A leader's replication messages need nothing from this Ready to be durable: its term
+        # was persisted when it campaigned, and its own entries count towards a majority only
+        # once persisted() says so. Sending them first overlaps the followers' fsync with ours.
+        late = rd.messages
+        if rd.messages and self.transport is not None:
+            early = [m for m in rd.messages if isinstance(m, _LEADER_MESSAGES)]
+            if early:
+                self.transport.send(early)
+                late = [m for m in rd.messages if not isinstance(m, _LEADER_MESSAGES)]
         async with self._wal_lock:
             if rd.hard_state is not None:
                 await loop.run_in_executor(None, self.wal.save_hard_state, rd.hard_state)
@@ -224,8 +265,8 @@ class RaftRuntime:
                 self.wal.append(rd.entries)
             if rd.entries or rd.truncate_from is not None:
                 await loop.run_in_executor(None, self.wal.sync)
-        if rd.messages and self.transport is not None:
-            self.transport.send(rd.messages)
+        if late and self.transport is not None:
+            self.transport.send(late)
         if rd.entries:
             last = rd.entries[-1]
             self.core.persisted(last.index, last.term)
@@ -246,7 +287,7 @@ class RaftRuntime:
         await loop.run_in_executor(None, self.snapshots.save, meta, data)
         self.fsm.restore(data)
         self.wal.reset(meta.index, meta.term)
-        self._applied_term = meta.term
+        self.applied_term = meta.term
         self._applied_config = meta.config
         self.last_snapshot = meta
         self.core.applied(meta.index)
@@ -274,7 +315,7 @@ class RaftRuntime:
                     self._applied_config = decode_configuration(entry.data)
                     for callback in self.on_config_applied:
                         callback(self._applied_config)
-            self._applied_term = entry.term
+            self.applied_term = entry.term
             self._resolve(entry, result)
         self.core.applied(entries[-1].index)
         applied = entries[-1].index
@@ -380,7 +421,7 @@ class RaftRuntime:
 
     async def take_snapshot(self) -> SavedSnapshot:
         """Snapshot the applied state, then compact the core's log and the WAL behind it."""
-        meta = SnapshotMeta(self.fsm.last_applied, self._applied_term, self._applied_config)
+        meta = SnapshotMeta(self.fsm.last_applied, self.applied_term, self._applied_config)
         if self.last_snapshot is not None and self.last_snapshot.index == meta.index:
             return SavedSnapshot(meta, self.snapshots.snapshot_size(meta))
         data = self.fsm.snapshot()

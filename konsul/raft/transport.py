@@ -22,7 +22,7 @@ import collections
 import contextlib
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgpack
@@ -110,7 +110,7 @@ class TcpTransport:
 
     # --------------------------------------------------------------------------- sending
 
-    def send(self, messages: list[Message]) -> None:
+    def send(self, messages: Sequence[Message]) -> None:
         for msg in messages:
             peer = self._peer(msg.dst)
             if peer is not None:
@@ -129,6 +129,7 @@ class TcpTransport:
         if peer is None:
             peer = self._peers[node_id] = _Peer(node_id, address)
             peer.task = asyncio.create_task(self._write_loop(peer), name=f"raft-to-{node_id}")
+            peer.task.add_done_callback(lambda t: log.error("DBG write loop ended %s %r", t.get_name(), t.exception() if not t.cancelled() else "cancelled"))
         return peer
 
     def peer_ids(self) -> list[str]:
@@ -144,6 +145,7 @@ class TcpTransport:
         backoff = BACKOFF_MIN
         host, port = split_host_port(peer.address)
         while True:
+            log.error("DBG connecting %s %s", peer.node_id, peer.address)
             try:
                 _, writer = await asyncio.wait_for(
                     asyncio.open_connection(host, port), CONNECT_TIMEOUT
