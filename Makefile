@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SEEDS  ?= 20000
 
-.PHONY: run test lint typecheck unit sim cluster cluster-stop clean
+.PHONY: run test lint typecheck unit sim cluster cluster-stop bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check konsul operator tests
+	$(VENV)/bin/ruff check konsul operator tests bench
 
 # operator/ imports as konsul_operator. mypy searches the working directory first, where
 # operator/ would pass for the standard library's operator, so it runs from a directory that
@@ -41,6 +41,15 @@ cluster: $(STAMP)
 
 cluster-stop:
 	scripts/cluster.sh stop
+
+## Konsul beside etcd on this machine; results in bench/results/
+bench: $(STAMP)
+	scripts/install-bench-deps.sh
+	$(PY) -m bench.run
+
+bench-quick: $(STAMP)
+	scripts/install-bench-deps.sh
+	$(PY) -m bench.run --quick
 
 ## Long simulation campaign: make sim SEEDS=20000
 sim: $(STAMP)

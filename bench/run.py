@@ -22,15 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.systems import (
     EtcdCluster,
-    first_accepted,
     fdatasync_probe,
+    first_accepted,
     konsul_cluster,
     konsul_put,
     rss_bytes,
@@ -40,6 +39,7 @@ from tests.processes import http, wait_until
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "lua"
+KEYS = 10_000  # the key space of the matrix (common.lua's default)
 
 
 @dataclass
@@ -75,7 +75,9 @@ def wrk(url: str, script: str, conns: int, seconds: float, env: dict[str, str]) 
     """One wrk run (one thread: the load generator shares the machine's two cores)."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(LUA / script), url],
-        capture_output=True, text=True, env={**os.environ, "BENCH_LUA": str(LUA), **env},
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_LUA": str(LUA), **env},
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -111,11 +113,15 @@ def matrix(target: Target, seconds: float, repeats: int) -> dict[str, Cell]:
     def run(name: str, url: str, script: str, conns: int, env: dict[str, str]) -> None:
         cells[name] = median_cell([wrk(url, script, conns, seconds, env) for _ in range(repeats)])
         c = cells[name]
-        print(f"    {name:<28} {c.rps:>9.0f} req/s  p50 {c.p50_ms:7.2f} ms  p99 {c.p99_ms:7.2f} ms"
-              + (f"  errors {c.errors}" if c.errors else ""), flush=True)
+        print(
+            f"    {name:<28} {c.rps:>9.0f} req/s  p50 {c.p50_ms:7.2f} ms  p99 {c.p99_ms:7.2f} ms"
+            + (f"  errors {c.errors}" if c.errors else ""),
+            flush=True,
+        )
 
     for conns in (1, 16, 64):
         run(f"write c{conns}", target.write_url, target.put, conns, {})
+    load_keys(target.write_url, target.put, KEYS, value_bytes=256)  # every read finds its key
     run("read local c16", target.read_url, target.get, 16, target.env_local)
     run("read consistent c16", target.read_url, target.get, 16, target.env_consistent)
     run("read on follower c16", target.follower_url, target.get, 16, target.env_local)
@@ -126,8 +132,13 @@ def konsul_target(cluster: LocalCluster) -> Target:
     leader = cluster.leader()
     follower = cluster.followers()[0]
     return Target(
-        leader.url, leader.url, follower.url, "konsul_put.lua", "konsul_get.lua",
-        {}, {"BENCH_QUERY": "?consistent"},
+        leader.url,
+        leader.url,
+        follower.url,
+        "konsul_put.lua",
+        "konsul_get.lua",
+        {},
+        {"BENCH_QUERY": "?consistent"},
     )
 
 
@@ -136,8 +147,13 @@ def etcd_target(cluster: EtcdCluster) -> Target:
     assert leader is not None
     follower = cluster.followers()[0]
     return Target(
-        leader.url, leader.url, follower.url, "etcd_put.lua", "etcd_range.lua",
-        {"BENCH_SERIALIZABLE": "1"}, {},
+        leader.url,
+        leader.url,
+        follower.url,
+        "etcd_put.lua",
+        "etcd_range.lua",
+        {"BENCH_SERIALIZABLE": "1"},
+        {},
     )
 
 
@@ -151,7 +167,9 @@ def konsul_failover(cluster: LocalCluster, rounds: int) -> list[float]:
         leader = cluster.leader()
         others = [n for n in cluster.running() if n is not leader]
         leader.kill(signal.SIGKILL)
-        elapsed = first_accepted(lambda: any(konsul_put(n.url, "failover", "x") for n in others))
+        elapsed = first_accepted(
+            lambda others=others: any(konsul_put(n.url, "failover", "x") for n in others)
+        )
         times.append(elapsed * 1000)
         leader.start()
     return times
@@ -166,7 +184,9 @@ def etcd_failover(cluster: EtcdCluster, rounds: int) -> list[float]:
         others = [m for m in cluster.members if m is not leader]
         leader.proc.send_signal(signal.SIGKILL)
         leader.proc.wait()
-        elapsed = first_accepted(lambda: any(cluster.put(m, "failover", "x") for m in others))
+        elapsed = first_accepted(
+            lambda others=others: any(cluster.put(m, "failover", "x") for m in others)
+        )
         times.append(elapsed * 1000)
         cluster.restart(leader)
     return times
@@ -175,9 +195,10 @@ def etcd_failover(cluster: EtcdCluster, rounds: int) -> list[float]:
 # ----------------------------------------------------------------------------------- memory
 
 
-def load_keys(url: str, script: str, keys: int) -> float:
+def load_keys(url: str, script: str, keys: int, value_bytes: int = 100) -> float:
+    """Write keys 0..keys-1 once each; returns the seconds it took."""
     started = time.monotonic()
-    env = {"BENCH_SEQUENTIAL": "1", "BENCH_KEYS": str(keys), "BENCH_VALUE_BYTES": "100"}
+    env = {"BENCH_SEQUENTIAL": "1", "BENCH_KEYS": str(keys), "BENCH_VALUE_BYTES": str(value_bytes)}
     wrk(url, script, 32, 3600, env)
     return time.monotonic() - started
 
@@ -194,14 +215,19 @@ def konsul_memory(root: Path, keys: int) -> dict[str, float]:
         started = time.monotonic()
         for node in cluster.nodes:
             node.start(timeout=600)
-        key = f"bench/{keys:08d}"
+        key = f"bench/{keys - 1:08d}"
         wait_until(
             lambda: http("GET", f"{cluster.nodes[0].url}/kv/{key}?consistent")[0] == 200,
-            600, "Konsul to serve again",
+            600,
+            "Konsul to serve again",
         )
         restart_s = time.monotonic() - started
-        return {"load_s": load_s, "rss_mb_per_node": statistics.mean(rss) / 2**20,
-                "snapshot_mb": snap["size_bytes"] / 2**20, "restart_to_serve_s": restart_s}
+        return {
+            "load_s": load_s,
+            "rss_mb_per_node": statistics.mean(rss) / 2**20,
+            "snapshot_mb": snap["size_bytes"] / 2**20,
+            "restart_to_serve_s": restart_s,
+        }
     finally:
         cluster.stop()
 
@@ -222,12 +248,21 @@ def etcd_memory(root: Path, keys: int) -> dict[str, float]:
         started = time.monotonic()
         for m in cluster.members:
             cluster.restart(m)
-        wait_until(lambda: cluster.put(cluster.members[0], "after", "restart", timeout=1)
-                   or cluster.put(cluster.members[1], "after", "restart", timeout=1),
-                   600, "etcd to serve again")
+        wait_until(
+            lambda: (
+                cluster.put(cluster.members[0], "after", "restart", timeout=1)
+                or cluster.put(cluster.members[1], "after", "restart", timeout=1)
+            ),
+            600,
+            "etcd to serve again",
+        )
         restart_s = time.monotonic() - started
-        return {"load_s": load_s, "rss_mb_per_node": statistics.mean(rss) / 2**20,
-                "snapshot_mb": db / 2**20, "restart_to_serve_s": restart_s}
+        return {
+            "load_s": load_s,
+            "rss_mb_per_node": statistics.mean(rss) / 2**20,
+            "snapshot_mb": db / 2**20,
+            "restart_to_serve_s": restart_s,
+        }
     finally:
         cluster.stop()
 
@@ -236,9 +271,14 @@ def etcd_memory(root: Path, keys: int) -> dict[str, float]:
 
 
 def machine_facts(data_dir: Path) -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "host": socket.gethostname(),
@@ -246,8 +286,9 @@ def machine_facts(data_dir: Path) -> dict[str, Any]:
         "cpu": cpu,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "etcd": subprocess.run(["etcd", "--version"], capture_output=True, text=True)
-        .stdout.splitlines()[0],
+        "etcd": subprocess.run(
+            ["etcd", "--version"], capture_output=True, text=True
+        ).stdout.splitlines()[0],
         "fdatasync_ms": round(fdatasync_probe(data_dir) * 1000, 3),
         "load_generator": "wrk -t1 (shares the two cores with the systems under test)",
     }
@@ -278,17 +319,26 @@ def render(report: Report) -> str:
             f"{k.p50_ms:.2f} / {k.p99_ms:.2f} | {e.p50_ms:.2f} / {e.p99_ms:.2f} |"
         )
     if report.failover_ms:
-        lines += ["", "| Failover (SIGKILL leader → first accepted write) | median ms | max ms |",
-                  "|---|---:|---:|"]
+        lines += [
+            "",
+            "| Failover (SIGKILL leader → first accepted write) | median ms | max ms |",
+            "|---|---:|---:|",
+        ]
         for system, times in report.failover_ms.items():
             lines.append(f"| {system} | {statistics.median(times):.0f} | {max(times):.0f} |")
     if report.memory:
-        lines += ["", "| 1,000,000 keys of 100 bytes | Konsul | etcd | ratio |", "|---|---:|---:|---:|"]
+        lines += [
+            "",
+            "| 1,000,000 keys of 100 bytes | Konsul | etcd | ratio |",
+            "|---|---:|---:|---:|",
+        ]
         k, e = report.memory.get("konsul", {}), report.memory.get("etcd", {})
         for metric in ("rss_mb_per_node", "snapshot_mb", "restart_to_serve_s", "load_s"):
             if metric in k and metric in e:
-                lines.append(f"| {metric} | {k[metric]:.1f} | {e[metric]:.1f} | "
-                             f"{ratio(k[metric], e[metric])} |")
+                lines.append(
+                    f"| {metric} | {k[metric]:.1f} | {e[metric]:.1f} | "
+                    f"{ratio(k[metric], e[metric])} |"
+                )
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,9 @@ from tests.processes import wait_until
 
 def post_json(url: str, body: Any, timeout: float = 2.0) -> tuple[int, Any]:
     req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     try:
@@ -66,7 +68,9 @@ class EtcdCluster:
     def __post_init__(self) -> None:
         for i in range(1, 4):
             self.members.append(
-                EtcdMember(f"e{i}", self.base_port + i, self.base_port + 10 + i, self.root / f"e{i}")
+                EtcdMember(
+                    f"e{i}", self.base_port + i, self.base_port + 10 + i, self.root / f"e{i}"
+                )
             )
 
     def _start_member(self, m: EtcdMember, state: str) -> None:
@@ -74,15 +78,32 @@ class EtcdCluster:
         log = open(self.root / f"{m.name}.log", "ab")  # noqa: SIM115 - owned by the child
         m.proc = subprocess.Popen(
             [
-                "etcd", "--name", m.name, "--data-dir", str(m.data_dir),
-                "--listen-client-urls", m.url, "--advertise-client-urls", m.url,
-                "--listen-peer-urls", f"http://127.0.0.1:{m.peer_port}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{m.peer_port}",
-                "--initial-cluster", cluster, "--initial-cluster-state", state,
-                "--initial-cluster-token", "konsul-bench", "--logger", "zap",
-                "--log-outputs", "stderr",
+                "etcd",
+                "--name",
+                m.name,
+                "--data-dir",
+                str(m.data_dir),
+                "--listen-client-urls",
+                m.url,
+                "--advertise-client-urls",
+                m.url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{m.peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{m.peer_port}",
+                "--initial-cluster",
+                cluster,
+                "--initial-cluster-state",
+                state,
+                "--initial-cluster-token",
+                "konsul-bench",
+                "--logger",
+                "zap",
+                "--log-outputs",
+                "stderr",
             ],
-            stdout=log, stderr=log,
+            stdout=log,
+            stderr=log,
         )
         log.close()
 

@@ -23,7 +23,7 @@ local counter = 0
 function next_index()
   if os.getenv("BENCH_SEQUENTIAL") then
     counter = counter + 1
-    return counter
+    return counter - 1
   end
   return math.random(0, KEYS - 1)
 end
