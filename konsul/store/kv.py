@@ -16,6 +16,7 @@ from konsul.store.sortedkeys import SortedKeys
 from konsul.store.types import JSON, KVDeleted, KVEntry, KVWritten, Rejected, TxnDone
 
 Row = tuple[str, int, int, int]  # value, flags, create_index, modify_index
+_MAX_CHAR = chr(0x10FFFF)
 
 
 def _entry(key: str, row: Row) -> KVEntry:
@@ -81,8 +82,17 @@ class KVTable:
                 break
             if folder is None:
                 return
-            # Skip every key under the folder: restart at the first string after all of them.
-            start = folder[:-1] + chr(ord(folder[-1]) + 1)
+            # Skip every key under the folder: restart at the first string after all of them
+            # (found by scanning only if the folder ends with the largest code point).
+            if folder[-1] != _MAX_CHAR:
+                start = folder[:-1] + chr(ord(folder[-1]) + 1)
+            else:
+                after = next(
+                    (k for k in self._keys.iter_from(folder) if not k.startswith(folder)), None
+                )
+                if after is None:
+                    return
+                start = after
 
     def entries(self, prefix: str = "", separator: str | None = None) -> list[KVEntry]:
         """Entries whose key starts with prefix, sorted by key. With a separator, only the
@@ -224,8 +234,12 @@ class KVTable:
         return lambda: {k: rows[k] for k in keys}
 
     def load(self, rows: dict[str, Row], index: int) -> None:
-        """Replace the table with a snapshot's rows (in key order, as ``frozen`` wrote them)."""
-        self._rows = {k: tuple(r) for k, r in rows.items()}  # type: ignore[misc]
+        """Replace the table with a snapshot's rows (in key order, as ``frozen`` wrote them),
+        decoded with ``use_list=False`` so that each row already is a tuple: the dict is taken
+        as it is (copying a million rows would cost more than decoding them)."""
+        if type(rows) is not dict:
+            raise ValueError("the snapshot's kv table is not a map")
+        self._rows = rows
         # Sorting already-sorted keys is linear (timsort), and it guards against a foreign order.
         self._keys = SortedKeys(sorted(self._rows))
         self.index = index

@@ -116,6 +116,11 @@ def test_listing_sorted_with_and_without_separator(log: Log) -> None:
     log(c.kv_set("x::a::b", "1"))
     log(c.kv_set("x::c", "1"))
     assert sm.kv_keys("x::", "::") == ["x::a::", "x::c"]
+    # A separator ending in the largest code point cannot be "incremented past": still right.
+    top = chr(0x10FFFF)
+    for key in (f"m/a{top}1", f"m/a{top}2", f"m/b{top}", "m/c"):
+        log(c.kv_set(key, ""))
+    assert sm.kv_keys("m/", top) == [f"m/a{top}", f"m/b{top}", "m/c"]
 
 
 def test_listing_across_many_sublists() -> None:
