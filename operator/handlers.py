@@ -1,0 +1,115 @@
+"""kopf handlers: every entry point (create, update, resume, timer) runs the same reconcile.
+
+Handlers of one object are serialised by kopf, but a timer runs beside them, so a per-object
+lock keeps two reconciles of one cluster from ever taking steps at the same time. Nothing
+sleeps inside a handler: an unfinished cluster raises ``kopf.TemporaryError`` to be called again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import aiohttp
+import kopf
+from konsul_operator.kube import Kube, load_connection
+from konsul_operator.reconcile import Outcome, reconcile
+from konsul_operator.resources import Owner, selector_labels
+from konsul_operator.spec import GROUP, PLURAL, VERSION, parse_spec
+
+# Seconds between timer reconciles, and before a requeued reconcile (tests shorten both).
+INTERVAL = float(os.environ.get("KONSUL_OPERATOR_INTERVAL", "15"))
+REQUEUE = float(os.environ.get("KONSUL_OPERATOR_REQUEUE", "2"))
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Progress and diff-base in annotations of our own prefix; status holds only our fields.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="konsul.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="konsul.io", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    # Namespace/CRD scanning is only needed for namespace patterns; off by request (an API
+    # emulator, or RBAC without namespace list).
+    if os.environ.get("KONSUL_OPERATOR_SCANNING", "true").lower() == "false":
+        settings.scanning.disabled = True
+    memo["kube"] = Kube(load_connection())
+    memo["session"] = aiohttp.ClientSession()
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    await memo["kube"].close()
+    await memo["session"].close()
+
+
+def _poster(body: kopf.Body) -> Any:
+    def post(kind: str, reason: str, message: str) -> None:
+        if kind == "Warning":
+            kopf.warn(body, reason=reason, message=message)
+        else:
+            kopf.info(body, reason=reason, message=message)
+
+    return post
+
+
+async def _run(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> Outcome | None:
+    if body.metadata.get("deletionTimestamp"):
+        return None
+    lock = memo.get("lock")
+    if lock is None:
+        lock = memo["lock"] = asyncio.Lock()
+    async with lock:
+        outcome = await reconcile(dict(body), memo["kube"], memo["session"], _poster(body))
+    patch.status.update(outcome.status)
+    return outcome
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    replicas = parse_spec(body.get("spec")).replicas
+    if replicas % 2 == 0 and (body.get("status") or {}).get("warnedEven") != replicas:
+        kopf.warn(body, reason="EvenReplicas",
+                  message=f"{replicas} replicas tolerate no more failures than {replicas - 1}")
+    outcome = await _run(body, patch, memo)
+    if outcome is not None and not outcome.plan.converged:
+        raise kopf.TemporaryError(outcome.plan.message or "not converged", delay=REQUEUE)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=INTERVAL, initial_delay=INTERVAL)
+async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    # Level-triggered safety net: pods crash and come back without touching the resource.
+    await _run(body, patch, memo)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Delete what the cluster owns (owner references would let the garbage collector do it;
+    doing it here also covers clusters without one), and the PVCs only when asked."""
+    meta = body.metadata
+    owner = Owner(name=str(meta.name), namespace=str(meta.namespace), uid=str(meta.uid))
+    kube: Kube = memo["kube"]
+    spec = parse_spec(body.get("spec"))
+    owned = [
+        ("PrometheusRule", owner.name), ("ServiceMonitor", owner.name),
+        ("StatefulSet", owner.name), ("PodDisruptionBudget", owner.name),
+        ("Service", owner.client), ("Service", owner.headless),
+    ]
+    for kind, name in owned:
+        if kind in ("PrometheusRule", "ServiceMonitor") and not (
+            spec.service_monitor.enabled or spec.prometheus_rule.enabled
+        ):
+            continue
+        if await kube.delete(kind, owner.namespace, name):
+            kopf.info(body, reason="Deleted", message=f"deleted {kind} {name}")
+    if spec.delete_claims_on_delete:
+        for claim in await kube.list("PersistentVolumeClaim", owner.namespace,
+                                     selector_labels(owner)):
+            await kube.delete("PersistentVolumeClaim", owner.namespace,
+                              claim["metadata"]["name"])
+            kopf.info(body, reason="Deleted", message=f"deleted claim {claim['metadata']['name']}")

@@ -1,0 +1,135 @@
+"""Observe a cluster: its StatefulSet, pods and claims from Kubernetes, and each pod's node over
+HTTP by pod IP (``/cluster/status``, ``/health/ready``, then the leader's ``/cluster/peers``)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from konsul_operator.kube import Kube
+from konsul_operator.planner import Member, NodeView, Observed, PodView
+from konsul_operator.resources import Owner, selector_labels
+from konsul_operator.spec import HTTP_PORT, TEMPLATE_HASH, ClusterSpec
+
+NODE_TIMEOUT = aiohttp.ClientTimeout(total=2)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The planner's input plus the raw objects the actions and status need."""
+
+    observed: Observed
+    statefulset: dict[str, Any] | None
+
+
+def node_url(ip: str) -> str:
+    return f"http://{ip}:{HTTP_PORT}"
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    try:
+        async with session.get(url, timeout=NODE_TIMEOUT) as resp:
+            return resp.status, await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return 0, None
+
+
+async def node_view(session: aiohttp.ClientSession, ip: str) -> NodeView | None:
+    code, status = await _get_json(session, node_url(ip) + "/cluster/status")
+    if code != 200 or not isinstance(status, dict):
+        return None
+    ready_code, _ = await _get_json(session, node_url(ip) + "/health/ready")
+    return NodeView(
+        node_id=str(status.get("node_id", "")),
+        address=str(status.get("address", "")),
+        http_address=str(status.get("http_address") or f"{ip}:{HTTP_PORT}"),
+        state=str(status.get("state", "")),
+        leader_id=status.get("leader_id"),
+        term=int(status.get("term", 0)),
+        commit_index=int(status.get("commit_index", 0)),
+        applied_index=int(status.get("applied_index", 0)),
+        last_index=int(status.get("last_index", 0)),
+        peer_count=len(status.get("peers") or []),
+        ready=ready_code == 200,
+    )
+
+
+def ordinal(name: str, cluster: str) -> int | None:
+    tail = name[len(cluster) + 1 :] if name.startswith(cluster + "-") else ""
+    return int(tail) if tail.isdigit() else None
+
+
+async def observe(
+    kube: Kube,
+    session: aiohttp.ClientSession,
+    owner: Owner,
+    spec: ClusterSpec,
+    desired_hash: str,
+    bootstrapped: bool,
+) -> Snapshot:
+    sts = await kube.get("StatefulSet", owner.namespace, owner.name)
+    pods_raw = await kube.list("Pod", owner.namespace, selector_labels(owner))
+    claims_raw = await kube.list("PersistentVolumeClaim", owner.namespace, selector_labels(owner))
+
+    pods_raw = [p for p in pods_raw if ordinal(p["metadata"]["name"], owner.name) is not None]
+    ips = [(p.get("status") or {}).get("podIP") for p in pods_raw]
+    views = await asyncio.gather(
+        *(node_view(session, ip) if ip else _none() for ip in ips)
+    )
+    pods = []
+    for raw, ip, node in zip(pods_raw, ips, views, strict=True):
+        meta = raw["metadata"]
+        pods.append(
+            PodView(
+                name=meta["name"],
+                ordinal=ordinal(meta["name"], owner.name) or 0,
+                ip=ip,
+                template_hash=(meta.get("annotations") or {}).get(TEMPLATE_HASH, ""),
+                deleting=bool(meta.get("deletionTimestamp")),
+                node=node,
+            )
+        )
+
+    leader_id, members, leader_commit = await _leader_view(session, pods)
+    observed = Observed(
+        name=owner.name,
+        desired_replicas=spec.replicas,
+        desired_hash=desired_hash,
+        sts_replicas=None if sts is None else int((sts.get("spec") or {}).get("replicas", 0)),
+        pods=tuple(sorted(pods, key=lambda p: p.ordinal)),
+        members=members,
+        leader_id=leader_id,
+        leader_commit=leader_commit,
+        bootstrapped=bootstrapped,
+        claims=tuple(sorted(c["metadata"]["name"] for c in claims_raw)),
+    )
+    return Snapshot(observed, sts)
+
+
+async def _none() -> None:
+    return None
+
+
+async def _leader_view(
+    session: aiohttp.ClientSession, pods: list[PodView]
+) -> tuple[str | None, tuple[Member, ...], int]:
+    """Ask the pod that says it leads (re-checked on itself) for the configuration."""
+    # A deposed leader may still think it leads for a moment: the highest term wins.
+    for pod in sorted(pods, key=lambda p: -(p.node.term if p.node else 0)):
+        node = pod.node
+        if node is None or node.state != "Leader" or pod.ip is None or pod.deleting:
+            continue
+        code, body = await _get_json(session, node_url(pod.ip) + "/cluster/leader")
+        if code != 200 or not isinstance(body, dict) or body.get("leader_id") != node.node_id:
+            continue
+        code, peers = await _get_json(session, node_url(pod.ip) + "/cluster/peers")
+        if code != 200 or not isinstance(peers, dict):
+            continue
+        members = tuple(
+            Member(id=str(p["id"]), address=str(p["address"]), voter=bool(p["voter"]))
+            for p in peers.get("peers") or []
+        )
+        return node.node_id, members, node.commit_index
+    return None, (), 0

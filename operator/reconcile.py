@@ -1,0 +1,271 @@
+"""One reconcile: make the owned objects exist, observe, plan, take at most one step, and
+compute the status to record. The kopf handlers (handlers.py) call ``reconcile``."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from konsul_operator import metrics
+from konsul_operator.actions import StepFailed, execute
+from konsul_operator.kube import Kube
+from konsul_operator.observe import Snapshot, observe
+from konsul_operator.planner import (
+    BOOTSTRAP,
+    NONE,
+    QUORUM_LOST,
+    RECORD_BOOTSTRAPPED,
+    WAIT,
+    Action,
+    Observed,
+    Plan,
+    plan,
+)
+from konsul_operator.resources import (
+    Owner,
+    owned_objects,
+    pod_template,
+    selector_labels,
+    selector_string,
+)
+from konsul_operator.spec import RESTARTED_AT, TEMPLATE_HASH, ClusterSpec, parse_spec
+
+# An event poster: (kind of event "Normal"/"Warning", reason, message).
+EventFn = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    plan: Plan
+    step: Action | None  # the step taken, if any
+    status: dict[str, Any]
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace(
+        "+00:00", "Z"
+    )
+
+
+def owner_of(body: dict[str, Any]) -> Owner:
+    meta = body["metadata"]
+    return Owner(
+        name=meta["name"],
+        namespace=meta.get("namespace") or "default",
+        uid=meta.get("uid", ""),
+        restarted_at=(meta.get("annotations") or {}).get(RESTARTED_AT),
+    )
+
+
+def merge_patch(current: Any, desired: Any) -> Any:
+    """The RFC 7386 merge patch that turns ``current`` into ``desired`` (None: no change)."""
+    if not isinstance(current, dict) or not isinstance(desired, dict):
+        return None if current == desired else desired
+    patch: dict[str, Any] = {}
+    for key in current.keys() - desired.keys():
+        patch[key] = None
+    for key, value in desired.items():
+        if key not in current:
+            patch[key] = value
+            continue
+        sub = merge_patch(current[key], value)
+        if sub is not None and sub != {}:
+            patch[key] = sub
+    return patch or None
+
+
+def _contains(current: Any, desired: Any) -> bool:
+    if isinstance(desired, dict):
+        return isinstance(current, dict) and all(
+            _contains(current.get(k), v) for k, v in desired.items()
+        )
+    return bool(current == desired)
+
+
+async def ensure_owned(
+    kube: Kube, owner: Owner, spec: ClusterSpec, monitoring: bool, event: EventFn
+) -> None:
+    """Create what is missing; bring drifted objects back (never the StatefulSet's replicas:
+    those belong to the planner's steps)."""
+    for obj in owned_objects(owner, spec, spec.replicas, monitoring):
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        current = await kube.get(kind, owner.namespace, name)
+        if current is None:
+            await kube.create(obj)
+            event("Normal", "Created", f"created {kind} {name}")
+            continue
+        if kind == "StatefulSet":
+            want = obj["spec"]["template"]
+            have = (current.get("spec") or {}).get("template") or {}
+            have_hash = ((have.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_HASH)
+            if have_hash != want["metadata"]["annotations"][TEMPLATE_HASH]:
+                change = merge_patch(have, want)
+                await kube.patch(kind, owner.namespace, name, {"spec": {"template": change}})
+                event("Normal", "TemplateChanged",
+                      f"StatefulSet {name} pod template updated; pods restart one at a time")
+            continue
+        wanted = {"metadata": {"labels": obj["metadata"]["labels"]}, "spec": obj["spec"]}
+        if not _contains(current, wanted):
+            await kube.patch(kind, owner.namespace, name, wanted)
+
+
+def _condition(
+    previous: list[dict[str, Any]], kind: str, status: bool, reason: str, message: str,
+    generation: int, now: str,
+) -> dict[str, Any]:
+    text = "True" if status else "False"
+    before = next((c for c in previous if c.get("type") == kind), None)
+    changed = before is None or before.get("status") != text
+    return {
+        "type": kind,
+        "status": text,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": (
+            now if changed or before is None else before.get("lastTransitionTime", now)
+        ),
+        "observedGeneration": generation,
+    }
+
+
+def conditions(
+    previous: list[dict[str, Any]], p: Plan, generation: int, now: str
+) -> list[dict[str, Any]]:
+    if p.available:
+        available_reason = "QuorumAvailable"
+    elif p.degraded == QUORUM_LOST:
+        available_reason = QUORUM_LOST
+    else:
+        available_reason = "NotBootstrapped"
+    return [
+        _condition(previous, "Available", p.available, available_reason, p.message,
+                   generation, now),
+        _condition(previous, "Progressing", p.progressing is not None,
+                   p.progressing or "Converged", p.message, generation, now),
+        _condition(previous, "Degraded", p.degraded is not None, p.degraded or "AsExpected",
+                   p.message if p.degraded else "", generation, now),
+    ]
+
+
+def members_status(obs: Observed) -> list[dict[str, Any]]:
+    out = []
+    for member in obs.members:
+        pod = obs.pod(member.id)
+        node = pod.node if pod else None
+        out.append({
+            "id": member.id,
+            "pod": pod.name if pod else "",
+            "address": member.address,
+            "voter": member.voter,
+            "healthy": bool(node and node.ready),
+            "leader": member.id == obs.leader_id,
+        })
+    return out
+
+
+def build_status(
+    body: dict[str, Any], snap: Snapshot, p: Plan, step: Action | None, outcome: str,
+    bootstrapped: bool, now: str,
+) -> dict[str, Any]:
+    obs = snap.observed
+    previous = dict(body.get("status") or {})
+    generation = int(body["metadata"].get("generation") or 0)
+    spec = parse_spec(body.get("spec"))
+    operation = previous.get("operation") or {}
+    if step is not None:
+        operation = {"type": step.kind, "target": step.target, "message": outcome,
+                     "since": now}
+    elif p.action.kind == WAIT and operation.get("type") != WAIT:
+        operation = {"type": WAIT, "target": "", "message": p.message, "since": now}
+    elif p.action.kind == WAIT:
+        operation = {**operation, "message": p.message}
+    elif p.action.kind == NONE:
+        operation = {}
+    healthy = [m for m in members_status(obs) if m["healthy"] and m["voter"]]
+    current_image = previous.get("currentImage", "")
+    if not p.restart_queue and p.converged:
+        current_image = spec.image
+    return {
+        "phase": p.phase,
+        "replicas": len([x for x in obs.pods if not x.deleting]),
+        "readyReplicas": len(healthy),
+        "selector": selector_string(owner_of(body)),
+        "leader": obs.leader_id or "",
+        "members": members_status(obs),
+        "bootstrapped": bootstrapped,
+        "currentImage": current_image,
+        "operation": operation or None,
+        "restartQueue": list(p.restart_queue),
+        "conditions": conditions(previous.get("conditions") or [], p, generation, now),
+        "observedGeneration": generation,
+    }
+
+
+async def reconcile(
+    body: dict[str, Any], kube: Kube, session: aiohttp.ClientSession, event: EventFn
+) -> Outcome:
+    started = time.monotonic()
+    try:
+        outcome = await _reconcile(body, kube, session, event)
+    except Exception:
+        metrics.RECONCILE_ERRORS.inc()
+        metrics.RECONCILES.labels("error").inc()
+        raise
+    finally:
+        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    metrics.RECONCILES.labels("converged" if outcome.plan.converged else "requeued").inc()
+    return outcome
+
+
+async def _reconcile(
+    body: dict[str, Any], kube: Kube, session: aiohttp.ClientSession, event: EventFn
+) -> Outcome:
+    owner = owner_of(body)
+    spec = parse_spec(body.get("spec"))
+    previous = body.get("status") or {}
+    bootstrapped = bool(previous.get("bootstrapped", False))
+    monitoring = spec.service_monitor.enabled or spec.prometheus_rule.enabled
+    served = monitoring and await kube.served("monitoring.coreos.com/v1", "servicemonitors")
+    await ensure_owned(kube, owner, spec, served, event)
+
+    desired_hash = pod_template(owner, spec)["metadata"]["annotations"][TEMPLATE_HASH]
+    snap = await observe(kube, session, owner, spec, desired_hash, bootstrapped)
+    p = plan(snap.observed)
+
+    step: Action | None = None
+    outcome = p.message
+    if p.action.kind not in (WAIT, NONE):
+        step = p.action
+        if step.kind == RECORD_BOOTSTRAPPED:
+            outcome = f"cluster already exists ({step.reason}); recorded as bootstrapped"
+        else:
+            try:
+                outcome = await execute(step, snap.observed, owner, kube, session)
+            except StepFailed as exc:
+                event("Warning", f"{step.kind}Failed", str(exc))
+                metrics.STEPS.labels(f"{step.kind}Failed").inc()
+                status = build_status(body, snap, p, None, str(exc), bootstrapped, now_iso())
+                return Outcome(p, None, status)
+        if step.kind in (BOOTSTRAP, RECORD_BOOTSTRAPPED):
+            bootstrapped = True
+        metrics.STEPS.labels(step.kind).inc()
+        event("Normal", step.kind, outcome)
+    elif p.degraded and p.degraded != (_degraded_reason(previous)):
+        event("Warning", p.degraded, p.message)
+
+    status = build_status(body, snap, p, step, outcome, bootstrapped, now_iso())
+    return Outcome(p, step, status)
+
+
+def _degraded_reason(status: dict[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Degraded" and cond.get("status") == "True":
+            return str(cond.get("reason"))
+    return None
+
+
+__all__ = ["Outcome", "ensure_owned", "reconcile", "selector_labels"]

@@ -1,0 +1,318 @@
+"""Pure builders of everything a KonsulCluster owns: StatefulSet, Services, PDB, monitoring.
+
+No I/O here: each function takes the cluster's identity and spec and returns a manifest dict,
+so the same output is validated offline (kubernetes-validate) and applied by the operator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources as importlib_resources
+from typing import Any
+
+import yaml
+from konsul_operator.spec import (
+    GROUP,
+    HTTP_PORT,
+    KIND,
+    RAFT_KNOBS,
+    RAFT_PORT,
+    RESTARTED_AT,
+    TEMPLATE_HASH,
+    VERSION,
+    ClusterSpec,
+)
+
+DATA_VOLUME = "data"
+DATA_PATH = "/data"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The KonsulCluster every object points back to (owner reference, names, labels)."""
+
+    name: str
+    namespace: str
+    uid: str
+    restarted_at: str | None = None  # the konsul.io/restartedAt annotation, if any
+
+    @property
+    def headless(self) -> str:
+        return f"{self.name}-peers"
+
+    @property
+    def client(self) -> str:
+        return self.name
+
+    def pod(self, ordinal: int) -> str:
+        return f"{self.name}-{ordinal}"
+
+    def claim(self, ordinal: int) -> str:
+        return f"{DATA_VOLUME}-{self.name}-{ordinal}"
+
+
+def selector_labels(owner: Owner) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "konsul", "app.kubernetes.io/instance": owner.name}
+
+
+def labels(owner: Owner) -> dict[str, str]:
+    return {**selector_labels(owner), "app.kubernetes.io/managed-by": "konsul-operator"}
+
+
+def selector_string(owner: Owner) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector_labels(owner).items())
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(
+    owner: Owner, name: str, extra_labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": {**labels(owner), **(extra_labels or {})},
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def node_env(owner: Owner, spec: ClusterSpec) -> list[dict[str, Any]]:
+    """The node's KONSUL_* variables: id = pod name, Raft address = DNS name under the headless
+    Service, HTTP advertised by pod IP (what the operator and redirects use)."""
+    field_env = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+    ]
+    plain = {
+        "KONSUL_HOST": "0.0.0.0",
+        "KONSUL_PORT": str(HTTP_PORT),
+        "KONSUL_DATA_DIR": DATA_PATH,
+        "KONSUL_FORWARD_WRITES": "true" if spec.forward_writes else "false",
+        "KONSUL_RAFT_ENABLED": "true",
+        "KONSUL_RAFT_NODE_ID": "$(POD_NAME)",
+        "KONSUL_RAFT_BIND_ADDR": f"0.0.0.0:{RAFT_PORT}",
+        "KONSUL_RAFT_ADVERTISE_ADDR": (
+            f"$(POD_NAME).{owner.headless}.$(POD_NAMESPACE).svc:{RAFT_PORT}"
+        ),
+        "KONSUL_HTTP_ADVERTISE_ADDR": f"$(POD_IP):{HTTP_PORT}",
+        "KONSUL_RAFT_DATA_DIR": f"{DATA_PATH}/raft",
+        # Never KONSUL_RAFT_BOOTSTRAP: the operator bootstraps pod-0 once, over the API.
+    }
+    for key, variable in RAFT_KNOBS.items():
+        plain[variable] = str(spec.raft[key])
+    return field_env + [{"name": k, "value": v} for k, v in plain.items()] + list(spec.env)
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def pod_template(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
+    annotations = dict(spec.pod_annotations)
+    if owner.restarted_at:
+        annotations[RESTARTED_AT] = owner.restarted_at
+    container: dict[str, Any] = {
+        "name": "konsul",
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "env": node_env(owner, spec),
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "raft", "containerPort": RAFT_PORT, "protocol": "TCP"},
+        ],
+        "livenessProbe": _probe("/health/live", 10, 3),
+        "readinessProbe": _probe("/health/ready", 5, 2),
+        "volumeMounts": [{"name": DATA_VOLUME, "mountPath": DATA_PATH}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if spec.resources:
+        container["resources"] = spec.resources
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = spec.node_selector
+    if spec.tolerations:
+        pod_spec["tolerations"] = spec.tolerations
+    if spec.affinity:
+        pod_spec["affinity"] = spec.affinity
+    if spec.topology_spread:
+        pod_spec["topologySpreadConstraints"] = spec.topology_spread
+    template: dict[str, Any] = {
+        "metadata": {"labels": labels(owner), "annotations": annotations},
+        "spec": pod_spec,
+    }
+    # The hash of everything above marks which pods run the current template (OnDelete: the
+    # operator itself replaces outdated pods, one at a time).
+    template["metadata"]["annotations"] = {**annotations, TEMPLATE_HASH: template_hash(template)}
+    return template
+
+
+def template_hash(template: dict[str, Any]) -> str:
+    text = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def statefulset(owner: Owner, spec: ClusterSpec, replicas: int) -> dict[str, Any]:
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": spec.storage_size}},
+    }
+    if spec.storage_class:
+        claim_spec["storageClassName"] = spec.storage_class
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _metadata(owner, owner.name),
+        "spec": {
+            "replicas": replicas,
+            "serviceName": owner.headless,
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "OnDelete"},
+            "selector": {"matchLabels": selector_labels(owner)},
+            "template": pod_template(owner, spec),
+            "volumeClaimTemplates": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": DATA_VOLUME, "labels": labels(owner)},
+                    "spec": claim_spec,
+                }
+            ],
+        },
+    }
+
+
+def _ports() -> list[dict[str, Any]]:
+    return [
+        {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+        {"name": "raft", "port": RAFT_PORT, "targetPort": "raft", "protocol": "TCP"},
+    ]
+
+
+def headless_service(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, owner.headless, {"konsul.io/service": "peers"}),
+        "spec": {
+            "clusterIP": "None",
+            # Peers must resolve each other before they are Ready (a new member is not ready
+            # until it has joined and caught up).
+            "publishNotReadyAddresses": True,
+            "selector": selector_labels(owner),
+            "ports": _ports(),
+        },
+    }
+
+
+def client_service(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, owner.client, {"konsul.io/service": "client"}),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(owner),
+            "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def disruption_budget(owner: Owner, replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(owner, owner.name),
+        "spec": {
+            # One voluntary disruption at a time; none for a single replica (it would be an
+            # outage). The operator's own pod deletions do not go through eviction.
+            "maxUnavailable": 0 if replicas == 1 else 1,
+            "selector": {"matchLabels": selector_labels(owner)},
+        },
+    }
+
+
+def service_monitor(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _metadata(owner, owner.name, spec.service_monitor.labels),
+        "spec": {
+            "selector": {"matchLabels": {**selector_labels(owner), "konsul.io/service": "peers"}},
+            "namespaceSelector": {"matchNames": [owner.namespace]},
+            # job="konsul" for every cluster: the alert rules select on it.
+            "jobLabel": "app.kubernetes.io/name",
+            "endpoints": [
+                {"port": "http", "path": "/metrics", "interval": spec.service_monitor.interval}
+            ],
+        },
+    }
+
+
+def alert_rules() -> dict[str, Any]:
+    """The rule groups from the one rules file (also at deploy/alerts/konsul-rules.yaml)."""
+    text = importlib_resources.files("konsul_operator").joinpath("alerts/konsul-rules.yaml")
+    loaded: dict[str, Any] = yaml.safe_load(text.read_text())
+    return loaded
+
+
+def prometheus_rule(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
+    groups = []
+    for group in alert_rules()["groups"]:
+        group = dict(group)
+        group["interval"] = spec.prometheus_rule.interval
+        groups.append(group)
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": _metadata(owner, owner.name, spec.prometheus_rule.labels),
+        "spec": {"groups": groups},
+    }
+
+
+def owned_objects(
+    owner: Owner, spec: ClusterSpec, sts_replicas: int, monitoring_served: bool
+) -> list[dict[str, Any]]:
+    """Everything the cluster owns, in the order to create it."""
+    objects = [
+        headless_service(owner),
+        client_service(owner),
+        disruption_budget(owner, spec.replicas),
+        statefulset(owner, spec, sts_replicas),
+    ]
+    if monitoring_served and spec.service_monitor.enabled:
+        objects.append(service_monitor(owner, spec))
+    if monitoring_served and spec.prometheus_rule.enabled:
+        objects.append(prometheus_rule(owner, spec))
+    return objects

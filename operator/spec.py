@@ -1,0 +1,114 @@
+"""The KonsulCluster spec as a typed object, with the CRD's defaults applied again here.
+
+The API server applies the schema's defaults, but the operator must not depend on it (an older
+object, or an emulator that does no defaulting), so every read goes through ``parse_spec``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+GROUP = "konsul.io"
+VERSION = "v1alpha1"
+PLURAL = "konsulclusters"
+KIND = "KonsulCluster"
+
+DEFAULT_IMAGE = "konsul:0.1.0"
+DEFAULT_REPLICAS = 3
+DEFAULT_STORAGE_SIZE = "1Gi"
+HTTP_PORT = 8500
+RAFT_PORT = 7000
+RESTARTED_AT = "konsul.io/restartedAt"
+TEMPLATE_HASH = "konsul.io/template-hash"
+
+# spec.raft key -> KONSUL_* variable, in the guide's order and with the guide's value forms.
+RAFT_KNOBS: dict[str, str] = {
+    "heartbeatTimeout": "KONSUL_RAFT_HEARTBEAT_TIMEOUT",
+    "electionTimeout": "KONSUL_RAFT_ELECTION_TIMEOUT",
+    "leaderLeaseTimeout": "KONSUL_RAFT_LEADER_LEASE_TIMEOUT",
+    "commitTimeout": "KONSUL_RAFT_COMMIT_TIMEOUT",
+    "snapshotInterval": "KONSUL_RAFT_SNAPSHOT_INTERVAL",
+    "snapshotThreshold": "KONSUL_RAFT_SNAPSHOT_THRESHOLD",
+    "snapshotRetention": "KONSUL_RAFT_SNAPSHOT_RETENTION",
+    "maxAppendEntries": "KONSUL_RAFT_MAX_APPEND_ENTRIES",
+    "trailingLogs": "KONSUL_RAFT_TRAILING_LOGS",
+    "logLevel": "KONSUL_RAFT_LOG_LEVEL",
+}
+RAFT_DEFAULTS: dict[str, str | int] = {
+    "heartbeatTimeout": "1s",
+    "electionTimeout": "1s",
+    "leaderLeaseTimeout": "500ms",
+    "commitTimeout": "50ms",
+    "snapshotInterval": "120s",
+    "snapshotThreshold": 8192,
+    "snapshotRetention": 2,
+    "maxAppendEntries": 64,
+    "trailingLogs": 10240,
+    "logLevel": "info",
+}
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    enabled: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    interval: str = "30s"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    replicas: int = DEFAULT_REPLICAS
+    image: str = DEFAULT_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    resources: dict[str, Any] = field(default_factory=dict)
+    storage_size: str = DEFAULT_STORAGE_SIZE
+    storage_class: str | None = None
+    delete_claims_on_delete: bool = False
+    raft: dict[str, str | int] = field(default_factory=lambda: dict(RAFT_DEFAULTS))
+    env: list[dict[str, Any]] = field(default_factory=list)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    affinity: dict[str, Any] = field(default_factory=dict)
+    topology_spread: list[dict[str, Any]] = field(default_factory=list)
+    pod_annotations: dict[str, str] = field(default_factory=dict)
+    forward_writes: bool = False
+    service_monitor: MonitorSpec = field(default_factory=MonitorSpec)
+    prometheus_rule: MonitorSpec = field(default_factory=MonitorSpec)
+
+
+def _monitor(raw: Mapping[str, Any] | None) -> MonitorSpec:
+    raw = raw or {}
+    return MonitorSpec(
+        enabled=bool(raw.get("enabled", False)),
+        labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
+        interval=str(raw.get("interval", "30s")),
+    )
+
+
+def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
+    raw = raw or {}
+    storage = raw.get("storage") or {}
+    raft = dict(RAFT_DEFAULTS)
+    raft.update({k: v for k, v in (raw.get("raft") or {}).items() if k in RAFT_KNOBS})
+    monitoring = raw.get("monitoring") or {}
+    return ClusterSpec(
+        replicas=max(1, int(raw.get("replicas", DEFAULT_REPLICAS))),
+        image=str(raw.get("image") or DEFAULT_IMAGE),
+        image_pull_policy=str(raw.get("imagePullPolicy") or "IfNotPresent"),
+        resources=dict(raw.get("resources") or {}),
+        storage_size=str(storage.get("size") or DEFAULT_STORAGE_SIZE),
+        storage_class=storage.get("storageClassName"),
+        delete_claims_on_delete=bool(storage.get("deleteClaimsOnDelete", False)),
+        raft=raft,
+        env=[dict(e) for e in raw.get("env") or []],
+        node_selector=dict(raw.get("nodeSelector") or {}),
+        tolerations=[dict(t) for t in raw.get("tolerations") or []],
+        affinity=dict(raw.get("affinity") or {}),
+        topology_spread=[dict(t) for t in raw.get("topologySpreadConstraints") or []],
+        pod_annotations={str(k): str(v) for k, v in (raw.get("podAnnotations") or {}).items()},
+        forward_writes=bool(raw.get("forwardWrites", False)),
+        service_monitor=_monitor(monitoring.get("serviceMonitor")),
+        prometheus_rule=_monitor(monitoring.get("prometheusRule")),
+    )
