@@ -129,7 +129,6 @@ class TcpTransport:
         if peer is None:
             peer = self._peers[node_id] = _Peer(node_id, address)
             peer.task = asyncio.create_task(self._write_loop(peer), name=f"raft-to-{node_id}")
-            peer.task.add_done_callback(lambda t: log.error("DBG write loop ended %s %r", t.get_name(), t.exception() if not t.cancelled() else "cancelled"))
         return peer
 
     def peer_ids(self) -> list[str]:
@@ -145,7 +144,6 @@ class TcpTransport:
         backoff = BACKOFF_MIN
         host, port = split_host_port(peer.address)
         while True:
-            log.error("DBG connecting %s %s", peer.node_id, peer.address)
             try:
                 _, writer = await asyncio.wait_for(
                     asyncio.open_connection(host, port), CONNECT_TIMEOUT
@@ -159,7 +157,10 @@ class TcpTransport:
             try:
                 writer.write(self._hello)
                 await self._drain(peer, writer)
-            except (OSError, ConnectionError):
+            except (OSError, RuntimeError):
+                # uvloop raises RuntimeError ("the handler is closed"), not an OSError, for a
+                # write on a connection the peer already reset: it too means "reconnect". Letting
+                # it escape ended this task and cut us off from the peer until our own restart.
                 event(log, logging.DEBUG, "connection lost", peer=peer.node_id)
                 self._on_unreachable(peer.node_id)
             finally:
@@ -170,6 +171,8 @@ class TcpTransport:
         while True:
             await peer.ready.wait()
             peer.ready.clear()
+            if writer.is_closing():  # the peer went away while we had nothing to send
+                raise ConnectionResetError(f"connection to {peer.node_id} closed")
             frames = list(peer.queue)
             peer.queue.clear()
             writer.writelines(frames)
