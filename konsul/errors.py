@@ -73,7 +73,7 @@ class Timeout(KonsulError):
 
 
 class Unavailable(KonsulError):
-    """The write's outcome is unknown (leadership lost while it was in flight) or the node is stopping."""
+    """The write's outcome is unknown (leadership lost while in flight) or the node is stopping."""
 
     code = "unavailable"
     status = 503
