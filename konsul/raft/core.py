@@ -377,7 +377,7 @@ class RaftCore:
                 raise ValueError("recovered entries without a snapshot must start at 1")
             self._entries = list(entries)
             return
-        if last <= snap.index:
+        if last < snap.index:
             return  # the snapshot covers all of them
         if first <= snap.index:
             if entries[snap.index - first].term != snap.term:

@@ -12,7 +12,9 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from konsul.raft.core import CoreConfig, RaftCore, ReadState, Role
+import msgpack
+
+from konsul.raft.core import CoreConfig, RaftCore, ReadState, ReceivedSnapshot, Role
 from konsul.raft.messages import Message, decode, encode, encode_configuration
 from konsul.raft.types import (
     Configuration,
@@ -86,8 +88,10 @@ class Node:
         self.core_class = core_class
         self.disk = disk or Disk()
         self.snapshots = MemSnapshots()
-        self.applied: list[Entry] = []  # what the state machine applied, in order
+        self.applied: list[Entry] = []  # entries applied since the last restore, in order
+        self.sm: list[bytes] = []  # the "state machine": every command applied, in order
         self.restored_from: SnapshotMeta | None = None
+        self.received: list[ReceivedSnapshot] = []  # every Ready.snapshot, in order
         self.read_states: list[ReadState] = []
         self.dropped_reads: list[int] = []
         self.auto_persist = True  # acknowledge persistence right after writing
@@ -110,6 +114,8 @@ class Node:
 
     def restart(self) -> None:
         self.applied = []
+        d = self.disk
+        self.sm = msgpack.unpackb(d.snapshot_data) if d.snapshot is not None else []
         self.core = self._new_core()
 
     def handle_ready(self) -> list[Message]:
@@ -122,12 +128,14 @@ class Node:
             if rd.hard_state is not None:
                 d.hard_state = rd.hard_state
             if rd.snapshot is not None:
+                self.received.append(rd.snapshot)
                 meta = rd.snapshot.meta
                 d.snapshot, d.snapshot_data = meta, rd.snapshot.data
                 self.snapshots.blobs[(meta.index, meta.term)] = rd.snapshot.data
                 d.log = []
                 self.restored_from = meta
                 self.applied = []
+                self.sm = msgpack.unpackb(rd.snapshot.data)
             if rd.truncate_from is not None:
                 d.log = [e for e in d.log if e.index < rd.truncate_from]
             if rd.entries:
@@ -148,6 +156,8 @@ class Node:
                 if self.applied:
                     assert e.index == self.applied[-1].index + 1, "apply gap"
                 self.applied.append(e)
+                if e.kind is EntryKind.COMMAND:
+                    self.sm.append(e.data)
             if rd.committed:
                 core.applied(rd.committed[-1].index)
             self.read_states.extend(rd.read_states)
@@ -160,7 +170,21 @@ class Node:
         self.unacked = []
 
     def commands(self) -> list[bytes]:
-        return [e.data for e in self.applied if e.kind is EntryKind.COMMAND]
+        return list(self.sm)
+
+    def take_snapshot(self, trailing: int = 0) -> SnapshotMeta:
+        """Save the state machine through the applied index and compact the core's log."""
+        core = self.core
+        index = self.applied[-1].index
+        term = core.term_at(index)
+        assert term is not None
+        meta = SnapshotMeta(index, term, core.committed_configuration)
+        data = msgpack.packb(self.sm)
+        self.snapshots.blobs[(index, term)] = data
+        self.disk.snapshot, self.disk.snapshot_data = meta, data
+        core.compact(meta, trailing)
+        self.disk.log = [e for e in self.disk.log if e.index >= core.first_index]
+        return meta
 
 
 Filter = Callable[[Message], bool]
