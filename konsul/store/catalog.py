@@ -133,12 +133,18 @@ class Catalog:
             checks_changed = checks_changed or chk is not checks.get(c["id"])
             new_checks.append(chk)
         new_ids = tuple(c.id for c in new_checks)
-        if old is not None:
-            keep = set(new_ids)
-            for cid in old.check_ids:
-                if cid not in keep:
-                    del checks[cid]
-                    checks_changed = True
+        keep = set(new_ids)
+        removed = [cid for cid in old.check_ids if cid not in keep] if old is not None else []
+        checks_changed = checks_changed or bool(removed)
+        # Everything is read from the command before anything changes: a command of the wrong
+        # shape (only a forged one: builders never make them) fails here, leaving no trace.
+        new = Service(
+            sid, svc["name"], svc["address"], svc["port"], tuple(svc["tags"]), dict(svc["meta"]),
+            new_ids, svc["ttl"],
+            index if old is None else old.create_index, index, index,
+        )
+        for cid in removed:
+            del checks[cid]
         for chk in new_checks:
             owner = checks.get(chk.id)
             if owner is not None and owner.service_id != sid:
@@ -148,11 +154,6 @@ class Catalog:
                     other, check_ids=tuple(i for i in other.check_ids if i != chk.id)
                 )
             checks[chk.id] = chk
-        new = Service(
-            sid, svc["name"], svc["address"], svc["port"], tuple(svc["tags"]), dict(svc["meta"]),
-            new_ids, svc["ttl"],
-            index if old is None else old.create_index, index, index,
-        )
         if old is not None and not checks_changed and _same_service(old, new):
             new.modify_index = old.modify_index
         else:
@@ -293,6 +294,18 @@ class Catalog:
     def export(self) -> list[JSON]:
         return [self.services[i].definition(self.checks_of(self.services[i]))
                 for i in sorted(self.services)]
+
+
+_SERVICE_KEYS = ("id", "name", "address", "port", "tags", "meta", "ttl", "checks")
+_CHECK_KEYS = ("id", "name", "kind", "target", "interval", "timeout", "ttl", "dca")
+
+
+def well_formed(svc: Mapping[str, Any]) -> None:
+    """Raise ValueError unless ``svc`` has the normalised shape ``commands`` produces."""
+    if not all(k in svc for k in _SERVICE_KEYS) or not all(
+        isinstance(c, Mapping) and all(k in c for k in _CHECK_KEYS) for c in svc["checks"]
+    ):
+        raise ValueError(f"malformed service {svc!r}")
 
 
 def not_ttl_message(chk: Check) -> str:

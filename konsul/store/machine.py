@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 
 from konsul.errors import BadRequest, NotFound
-from konsul.store.catalog import Catalog, not_ttl_message
+from konsul.store.catalog import Catalog, not_ttl_message, well_formed
 from konsul.store.kv import KVTable
 from konsul.store.types import (
     JSON,
@@ -167,6 +167,14 @@ class StateMachine:
     def _import(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
         kv_items: list[list[Any]] = cmd["kv"]
         services: list[dict[str, Any]] = cmd["services"]
+        # Check every row's shape first: a malformed one (only a forged command: builders never
+        # make them) fails before anything changed, keeping the chunk atomic even then.
+        for row in kv_items:
+            key, value, flags = row
+            if type(key) is not str or type(value) is not str or type(flags) is not int:
+                raise ValueError(f"malformed import row {row!r}")
+        for svc in services:
+            well_formed(svc)
         claimable = {s["id"] for s in services}
         # Refuse the whole chunk before touching anything: a chunk is atomic.
         for svc in services:

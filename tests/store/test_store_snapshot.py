@@ -205,6 +205,21 @@ def test_an_import_chunk_is_atomic() -> None:
     assert sm.service("other") is None
 
 
+@pytest.mark.parametrize("forged", [
+    {"op": "import", "kv": [["a", "1", 0], ["b", 2, 0]], "services": []},
+    {"op": "import", "kv": [["a", "1", 0]], "services": [{"id": "x"}]},
+    {"op": "import", "kv": [["a", "1", 0]], "services": [{
+        "id": "x", "name": "x", "address": "", "port": 0, "tags": [], "meta": {}, "ttl": None,
+        "checks": [{"id": "c"}]}]},
+])
+def test_a_forged_import_fails_without_a_trace(forged: dict[str, Any]) -> None:
+    sm = populated()
+    before = state(sm)
+    result = sm.apply(70, c.encode(forged))
+    assert isinstance(result, Rejected) and result.status == 500
+    assert {**state(sm), "last_applied": 0} == {**before, "last_applied": 0}
+
+
 def test_import_may_move_a_check_between_services_it_reregisters() -> None:
     sm = StateMachine()
     sm.apply(1, c.service_register({"name": "a", "checks": [{"id": "c", "ttl": "1s"}]}))
