@@ -17,6 +17,7 @@ from konsul.api.http import APP_MAX_SIZE, NODE
 from konsul.api.middlewares import (
     add_request_id,
     error_middleware,
+    init_metrics_cache,
     metrics_middleware,
     request_id_middleware,
 )
@@ -32,6 +33,7 @@ def create_app(node: Node) -> web.Application:
         client_max_size=APP_MAX_SIZE,
     )
     app[NODE] = node
+    init_metrics_cache(app)
     app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(session_context)
     for module in (kv, txn, services, health, cluster, data, metrics):
