@@ -99,6 +99,7 @@ from konsul.raft.messages import (
     VoteResponse,
     decode_configuration,
     encode_configuration,
+    make_entry,
 )
 from konsul.raft.types import Configuration, Entry, EntryKind, HardState, Member, SnapshotMeta
 
@@ -118,6 +119,7 @@ __all__ = [
 _NO_HARD_STATE = HardState()
 _EMPTY_CONFIG = Configuration()
 _CONFIG = EntryKind.CONFIG
+_COMMAND = EntryKind.COMMAND
 
 
 def _term_of(entry: Entry) -> int:
@@ -564,7 +566,7 @@ class RaftCore:
         if self._transferee is not None:
             raise ProposalRejected("leadership transfer in progress")
         index = self._base + len(self._entries) + 1
-        self._entries.append(Entry(index, self._term, EntryKind.COMMAND, data))
+        self._entries.append(make_entry(index, self._term, _COMMAND, data))
         self._needs_flush = True
         return index, self._term
 

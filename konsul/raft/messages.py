@@ -48,6 +48,7 @@ __all__ = [
     "decode_configuration",
     "encode",
     "encode_configuration",
+    "make_entry",
 ]
 
 
@@ -215,6 +216,25 @@ _READ_INDEX_RESPONSE = 11
 
 _KINDS = tuple(EntryKind)  # EntryKind values are 0..n-1: index instead of an enum lookup
 
+# Entry is a frozen dataclass: its __init__ goes through object.__setattr__ once per field, which
+# costs about four times as much as setting the slots directly. Decoding builds one Entry per
+# replicated entry on every follower, so it takes the direct route.
+_new_object = object.__new__
+_set_index = getattr(Entry, "index").__set__  # noqa: B009 (mypy sees the field, not the slot)
+_set_term = getattr(Entry, "term").__set__  # noqa: B009
+_set_kind = getattr(Entry, "kind").__set__  # noqa: B009
+_set_data = getattr(Entry, "data").__set__  # noqa: B009
+
+
+def make_entry(index: int, term: int, kind: EntryKind, data: bytes) -> Entry:
+    """``Entry(index, term, kind, data)``, built faster (same object, same equality)."""
+    e: Entry = _new_object(Entry)
+    _set_index(e, index)
+    _set_term(e, term)
+    _set_kind(e, kind)
+    _set_data(e, data)
+    return e
+
 
 def encode_configuration(config: Configuration) -> bytes:
     return msgpack.packb(config.to_wire())  # type: ignore[no-any-return]
@@ -376,20 +396,29 @@ def _p_append_entries(src: str, dst: str, term: int, raw: list[Any]) -> Message:
     flat = raw[8]
     if type(flat) is not list or len(flat) % 3:
         raise DecodeError("bad entries")
-    entries = []
+    entries: list[Entry] = []
+    append = entries.append
     index = prev_index
     kinds = _KINDS
     nkinds = len(kinds)
     last_term = prev_term
-    for i in range(0, len(flat), 3):
-        t, k, d = flat[i], flat[i + 1], flat[i + 2]
+    new, set_index, set_term, set_kind, set_data = (
+        _new_object, _set_index, _set_term, _set_kind, _set_data
+    )
+    it = iter(flat)
+    for t, k, d in zip(it, it, it, strict=True):
         if type(t) is not int or t < last_term or type(k) is not int or not 0 <= k < nkinds:
             raise DecodeError("bad entry term/kind")
         if type(d) is not bytes:
             raise DecodeError("bad entry data")
         index += 1
         last_term = t
-        entries.append(Entry(index, t, kinds[k], d))
+        e = new(Entry)
+        set_index(e, index)
+        set_term(e, t)
+        set_kind(e, kinds[k])
+        set_data(e, d)
+        append(e)
     return AppendEntries(src, dst, term, prev_index, prev_term, tuple(entries), commit, read_ctx)
 
 
