@@ -10,56 +10,83 @@ Driving it (the Ready loop of a runtime)::
                     hard_state=wal.hard_state, snapshot=latest_meta, entries=wal.entries())
     loop:
         on timer (every tick interval):   core.tick()
-        on message from the transport:    core.step(decode(data))
-        on client write:                  index, term = core.propose(data)  # NotLeaderError
+        on message from the transport:    core.step(decode(data))      # any message, any sender
+        on client writes:                 index, term = core.propose(data)  # or propose_many
         on transport connection loss:     core.peer_unreachable(peer_id)
         while core.has_ready():
             rd = core.ready()   # takes and clears the pending output; handle Readies in order
             1. if rd.hard_state:       save it durably                  (term + vote)
             2. if rd.snapshot:         save it, restore the state machine from rd.snapshot.data,
-                                       reset the log to rd.snapshot.meta (drop every entry)
+                                       reset the log to rd.snapshot.meta (drop every entry),
+                                       core.applied(rd.snapshot.meta.index)
             3. if rd.truncate_from:    drop WAL entries with index >= rd.truncate_from
                append rd.entries; fsync (one fsync for 1-3)
                if rd.entries:          core.persisted(rd.entries[-1].index, rd.entries[-1].term)
             4. send rd.messages        (only now: they may promise what 1-3 made durable)
             5. apply rd.committed in order to the state machine, then core.applied(last index)
-               (CONFIG entries: decode_configuration(entry.data) gives the configuration)
+               (CONFIG entries: decode_configuration(entry.data) is the new configuration; the
+               runtime tracks it to put the configuration at index i into SnapshotMeta)
             6. rd.read_states:         serve read ``ctx`` once applied index >= ``index``
                rd.dropped_reads:       fail those reads (no leader / leadership lost); retry
         after saving a state-machine snapshot through applied index i:
-            core.compact(SnapshotMeta(i, term_of_i, config_at_i), trailing=TRAILING_LOGS)
+            core.compact(SnapshotMeta(i, term_at(i), config_at_i), trailing=TRAILING_LOGS)
 
-``has_ready()`` may prepare output (it batches the AppendEntries of every proposal made since the
-last Ready into as few messages as possible), so call it after a burst of inputs, not per input.
+``persisted()`` may also be called later, from another Ready's handling (a stale ack, whose
+entry was since overwritten, is recognised by its term and ignored). ``has_ready()`` may prepare
+output: it batches the AppendEntries of every proposal made since the last Ready into as few
+messages as the limits allow, so call it after a burst of inputs, not per input.
+``SnapshotSource`` serves the snapshot last given to ``compact()`` (a transfer in progress
+switches to the newest one, so older ones may be pruned).
 
 Public API (stable)
 -------------------
-Inputs: ``tick()``, ``step(msg)``, ``propose(data) -> (index, term)``, ``propose_add(member)``
-(joins as a non-voter; the leader promotes it by itself once caught up),
-``propose_remove(node_id)``, ``transfer_leadership(target | None) -> target``,
-``read_index(ctx)``, ``bootstrap(member)``, ``compact(meta, trailing)``,
-``peer_unreachable(peer_id)``, ``persisted(index, term)``, ``applied(index)``.
-Errors: ``NotLeaderError(leader_id)`` (propose/transfer on a non-leader), ``ProposalRejected
-(reason)`` (transfer in progress, config change pending, unknown/duplicate member, bootstrap of a
-non-empty node, ...).
+Inputs: ``tick()``, ``step(msg)``, ``propose(data) -> (index, term)``,
+``propose_many(datas) -> (first index, term)`` (addition: the same for a batch),
+``propose_add(member)`` (joins as a non-voter; the leader promotes it by itself once its match
+index reaches the commit index), ``propose_remove(node_id)``,
+``transfer_leadership(target | None) -> target``, ``read_index(ctx)``, ``bootstrap(member)``,
+``compact(meta, trailing)``, ``peer_unreachable(peer_id)``, ``persisted(index, term)``,
+``applied(index)``.
+Errors: ``NotLeaderError(leader_id)`` (propose, config change, transfer on a non-leader),
+``ProposalRejected(reason)`` (transfer in progress, a configuration change pending, the leader
+has not committed an entry of its term yet, unknown/duplicate member or address, removing the
+last voter, bootstrap of a non-empty node, transfer to a non-voter...), ``RaftSafetyError`` (a
+leader sent an entry that conflicts with one this node holds as committed: only a broken core
+can cause it).
 Observation (read-only properties): ``node_id, role, term, vote, leader_id, commit_index,
 last_index, last_term, first_index, configuration`` (latest, possibly uncommitted),
 ``committed_configuration, snapshot_meta, is_empty, transfer_target`` / ``lead_transferee``
 (the same: the member a leader is handing leadership to, else None), ``match_index(peer)``
-(leader only), ``ticks_since_leader_contact``.
+(leader only; NotLeaderError otherwise), ``ticks_since_leader_contact``, and
+``term_at(index)`` (the term of an entry still in the log or at the snapshot point, else None).
 
 Semantics worth knowing
 -----------------------
-* A node with an empty configuration (new, or disk wiped) never campaigns and ignores votes:
-  it waits for a leader to send it the log (which begins with the configuration) or a snapshot.
+* Pre-vote: a follower campaigns with PreVote (its term unchanged) and becomes a candidate
+  only with a majority of pre-votes. A pre-vote is granted only by a node that has not heard
+  from a leader for a heartbeat timeout (or was told by ``peer_unreachable`` that it is gone)
+  and whose log is not ahead. With ``check_quorum`` a RequestVote is ignored for the same reason
+  unless it follows a leadership transfer. Votes and pre-votes from servers outside the latest
+  configuration are ignored (a removed server that keeps running cannot disrupt).
+* A node that starts empty (new, or disk wiped) never campaigns and never votes until a leader
+  has sent it the log and it has caught up with the commit index of that leader's first
+  message: it may have acknowledged entries before it lost them. A follower also records the
+  leader it follows as its vote for that term (one hard-state write per term), so a member that
+  restarts empty in that term cannot give its vote a second time.
 * A configuration whose only voter is this node makes it leader at once (standalone mode), also
   at construction time (restart): the first Ready then carries the new term and a NOOP entry.
+* The latest configuration in the log is in force as soon as it is appended (and undone if the
+  entry is truncated). A removed leader keeps leading until its removal commits, then sends
+  TimeoutNow to an up-to-date voter and steps down.
 * ``commit_index`` counts the leader's own log only up to what ``persisted()`` acknowledged;
   ``Ready.committed`` only holds entries that are persisted locally (a follower may therefore
   emit an entry one Ready after it was written).
 * The commit index is not part of HardState: after a restart the core re-learns it (a
-  standalone node at once, when its NOOP persists), and re-emits committed entries that follow
-  the snapshot, so the state machine restored from the snapshot replays the log after it.
+  standalone node at once, when its NOOP persists), and re-emits the committed entries that
+  follow the snapshot, so the state machine restored from the snapshot replays the log after it.
+* ReadIndex: a leader answers once it has committed an entry of its term and a majority has
+  echoed a heartbeat sent after the read arrived (all reads of one Ready share one round); a
+  follower forwards ReadIndexRequest to its leader; reads are dropped when leadership is lost.
 
 Safety hooks (small methods the simulator overrides to prove it catches broken cores)
 ------------------------------------------------------------------------------------
@@ -569,6 +596,21 @@ class RaftCore:
         self._entries.append(make_entry(index, self._term, _COMMAND, data))
         self._needs_flush = True
         return index, self._term
+
+    def propose_many(self, datas: Sequence[bytes]) -> tuple[int, int]:
+        """Append several commands at once: (index of the first, term); they get consecutive
+        indexes. Same errors as ``propose``; cheaper per command for a runtime that batches."""
+        if self._role is not Role.LEADER:
+            raise NotLeaderError(self._leader)
+        if self._transferee is not None:
+            raise ProposalRejected("leadership transfer in progress")
+        first = self._base + len(self._entries) + 1
+        term = self._term
+        self._entries.extend(
+            [make_entry(i, term, _COMMAND, d) for i, d in enumerate(datas, first)]
+        )
+        self._needs_flush = True
+        return first, term
 
     def propose_add(self, member: Member) -> tuple[int, int]:
         self._check_config_change()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import pytest
 from core_harness import FAST, Cluster, node_with
 
-from konsul.raft.core import Role
+from konsul.raft.core import NotLeaderError, Role
 from konsul.raft.messages import AppendEntries, AppendResponse, Message
 
 
@@ -163,3 +164,15 @@ def _check_prefixes(c: Cluster) -> None:
         assert a == longest[: len(a)], "applied logs diverge"
     terms = [n.core.term for n in c.nodes.values() if n.core.role is Role.LEADER]
     assert len(terms) == len(set(terms)), "two leaders in one term"
+
+
+def test_propose_many_appends_consecutive_commands() -> None:
+    c = Cluster("abc")
+    c.elect("a")
+    first, term = c["a"].propose_many([b"p", b"q", b"r"])
+    assert (first + 2, term) == (c["a"].last_index, c["a"].term)
+    c.deliver()
+    c.tick(FAST.commit_ticks)
+    assert c.nodes["c"].commands() == [b"p", b"q", b"r"]
+    with pytest.raises(NotLeaderError):
+        c["b"].propose_many([b"x"])
