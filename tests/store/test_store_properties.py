@@ -248,8 +248,9 @@ def check_def(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def catalog_step(draw: st.DrawFn) -> tuple[str, Any]:
-    kind = draw(st.sampled_from(["register", "register", "deregister", "heartbeat", "ttl",
-                                 "runner", "expire", "check_expire", "reap", "kv"]))
+    kind = draw(st.sampled_from(["register", "register", "register", "deregister", "heartbeat",
+                                 "ttl", "ttl", "runner", "runner", "expire", "check_expire",
+                                 "reap", "kv"]))
     sid = draw(st.sampled_from(SERVICE_IDS))
     if kind == "register":
         checks = draw(st.lists(check_def(), max_size=3))
@@ -262,13 +263,36 @@ def catalog_step(draw: st.DrawFn) -> tuple[str, Any]:
         return kind, (instance, draw(st.sampled_from([None, "10s"])))
     if kind in ("deregister", "heartbeat"):
         return kind, sid
+    # Checks are named by position among those that exist when the step runs (one past the
+    # end: an unknown id), so that most reports and decisions hit a real check.
+    pick = draw(st.integers(0, 9))
     if kind in ("ttl", "runner"):
-        return kind, (draw(st.sampled_from(["c1", "c2", "service:s1", "service:s2:1"])),
-                      draw(st.sampled_from(["passing", "warning", "critical"])))
+        return kind, (pick, draw(st.sampled_from(["passing", "warning", "critical"])))
     if kind == "kv":
         return kind, draw(st.sampled_from(KEYS))
-    # Leader decisions: the "seen" index is picked at apply time (current or stale).
-    return kind, (sid, draw(st.sampled_from(["c1", "c2", "service:s1"])), draw(st.booleans()))
+    # Leader decisions: the "seen" index is the current one, or a stale one.
+    return kind, (sid, pick, draw(st.booleans()))
+
+
+def pick_check(sm: StateMachine, pick: int) -> str:
+    ids = sorted(sm.catalog.checks) + ["unknown-check"]
+    return ids[pick % len(ids)]
+
+
+def pick_service(sm: StateMachine, pick: int) -> str:
+    ids = sorted(sm.catalog.services) + ["unknown-service"]
+    return ids[pick % len(ids)]
+
+
+# Every history starts from a catalog with checks of each kind, so that the random steps
+# mostly act on things that exist (404s are tested, but should not be most of the steps).
+SEED_STEPS: list[tuple[str, Any]] = [
+    ("register", ({"id": "s1", "name": "web", "checks": [{"ttl": "1s"}, {"http": "http://a/"}]},
+                  "10s")),
+    ("register", ({"id": "s2", "name": "web", "checks": [{"id": "c1", "ttl": "1s",
+                                                          "deregister_critical_after": "1m"}]},
+                  None)),
+]
 
 
 def assert_invariants(sm: StateMachine) -> None:
@@ -297,8 +321,9 @@ def assert_invariants(sm: StateMachine) -> None:
 
 
 @SETTINGS
-@given(st.lists(catalog_step(), min_size=1, max_size=40))
+@given(st.lists(catalog_step(), min_size=1, max_size=50))
 def test_catalog_histories_keep_the_invariants(steps: list[tuple[str, Any]]) -> None:
+    steps = SEED_STEPS + steps
     sm = StateMachine()
     last = (0, 0, 0, 0)
     for index, (kind, args) in enumerate(steps, start=1):
@@ -317,16 +342,18 @@ def test_catalog_histories_keep_the_invariants(steps: list[tuple[str, Any]]) -> 
                 assert all(ch.status == "passing" for ch in sm.service_checks(svc)
                            if ch.kind == "ttl")
         elif kind in ("ttl", "runner"):
-            result = sm.apply(index, c.check_update(*args, from_runner=kind == "runner"))
-            chk = sm.check(args[0])
+            cid, status = pick_check(sm, args[0]), args[1]
+            result = sm.apply(index, c.check_update(cid, status, from_runner=kind == "runner"))
+            chk = sm.check(cid)
             if not isinstance(result, Rejected):
-                assert chk is not None and chk.status == args[1] and chk.update_index == index
+                assert chk is not None and chk.status == status and chk.update_index == index
             elif chk is not None:
                 assert kind == "ttl" and chk.kind != "ttl" and result.status == 400
         elif kind == "kv":
             result = sm.apply(index, c.kv_set(args, "v"))
         else:
-            sid, cid, fresh = args
+            _, pick, fresh = args
+            cid, sid = pick_check(sm, pick), pick_service(sm, pick)
             svc, chk = sm.service(sid), sm.check(cid)
             if kind == "expire":
                 seen = svc.heartbeat_index if svc and fresh else index
