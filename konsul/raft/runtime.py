@@ -32,7 +32,7 @@ from konsul.config import RaftSettings
 from konsul.errors import NoLeader, NotLeader, Unavailable
 from konsul.logs import event
 from konsul.metrics import Metrics
-from konsul.raft.core import CoreConfig, NotLeaderError, RaftCore, Ready, Role
+from konsul.raft.core import CoreConfig, NotLeaderError, ProposalRejected, RaftCore, Ready, Role
 from konsul.raft.messages import (
     AppendEntries,
     InstallSnapshot,
@@ -359,6 +359,11 @@ class RaftRuntime:
             index, term = self.core.propose(data)
         except NotLeaderError as exc:
             raise self._not_leader(exc.leader_id) from None
+        except ProposalRejected as exc:
+            # A leadership transfer (SIGTERM, rolling restart) is under way: nothing was
+            # proposed, so this is the retryable 503 "no leader", not an unhandled 500.
+            reason = f"Leadership is being handed over ({exc.reason}); retry shortly."
+            raise NoLeader(reason) from None
         return await self._await_entry(index, term)
 
     async def _await_entry(self, index: int, term: int) -> object:
