@@ -11,6 +11,7 @@ running at the same time on one machine must not collide, so every cluster takes
 
 from __future__ import annotations
 
+import collections
 import itertools
 import random
 import socket
@@ -226,6 +227,7 @@ class Ack:
     value: str
     at: float  # time.monotonic() when the 200 arrived
     node: str  # URL of the node that answered
+    sent: float = 0.0  # time.monotonic() when the request was sent
 
 
 @dataclass
@@ -247,6 +249,7 @@ class WriteLoad:
     acks: list[Ack] = field(default_factory=list)
     uncertain: list[str] = field(default_factory=list)
     refusals: int = 0
+    outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -276,20 +279,27 @@ class WriteLoad:
             urls = self.urls()
             url = urls[target % len(urls)]
             key = f"{self.prefix}{writer}-{seq:06d}"
+            sent = time.monotonic()
             try:
                 code, _, body = self.http_fn(
                     "PUT", f"{url}/kv/{key}", {"value": str(seq)}, timeout=self.timeout
                 )
-            except ConnectionRefusedError:
+            except OSError as exc:
+                # urllib wraps a refused connect in URLError: nothing reached the node.
+                if not isinstance(getattr(exc, "reason", exc), ConnectionRefusedError):
+                    # A timeout or a reset mid-request: the write may or may not have committed.
+                    with self._lock:
+                        self.uncertain.append(key)
+                        self.outcomes[type(exc).__name__] += 1
+                    seq, target = seq + 1, target + 1
+                    continue
                 code, body = 0, None
-            except OSError:  # timeout or reset mid-request: it may or may not have committed
-                with self._lock:
-                    self.uncertain.append(key)
-                seq, target = seq + 1, target + 1
-                continue
+            with self._lock:
+                error = body.get("error") if isinstance(body, dict) else None
+                self.outcomes[f"{code} {error}" if code != 200 else "200"] += 1
             if code == 200:
                 with self._lock:
-                    self.acks.append(Ack(key, str(seq), time.monotonic(), url))
+                    self.acks.append(Ack(key, str(seq), time.monotonic(), url, sent))
                 seq += 1
                 continue
             if code == 503 and isinstance(body, dict) and body.get("error") != "no leader":
@@ -313,8 +323,14 @@ class WriteLoad:
             return [a for a in self.acks if a.at >= moment]
 
     def first_ack_after(self, moment: float, timeout: float = 15.0) -> float:
-        """Seconds from ``moment`` until the first write acknowledged after it."""
-        found: list[Ack] = wait_until(lambda: self.acked_since(moment), timeout, "a write acked")
+        """Seconds from ``moment`` until the first acknowledgement of a write sent after it (a
+        write in flight at ``moment`` may have committed before it)."""
+
+        def sent_since() -> list[Ack]:
+            with self._lock:
+                return [a for a in self.acks if a.sent >= moment]
+
+        found: list[Ack] = wait_until(sent_since, timeout, "a write sent and acknowledged")
         return min(a.at for a in found) - moment
 
     def longest_gap(self, since: float | None = None) -> float:
@@ -322,6 +338,11 @@ class WriteLoad:
         with self._lock:
             times = sorted(a.at for a in self.acks if since is None or a.at >= since)
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    def server_errors(self) -> dict[str, int]:
+        """Answers that must never happen, whatever the fault: 5xx other than 503."""
+        with self._lock:
+            return {o: n for o, n in self.outcomes.items() if o[:1] == "5" and o[:3] != "503"}
 
     def wait_acks(self, count: int, timeout: float = 20.0) -> None:
         wait_until(lambda: len(self.acks) >= count, timeout, f"{count} acknowledged writes")
@@ -344,7 +365,9 @@ def kv_snapshot(
 def assert_no_acked_write_lost(
     urls: list[str], load: WriteLoad, http_fn: HttpFn = http
 ) -> int:
-    """Every acknowledged write is present, with its value, on every node in ``urls``."""
+    """Every acknowledged write is present, with its value, on every node in ``urls`` (and the
+    load never got a 500 on the way)."""
+    assert not load.server_errors(), f"server errors under load: {load.outcomes}"
     expected = load.expected()
     assert expected, "the load acknowledged no write at all"
     for url in urls:
