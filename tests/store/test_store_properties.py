@@ -275,12 +275,12 @@ def catalog_step(draw: st.DrawFn) -> tuple[str, Any]:
 
 
 def pick_check(sm: StateMachine, pick: int) -> str:
-    ids = sorted(sm.catalog.checks) + ["unknown-check"]
+    ids = [*sorted(sm.catalog.checks), "unknown-check"]
     return ids[pick % len(ids)]
 
 
 def pick_service(sm: StateMachine, pick: int) -> str:
-    ids = sorted(sm.catalog.services) + ["unknown-service"]
+    ids = [*sorted(sm.catalog.services), "unknown-service"]
     return ids[pick % len(ids)]
 
 
