@@ -15,7 +15,7 @@ from konsul.api.http import (
     result_response,
 )
 from konsul.store import commands
-from konsul.store.types import Imported
+from konsul.store.types import Imported, Rejected
 
 
 async def export(request: web.Request) -> web.StreamResponse:
@@ -31,10 +31,15 @@ async def import_(request: web.Request) -> web.StreamResponse:
     (leadership lost, a 409) can simply send the same document again."""
     chunks = commands.import_document(await read_json(request, IMPORT_BODY_LIMIT))
     kv = services = 0
-    for chunk in chunks:
+    for done, chunk in enumerate(chunks):
         result = await propose(request, chunk)
         if not isinstance(result, Imported):
-            return result_response(result)
+            response = result_response(result)
+            if done and isinstance(result, Rejected):
+                # Say how far it got: the earlier chunks are committed (re-sending is safe).
+                body = dict(result.body(), chunks_applied=done, chunks=len(chunks))
+                response = json_response(body, status=result.status)
+            return response
         kv += result.kv
         services += result.services
     return json_response({"kv": kv, "services": services, "chunks": len(chunks)})

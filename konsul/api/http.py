@@ -15,6 +15,7 @@ from aiohttp import web
 
 from konsul.durations import parse_duration
 from konsul.errors import BadRequest, KonsulError, TooLarge
+from konsul.store.types import Rejected
 
 if TYPE_CHECKING:
     from konsul.node import Node
@@ -182,8 +183,6 @@ def read_error(request: web.Request, exc: KonsulError, index: int) -> web.Respon
 
 def result_response(result: object) -> web.Response:
     """The answer to a write: the state machine's apply result, or its refusal."""
-    from konsul.store.types import Rejected
-
     if isinstance(result, Rejected):
         return json_response(result.body(), status=result.status)
     to_json = getattr(result, "to_json", None)
