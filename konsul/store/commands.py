@@ -45,6 +45,7 @@ MAX_CHECKS = 32
 MAX_URL_LEN = 2048
 MAX_OUTPUT_LEN = 4096  # check output is truncated to this (a runner may capture a whole page)
 
+MAX_DURATION = 3650 * 86400  # ten years: "never" in practice, and far from float overflow
 DEFAULT_CHECK_INTERVAL = 10.0
 DEFAULT_CHECK_TIMEOUT = 5.0
 
@@ -130,9 +131,8 @@ def validate_uint(value: object, what: str) -> int:
 
 
 def validate_status(status: object) -> str:
-    if status not in STATUSES:
+    if type(status) is not str or status not in STATUSES:
         raise BadRequest(f"The status must be one of passing, warning, critical; got {status!r}.")
-    assert isinstance(status, str)
     return status
 
 
@@ -141,7 +141,12 @@ def validate_output(output: object) -> str:
         return ""
     if type(output) is not str:
         raise BadRequest("The output must be a string.")
-    return output[:MAX_OUTPUT_LEN]
+    output = output[:MAX_OUTPUT_LEN]
+    try:
+        output.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("The output is not valid UTF-8.") from None
+    return output
 
 
 def validate_id(value: object, what: str) -> str:
@@ -181,8 +186,8 @@ def validate_duration(value: object, what: str) -> float:
         seconds = float(value)  # type: ignore[arg-type]
     else:
         raise BadRequest(f"The {what} must be a duration string such as '10s'.")
-    if not math.isfinite(seconds):
-        raise BadRequest(f"The {what} must be finite.")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        raise BadRequest(f"The {what} must be at most {MAX_DURATION // 86400} days.")
     seconds = round(seconds * 1000) / 1000
     if seconds <= 0:
         raise BadRequest(f"The {what} must be at least 1ms.")

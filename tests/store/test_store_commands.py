@@ -235,6 +235,10 @@ def test_durations_are_go_style_and_rounded_to_ms() -> None:
         ({"name": "w", "Tags": []}, "Unknown service fields: Tags"),
         ({"name": "w", "ttl": "soon"}, "service ttl is invalid"),
         ({"name": "w", "ttl": "0s"}, "at least 1ms"),
+        ({"name": "w", "ttl": "0.1ms"}, "at least 1ms"),
+        ({"name": "w", "ttl": 1e308}, "at most 3650 days"),
+        ({"name": "w", "ttl": float("nan")}, "at most 3650 days"),
+        ({"name": "w", "ttl": "99999999999h"}, "at most 3650 days"),
         ({"name": "w", "ttl": [1]}, "duration string"),
         ({"name": "w", "checks": {}}, "checks must be a list"),
         ({"name": "w", "checks": ["x"]}, "checks[0] must be an object"),
@@ -283,6 +287,10 @@ def test_check_update_status_output_and_origin() -> None:
         c.check_update("chk", "ok")
     with pytest.raises(BadRequest, match="output"):
         c.check_update("chk", "passing", 5)  # type: ignore[arg-type]
+    with pytest.raises(BadRequest, match="UTF-8"):
+        c.check_update("chk", "passing", "bad\udc80")
+    with pytest.raises(BadRequest, match="status"):
+        c.check_update("chk", ["passing"])  # type: ignore[arg-type]
 
 
 def test_leader_commands_carry_the_index_they_were_decided_on() -> None:
