@@ -312,3 +312,37 @@ def test_a_wiped_member_votes_again_only_once_it_has_caught_up() -> None:
     b.core.step(RequestVote("d", "b", 5, 4, 1, transfer=True))  # d is no member: ignored
     b.core.step(RequestVote("a", "b", 5, 4, 1, transfer=True))
     assert [m.granted for m in sent(b, VoteResponse)] == [True]
+
+
+def test_a_wiped_member_cannot_help_elect_a_leader_missing_committed_entries() -> None:
+    # a and c commit writes while b is down; then c loses its disk and has relearnt only the
+    # start of the log when a crashes. b (stale) and c (wiped) together are a majority, and
+    # c's partial log is no better than b's: only c's "catching up" refusal keeps b, which
+    # lacks the committed writes, from being elected.
+    cfg = replace(FAST, max_append_entries=2)
+    c = Cluster("abc", cfg)
+    c.elect("a")
+    c.crash("b")
+    for i in range(5):
+        c["a"].propose(b"w%d" % i)
+    c.deliver()
+    committed = c["a"].commit_index
+    assert committed == c["a"].last_index
+    c.nodes["c"] = Node("c", cfg, 0, Disk())  # wiped
+    for _ in range(3 * cfg.commit_ticks):
+        c.tick(1, settle=False)
+        # c gets only appends that rebuild entries 1..2 (those b has too)
+        c.deliver(lambda m: not isinstance(m, AppendEntries) or m.dst != "c"
+                  or not m.entries or m.entries[-1].index <= 2)
+    assert c.nodes["c"].disk.log == c.nodes["a"].disk.log[:2]
+    c.drop_all()
+    c.crash("a")
+    c.recover("b")
+    c.tick(10 * cfg.heartbeat_timeout_ticks)
+    assert c["b"].role is not Role.LEADER and c["c"].role is not Role.LEADER
+    c.recover("a")
+    c.tick(10 * cfg.heartbeat_timeout_ticks)
+    leader = c.leader()
+    assert leader is not None
+    assert c[leader].commit_index >= committed
+    assert c.nodes["c"].commands() == [b"w%d" % i for i in range(5)]
