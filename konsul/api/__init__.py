@@ -7,13 +7,14 @@ concerns in middlewares (request id, metrics, errors). Serve it with ``konsul.ap
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from konsul.api import cluster, data, health, kv, metrics, services, txn
 from konsul.api.forward import session_context
-from konsul.api.http import APP_MAX_SIZE, NODE
+from konsul.api.http import APP_MAX_SIZE, NODE, STOPPING
 from konsul.api.middlewares import (
     add_request_id,
     error_middleware,
@@ -27,12 +28,18 @@ if TYPE_CHECKING:
     from konsul.node import Node
 
 
+async def _stopping(app: web.Application) -> None:
+    app[STOPPING].set()
+
+
 def create_app(node: Node) -> web.Application:
     app = web.Application(
         middlewares=[request_id_middleware, metrics_middleware, error_middleware],
         client_max_size=APP_MAX_SIZE,
     )
     app[NODE] = node
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(_stopping)
     init_metrics_cache(app)
     app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(session_context)

@@ -7,7 +7,8 @@ still carry a whole data set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from konsul.node import Node
 
 NODE: web.AppKey[Node] = web.AppKey("konsul.node", "Node")  # type: ignore[arg-type]
+# Set when the app starts shutting down: blocking reads answer at once instead of holding the
+# shutdown (aiohttp waits up to 60 s for handlers) for the rest of their wait.
+STOPPING = web.AppKey("konsul.stopping", asyncio.Event)
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -157,8 +161,21 @@ async def read_point(request: web.Request, index_fn: Callable[[], int]) -> None:
             raise BadRequest(f"wait: {exc}") from None
     # Consul's rule: a wait beyond the maximum is clamped, not refused.
     wait = min(wait, MAX_WAIT)
-    if index_fn() <= after and wait > 0:
-        await node.wait_for(index_fn, after, wait)
+    stopping = request.app[STOPPING]
+    if index_fn() <= after and wait > 0 and not stopping.is_set():
+        await _wait_unless_stopping(node.wait_for(index_fn, after, wait), stopping)
+
+
+async def _wait_unless_stopping(waiting: Awaitable[None], stopping: asyncio.Event) -> None:
+    wait_task = asyncio.ensure_future(waiting)
+    stop_task = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait((wait_task, stop_task), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        wait_task.cancel()
+        stop_task.cancel()
+    if wait_task.done() and not wait_task.cancelled():
+        wait_task.result()  # a failure of the wait itself (the node stopping) is the answer
 
 
 def read_headers(request: web.Request, index: int) -> dict[str, str]:
