@@ -643,6 +643,14 @@ class AsyncClient(_Endpoints[Awaitable[Any]]):
     def last_index(self) -> int | None:
         return self._state.last_index
 
+    @property
+    def last_known_leader(self) -> bool | None:
+        return self._state.last_known_leader
+
+    @property
+    def last_contact_ms(self) -> int | None:
+        return self._state.last_contact_ms
+
     async def __aenter__(self) -> AsyncClient:
         return self
 
