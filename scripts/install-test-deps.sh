@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# System tools some tests need, installed once and only when missing (idempotent):
+#   ip (iproute2) and nft (nftables) for the network-partition tests in tests/cluster, which
+#   also need root. Without root this prints why and exits 0: those tests then skip with a reason.
+set -euo pipefail
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps: not root, not installing ${missing[*]} (partition tests will skip)" >&2
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-test-deps: no apt-get; install ${missing[*]} by hand (partition tests will skip)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+  || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
