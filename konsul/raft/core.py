@@ -202,12 +202,19 @@ class ReceivedSnapshot:
 class Ready:
     """Pending output, in the order the runtime must handle it (see the module docstring)."""
 
+    # 1. persist durably before anything below leaves the node
     hard_state: HardState | None = None
+    # 2. a snapshot from the leader: persist it, restore the state machine, reset the log to it
     snapshot: ReceivedSnapshot | None = None
+    # 3. drop log entries with index >= truncate_from, then append entries; fsync; then
+    #    core.persisted(entries[-1].index, entries[-1].term)
     truncate_from: int | None = None
     entries: list[Entry] = field(default_factory=list)
+    # 4. send only once 1-3 are durable
     messages: list[Message] = field(default_factory=list)
+    # 5. apply in order (only entries already persisted locally)
     committed: list[Entry] = field(default_factory=list)
+    # 6. linearizable reads that became safe; ctx of reads that cannot be served
     read_states: list[ReadState] = field(default_factory=list)
     dropped_reads: list[int] = field(default_factory=list)
 
