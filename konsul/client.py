@@ -253,23 +253,31 @@ class _State:
     def rotate(self) -> None:
         self.current = (self.current + 1) % len(self.bases)
 
-    def learn_leader(self, result: Result, base: str) -> bool:
-        """Point at the leader a 307 names; False when it names none."""
+    @staticmethod
+    def redirect_target(result: Result, base: str) -> str:
+        """The leader base URL a 307 names ('' when it names none)."""
         location = result.headers.get("location", "")
-        target = ""
         if location:
             parts = urllib.parse.urlsplit(urllib.parse.urljoin(base + "/", location))
             if parts.scheme and parts.netloc:
-                target = f"{parts.scheme}://{parts.netloc}"
+                return f"{parts.scheme}://{parts.netloc}"
         elif isinstance(result.data, dict) and result.data.get("leader_http_addr"):
-            target = normalize_address(str(result.data["leader_http_addr"]))
-        if not target:
-            return False
+            return normalize_address(str(result.data["leader_http_addr"]))
+        return ""
+
+    def point_at(self, target: str) -> None:
+        """Talk to ``target`` from now on (a leader learned from a 307)."""
         if target not in self.bases:
             self.bases.append(target)
         self.current = self.bases.index(target)
         self.leader = target
-        return True
+
+    def move_off(self, target: str) -> None:
+        """Talk to any address but ``target`` next (if there is another)."""
+        for _ in range(len(self.bases)):
+            if self.base() != target:
+                return
+            self.rotate()
 
     def note_read(self, result: Result) -> None:
         h = result.headers
@@ -305,20 +313,63 @@ def _retryable_503(call: Call, result: Result) -> bool:
     return code == "no leader" or (code == "unavailable" and call.idempotent)
 
 
-class _Step:
-    """What the retry loop does after one exchange; pure, shared by both transports."""
+class _Plan:
+    """The redirect and retry decisions for one call, shared by both transports (no I/O).
 
-    RETURN, REDIRECT, RETRY, RAISE = range(4)
+    The transport asks ``base()`` where to send, reports each outcome to ``unreached`` or
+    ``answered``, and sleeps for the delay they return (``None`` from ``answered``: done).
+    """
 
-    @staticmethod
-    def decide(state: _State, call: Call, result: Result, redirects: int, attempt: int) -> int:
+    def __init__(self, state: _State, call: Call) -> None:
+        self.state = state
+        self.call = call
+        self.redirects = 0
+        self.attempt = 0
+        self.failures = 0
+        self.unreachable: set[str] = set()
+
+    def base(self) -> str:
+        return self.state.base()
+
+    def _backoff(self, result: Result | None) -> float:
+        delay = self.state.backoff(self.attempt, result)
+        self.attempt += 1
+        # After a pause, nodes that failed may be back (a restarted leader): try them again.
+        self.unreachable.clear()
+        return delay
+
+    def unreached(self, base: str, reason: str) -> float:
+        state = self.state
+        self.unreachable.add(base)
+        self.failures += 1
+        state.rotate()
+        if self.failures % len(state.bases):
+            return 0.0
+        if self.attempt >= state.retries:
+            raise KonsulConnectionError(f"no Konsul node reachable: {reason}")
+        return self._backoff(None)
+
+    def answered(self, base: str, result: Result) -> float | None:
+        state, call = self.state, self.call
         if result.status < 300 or result.status in call.accept:
-            return _Step.RETURN
-        if result.status == 307 and redirects < MAX_REDIRECTS:
-            return _Step.REDIRECT
-        if result.status == 503 and attempt < state.retries and _retryable_503(call, result):
-            return _Step.RETRY
-        return _Step.RAISE
+            state.note_read(result)
+            return None
+        if result.status == 307 and self.redirects < MAX_REDIRECTS:
+            target = state.redirect_target(result, base)
+            if target and target not in self.unreachable:
+                state.point_at(target)
+                self.redirects += 1
+                return 0.0
+            if target and self.attempt < state.retries:
+                # A follower names a leader we just failed to reach: it has not noticed the
+                # leader is gone yet. Wait for the election rather than bounce between them.
+                state.move_off(target)
+                return self._backoff(result)
+        if result.status == 503 and self.attempt < state.retries and _retryable_503(call, result):
+            if len(state.bases) > 1:
+                state.rotate()
+            return self._backoff(result)
+        raise error_for(result.status, result.data)
 
 
 # ---------------------------------------------------------------- endpoints
@@ -537,35 +588,19 @@ class Client(_Endpoints[Any]):
 
     def request(self, call: Call) -> Result:
         """Run one call with redirects and retries; the full ``Result`` (status, body, headers)."""
-        state = self._state
-        redirects = attempt = failures = 0
+        plan = _Plan(self._state, call)
         while True:
-            base = state.base()
+            base = plan.base()
             try:
                 result = self._exchange(base, call)
             except _Unreached as exc:
-                failures += 1
-                state.rotate()
-                if failures % len(state.bases) == 0:
-                    if attempt >= state.retries:
-                        raise KonsulConnectionError(f"no Konsul node reachable: {exc}") from None
-                    time.sleep(state.backoff(attempt, None))
-                    attempt += 1
-                continue
-            step = _Step.decide(state, call, result, redirects, attempt)
-            if step == _Step.RETURN:
-                state.note_read(result)
-                return result
-            if step == _Step.REDIRECT and state.learn_leader(result, base):
-                redirects += 1
-                continue
-            if step == _Step.RETRY:
-                time.sleep(state.backoff(attempt, result))
-                attempt += 1
-                if len(state.bases) > 1:
-                    state.rotate()
-                continue
-            raise error_for(result.status, result.data)
+                delay: float | None = plan.unreached(base, str(exc))
+            else:
+                delay = plan.answered(base, result)
+                if delay is None:
+                    return result
+            if delay:
+                time.sleep(delay)
 
     def _exchange(self, base: str, call: Call) -> Result:
         parts = urllib.parse.urlsplit(base)
@@ -671,35 +706,19 @@ class AsyncClient(_Endpoints[Awaitable[Any]]):
         return (await self.request(call)).data
 
     async def request(self, call: Call) -> Result:
-        state = self._state
-        redirects = attempt = failures = 0
+        plan = _Plan(self._state, call)
         while True:
-            base = state.base()
+            base = plan.base()
             try:
                 result = await self._exchange(base, call)
             except _Unreached as exc:
-                failures += 1
-                state.rotate()
-                if failures % len(state.bases) == 0:
-                    if attempt >= state.retries:
-                        raise KonsulConnectionError(f"no Konsul node reachable: {exc}") from None
-                    await asyncio.sleep(state.backoff(attempt, None))
-                    attempt += 1
-                continue
-            step = _Step.decide(state, call, result, redirects, attempt)
-            if step == _Step.RETURN:
-                state.note_read(result)
-                return result
-            if step == _Step.REDIRECT and state.learn_leader(result, base):
-                redirects += 1
-                continue
-            if step == _Step.RETRY:
-                await asyncio.sleep(state.backoff(attempt, result))
-                attempt += 1
-                if len(state.bases) > 1:
-                    state.rotate()
-                continue
-            raise error_for(result.status, result.data)
+                delay: float | None = plan.unreached(base, str(exc))
+            else:
+                delay = plan.answered(base, result)
+                if delay is None:
+                    return result
+            if delay:
+                await asyncio.sleep(delay)
 
     async def _exchange(self, base: str, call: Call) -> Result:
         import aiohttp

@@ -254,3 +254,29 @@ def test_no_reachable_node(tmp_path: Path) -> None:
         pytest.raises(KonsulConnectionError, match="no Konsul node reachable"),
     ):
         client.kv_get("x")
+
+
+def test_a_307_to_a_dead_leader_waits_for_the_election(tmp_path: Path) -> None:
+    """Right after a leader dies, followers still name it for up to an election timeout. The
+    client must wait for the new leader (here: the follower itself, 0.4 s later), not bounce
+    between the follower and the dead address until its redirects run out."""
+    dead = Member("old", "10.9.9.9:7000", True, f"127.0.0.1:{free_port()}")
+    elected_at = time.monotonic() + 0.4
+    redirected = Counter()
+
+    @web.middleware
+    async def until_elected(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method != "GET" and time.monotonic() < elected_at:
+            redirected.writes += 1
+            raise NotLeader(dead)
+        return await handler(request)
+
+    server = ThreadedServer(tmp_path / "n", [until_elected]).start()
+    try:
+        with Client(server.address) as client:
+            assert client.kv_put("cl/after-election", "ok")["key"] == "cl/after-election"
+            assert time.monotonic() >= elected_at
+            assert 1 <= redirected.writes <= 10, redirected.writes
+            assert client.kv_get("cl/after-election")["value"] == "ok"
+    finally:
+        server.stop()
