@@ -53,11 +53,19 @@ _LEADER_MESSAGES = (AppendEntries, InstallSnapshot, TimeoutNow)
 
 
 class StateMachine(Protocol):
+    """What the runtime needs of the replicated state machine (``konsul.store.StateMachine``).
+
+    ``apply`` never raises: a command that cannot be applied is a result, and counted in
+    ``apply_errors``. ``snapshot_deferred`` captures the state at once and returns the (slow)
+    encoding as a function, so the state can move on while the snapshot is written.
+    """
+
     last_applied: int
+    apply_errors: int
 
     def apply(self, index: int, data: bytes) -> object: ...
     def advance(self, index: int) -> None: ...
-    def snapshot(self) -> bytes: ...
+    def snapshot_deferred(self) -> Callable[[], bytes]: ...
     def restore(self, data: bytes) -> None: ...
 
 
@@ -134,6 +142,8 @@ class RaftRuntime:
         self._wake = asyncio.Event()
         self._applied = asyncio.Event()  # replaced after every applied batch: a cheap broadcast
         self._wal_lock = asyncio.Lock()
+        self._snapshot_lock = asyncio.Lock()
+        self._snapshot_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._last_leader: str | None = None
@@ -202,6 +212,8 @@ class RaftRuntime:
 
     async def stop(self) -> None:
         self._running = False
+        if self._snapshot_task is not None:
+            self._tasks.append(self._snapshot_task)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -279,8 +291,8 @@ class RaftRuntime:
             future = self._reads.pop(ctx, None)
             if future is not None and not future.done():
                 future.set_exception(NoLeader("Leadership could not be confirmed for this read."))
-        if self._snapshot_due():
-            await self.take_snapshot()
+        if self._snapshot_due() and self._snapshot_task is None:
+            self._snapshot_task = asyncio.create_task(self._background_snapshot())
 
     async def _install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -298,15 +310,12 @@ class RaftRuntime:
 
     def _apply(self, entries: list[Entry]) -> None:
         m = self.metrics
+        errors_before = self.fsm.apply_errors
         for entry in entries:
             result: object = None
             if entry.kind == EntryKind.COMMAND:
                 started = time.perf_counter()
-                try:
-                    result = self.fsm.apply(entry.index, entry.data)
-                except Exception:  # a bug in apply must not take the node down
-                    m.raft_apply_errors.inc()
-                    log.exception("apply failed at index %d", entry.index)
+                result = self.fsm.apply(entry.index, entry.data)
                 m.raft_apply.inc()
                 m.raft_apply_duration.observe(time.perf_counter() - started)
             else:
@@ -317,6 +326,8 @@ class RaftRuntime:
                         callback(self._applied_config)
             self.applied_term = entry.term
             self._resolve(entry, result)
+        if self.fsm.apply_errors != errors_before:
+            m.raft_apply_errors.inc(self.fsm.apply_errors - errors_before)
         self.core.applied(entries[-1].index)
         applied = entries[-1].index
         while self._reads_waiting_apply and self._reads_waiting_apply[0][0] <= applied:
@@ -424,15 +435,36 @@ class RaftRuntime:
         last = self.last_snapshot.index if self.last_snapshot else 0
         return self.fsm.last_applied - last >= self.settings.snapshot_threshold
 
+    async def _background_snapshot(self) -> None:
+        """The threshold was crossed: snapshot without holding up the ready loop."""
+        try:
+            await self.take_snapshot()
+        except Exception:  # a failed snapshot is retried at the next threshold or interval
+            log.exception("snapshot failed")
+        finally:
+            self._snapshot_task = None
+
     async def take_snapshot(self) -> SavedSnapshot:
-        """Snapshot the applied state, then compact the core's log and the WAL behind it."""
+        """Snapshot the applied state, then compact the core's log and the WAL behind it.
+
+        The state is captured at once; encoding and writing happen in a worker thread while
+        the node goes on applying. One snapshot at a time.
+        """
+        async with self._snapshot_lock:
+            return await self._take_snapshot()
+
+    async def _take_snapshot(self) -> SavedSnapshot:
         meta = SnapshotMeta(self.fsm.last_applied, self.applied_term, self._applied_config)
         if self.last_snapshot is not None and self.last_snapshot.index == meta.index:
             return SavedSnapshot(meta, self.snapshots.snapshot_size(meta))
-        data = self.fsm.snapshot()
+        encode = self.fsm.snapshot_deferred()
         loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(None, encode)
+        await loop.run_in_executor(None, self.snapshots.save, meta, data)
         async with self._wal_lock:
-            await loop.run_in_executor(None, self.snapshots.save, meta, data)
+            if self.last_snapshot is not None and self.last_snapshot.index >= meta.index:
+                # A newer snapshot arrived from the leader while this one was being written.
+                return SavedSnapshot(meta, len(data))
             self.last_snapshot = meta
             self.core.compact(meta, self.settings.trailing_logs)
             # Keep the log back to the oldest retained snapshot too, so that a corrupt newest

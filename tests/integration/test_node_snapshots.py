@@ -3,6 +3,8 @@ log is compacted down to TRAILING_LOGS, and a restart rebuilds the identical sta
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import msgpack
@@ -32,8 +34,12 @@ async def test_snapshot_compaction_and_identical_restart(tmp_path: Path) -> None
         for i in range(350):
             await node.propose(commands.kv_set(f"key/{i:04d}", f"value {i}"))
         await node.propose(commands.kv_delete("key/0007"))
+        # Snapshots are written in the background: wait for the one past index 300.
+        deadline = time.monotonic() + 10
+        while node.runtime.last_snapshot is None or node.runtime.last_snapshot.index < 300:
+            assert time.monotonic() < deadline, "no snapshot past index 300"
+            await asyncio.sleep(0.01)
         last = node.runtime.last_snapshot
-        assert last is not None and last.index >= 300
         taken = node.metrics.registry.get_sample_value("konsul_raft_snapshot_total")
         assert taken is not None and taken >= 3
         # The core keeps TRAILING_LOGS entries behind the snapshot, the WAL whole segments.
