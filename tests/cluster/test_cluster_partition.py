@@ -45,8 +45,8 @@ def test_isolated_leader_steps_down_majority_continues_and_old_leader_rejoins_qu
             lambda: [n.url for n in cluster.nodes], writers=2, prefix="part/", http_fn=lab.http
         ) as load:
             load.wait_acks(50)
-            cut = time.monotonic()
             lab.isolate(number)
+            cut = time.monotonic()  # the rules are in force once nft returns
 
             def health(node: ClusterNode) -> dict[str, object]:
                 code, _, body = lab.http("GET", node.url + "/health", timeout=2)
