@@ -20,8 +20,9 @@ from konsul.raft.types import Entry, EntryKind, HardState
 
 
 def _assert_clean(nodes: int, seeds: range, **knobs: object) -> None:
-    totals = campaign(seeds, SimConfig(nodes=nodes, **knobs))  # type: ignore[arg-type]
-    reports = "\n\n".join(report(r, nodes) for r in totals.violations[:3])
+    cfg = SimConfig(nodes=nodes, **knobs)  # type: ignore[arg-type]
+    totals = campaign(seeds, cfg)
+    reports = "\n\n".join(report(r, cfg) for r in totals.violations[:3])
     assert not totals.violations, f"{totals.summary()}\n{reports}"
     # The runs did real work: leaders were elected, writes acknowledged, reads checked.
     assert totals.elections >= 2 * len(seeds)

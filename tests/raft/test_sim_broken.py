@@ -55,6 +55,12 @@ CASES = {
         BROKEN_CORES["minority-quorum"], 3, 20, ("leader-completeness", "state-machine-safety",
                                                   "log-matching", "acknowledged-write"),
     ),
+    # Accepts a second membership change while one is uncommitted (the operator sometimes
+    # asks for one before the last committed; the core must refuse).
+    "concurrent-config": Case(
+        BROKEN_CORES["concurrent-config"], 5, 40, ("single-config-change",),
+        dict(fault_weights={"add": 6, "remove": 6}),
+    ),
     # The runtime forgets the vote across a restart (storage drops it): a second vote in the
     # same term. Without pre-vote, split elections are common enough to meet a quick restart.
     "forget-vote": Case(

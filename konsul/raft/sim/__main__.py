@@ -37,15 +37,25 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def report(result: RunResult, nodes: int, pipeline: bool = False) -> str:
+def replay_flags(cfg: SimConfig) -> str:
+    flags = f"--nodes {cfg.nodes}"
+    if cfg.steps != 2000:
+        flags += f" --steps {cfg.steps}"
+    if cfg.snapshot_retention != 2:
+        flags += f" --retention {cfg.snapshot_retention}"
+    if cfg.pipeline:
+        flags += " --pipeline"
+    return flags
+
+
+def report(result: RunResult, cfg: SimConfig) -> str:
     v = result.violation
     assert v is not None
     return (
-        f"VIOLATION seed={result.seed} nodes={nodes} invariant={v.invariant}\n"
+        f"VIOLATION seed={result.seed} nodes={cfg.nodes} invariant={v.invariant}\n"
         f"  {v.detail}\n"
         f"last events (tick, ms, node, event):\n{result.trace}\n"
-        f"replay: python -m konsul.raft.sim --seed {result.seed} --nodes {nodes} --trace"
-        + (" --pipeline" if pipeline else "")
+        f"replay: python -m konsul.raft.sim --seed {result.seed} {replay_flags(cfg)} --trace"
     )
 
 
@@ -64,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.trace_digest = True
         result = run_seed(args.seed, cfg)
         if result.violation is not None:
-            print(report(result, args.nodes, args.pipeline))
+            print(report(result, cfg))
         print(
             f"seed={args.seed} violation={result.violation.invariant if result.violation else None}"
             f" elections={result.elections} commits={result.commits} acked={result.acked}"
@@ -77,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         range(args.start, args.start + args.seeds), cfg, stop_at_first=not args.keep_going
     )
     for result in totals.violations:
-        print(report(result, args.nodes, args.pipeline))
+        print(report(result, cfg))
     print(totals.summary(), f"nodes={args.nodes} wall_s={time.monotonic() - started:.1f}")
     return 1 if totals.violations else 0
 

@@ -8,7 +8,7 @@ within a bounded number of seeds. The runtime-level bug (a vote forgotten across
 
 from __future__ import annotations
 
-from konsul.raft.core import RaftCore
+from konsul.raft.core import NotLeaderError, RaftCore, Role
 
 
 class Figure8Core(RaftCore):
@@ -51,9 +51,20 @@ class MinorityQuorumCore(RaftCore):
         return matches[max(0, len(voters) // 2 - 1)]
 
 
+class ConcurrentConfigCore(RaftCore):
+    """Accepts a membership change while another is still uncommitted (only leadership is
+    checked). Overrides a private method, not a documented hook: if the core renames it, the
+    broken-variant test fails (the variant is no longer caught), which is the signal."""
+
+    def _check_config_change(self) -> None:
+        if self.role is not Role.LEADER:
+            raise NotLeaderError(self.leader_id)
+
+
 BROKEN_CORES: dict[str, type[RaftCore]] = {
     "figure8": Figure8Core,
     "blind-voter": BlindVoterCore,
     "apply-before-persist": ApplyBeforePersistCore,
     "minority-quorum": MinorityQuorumCore,
+    "concurrent-config": ConcurrentConfigCore,
 }

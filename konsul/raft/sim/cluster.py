@@ -67,6 +67,8 @@ class SimConfig:
     # (etcd's asynchronous storage writes) instead of the runtime's one Ready at a time.
     pipeline: bool = False
     forget_vote: bool = False  # a broken runtime: the vote is not restored on restart
+    # The direct Figure 8 check; off, only the consequences (lost or divergent entries) count.
+    commitment_rule: bool = True
     trace_keep: int = 40
     trace_digest: bool = False
     trace_echo: bool = False
@@ -132,6 +134,7 @@ class SimNode:
         # The real runtime has at most one; SimConfig.pipeline allows several (etcd-style).
         self.inflight: deque[tuple[Ready, int, int]] = deque()
         self.paused_until = 0
+        self.drift = 0  # clock skew: >0 an extra tick every `drift` ticks, <0 one skipped
         self.removed = False  # stopped for good after leaving the configuration
         self.wiped = False  # lost its disk and has not yet rejoined
         self.proposals: dict[int, tuple[int, int]] = {}  # index -> (term, write id)
@@ -485,7 +488,7 @@ class Cluster:
         if node.leader_term != term:
             node.leader_term = term
             node.leader_commit = commit
-        elif commit > node.leader_commit:
+        elif commit > node.leader_commit and self.cfg.commitment_rule:
             node.leader_commit = commit
             # Raft §5.4.2 (Figure 8): a leader commits by counting replicas only entries of
             # its own term (earlier ones follow as a consequence). Entries up to the commit
@@ -546,7 +549,11 @@ class Cluster:
                 continue
             if node.inflight and node.inflight[0][2] <= now:
                 node.finish_fsyncs(now)
-            node.core.tick()
+            drift = node.drift
+            if drift >= 0 or now % -drift:  # a slow clock skips every |drift|-th tick
+                node.core.tick()
+                if drift > 0 and now % drift == 0:  # a fast one ticks twice every drift-th
+                    node.core.tick()
             self.observe(node)
             node.pump()
         self.now = now + 1

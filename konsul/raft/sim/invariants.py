@@ -130,6 +130,10 @@ class Checker:
                     f"{node} applied {i}@{entry.term} = {_show(entry.kind, entry.data)} where "
                     f"another node applied {i}@{known[0]} = {_show(EntryKind(known[1]), known[2])}",
                 )
+            if known is None:  # a gap left by a snapshot: first seen applied now
+                log[i] = (entry.term, int(entry.kind), entry.data)
+                if self._applied_digest[i] == -1:
+                    self._applied_digest[i] = digest
             if self._applied_digest[i] != digest:
                 raise Violation(
                     "state-machine-safety",

@@ -36,7 +36,12 @@ class Operator:
 
     @property
     def busy(self) -> bool:
-        return bool(self.joining or self.leaving or self.rejoining)
+        """A membership change is under way, or a wiped member has not rejoined yet (no other
+        change starts meanwhile: an empty voter already uses up a four-voter cluster's one
+        tolerated failure)."""
+        return bool(self.joining or self.leaving or self.rejoining) or any(
+            n.wiped for n in self.c.nodes.values()
+        )
 
     def voters_wanted(self) -> int:
         leader = self.c.leader()
@@ -54,8 +59,10 @@ class Operator:
         core = leader.core
         latest = core.configuration
         committed = core.committed_configuration
-        if latest != committed:
-            return  # one change at a time: wait for the pending one
+        if latest != committed and c.rng.random() < 0.8:
+            # One change at a time: mostly wait for the pending one; sometimes push anyway,
+            # so that the core's own refusal (ProposalRejected) is what keeps it single.
+            return
         for node_id in list(self.leaving):
             if committed.get(node_id) is None:
                 self.leaving.remove(node_id)
@@ -69,6 +76,9 @@ class Operator:
             return
         for node_id in list(self.rejoining):
             node = c.nodes[node_id]
+            if node.removed:
+                self.rejoining.remove(node_id)
+                continue
             if node.core is None:
                 continue  # wait for the empty node to be up again
             if committed.get(node_id) is not None:
@@ -120,7 +130,7 @@ class Nemesis:
         kinds = [
             ("partition", 3.0), ("one_way", 2.0), ("isolate_leader", 2.0),
             ("crash", 2.5), ("crash_leader", 2.0), ("pause", 1.5), ("lossy", 2.0),
-            ("slow_disk", 1.5), ("transfer", 1.0),
+            ("slow_disk", 1.5), ("transfer", 1.0), ("drift", 1.0),
         ]
         if cluster.cfg.membership:
             kinds += [("add", 1.0), ("remove", 1.0)]
@@ -160,6 +170,7 @@ class Nemesis:
         c.fsync_slow = 0.0
         for node in c.nodes.values():
             node.paused_until = 0
+            node.drift = 0
             if node.core is None and not node.removed:
                 node.start()
 
@@ -268,6 +279,20 @@ class Nemesis:
         ticks = self.rng.randint(10, 300)
         node.paused_until = self.c.now + ticks
         self._note(f"pause {node.id} for {ticks} ticks")
+
+    def _drift(self) -> None:
+        live = self.c.live()
+        if not live:
+            return
+        node = self.rng.choice(live)
+        node.drift = self.rng.choice((1, -1)) * self.rng.randint(2, 10)
+        self._note(f"clock of {node.id} {'fast' if node.drift > 0 else 'slow'} by "
+                   f"1/{abs(node.drift)}")
+
+        def fix() -> None:
+            node.drift = 0
+
+        self._later(self._duration(), f"clock drift of {node.id}", fix)
 
     def _lossy(self) -> None:
         f = self.c.network.faults

@@ -108,6 +108,8 @@ def _quiet(cluster: Cluster, operator: Operator) -> int:
                 continue
             acked_at = cluster.now
         if _settled(cluster, operator, leader, index):
+            image = leader.disk.written
+            cluster.checker.durable_acks(leader.id, image.term_at, image.offset + 1)
             return acked_at - start
     raise Violation("liveness", _stuck(cluster, operator, final, start))
 
