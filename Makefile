@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SEEDS  ?= 20000
 
-.PHONY: run test lint typecheck unit sim cluster cluster-stop bench bench-quick clean
+.PHONY: run test test-deps lint typecheck unit sim cluster cluster-stop bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ typecheck: $(STAMP)
 	ln -sfn ../../operator build/typecheck/konsul_operator
 	cd build/typecheck && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p konsul -p konsul_operator
 
-unit: $(STAMP)
+# System tools the tests drive for real: ip/nft (partition tests), helm and promtool (chart).
+test-deps: $(STAMP)
+	scripts/install-test-deps.sh
+	scripts/install-helm.sh
+
+unit: $(STAMP) test-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ## Three local nodes on 127.0.0.1-3 (HTTP 8500, Raft 7000), joined as the guide's quick start does
