@@ -56,35 +56,47 @@ def _poster(body: kopf.Body) -> Any:
     return post
 
 
-async def _run(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> Outcome | None:
+async def _run(body: kopf.Body, memo: kopf.Memo) -> Outcome | None:
     if body.metadata.get("deletionTimestamp"):
         return None
     lock = memo.get("lock")
     if lock is None:
         lock = memo["lock"] = asyncio.Lock()
     async with lock:
-        outcome = await reconcile(dict(body), memo["kube"], memo["session"], _poster(body))
-    patch.status.update(outcome.status)
+        # Level-triggered on the newest state: the body kopf hands over may predate our own
+        # last status patch (or a spec change still in its queue).
+        kube: Kube = memo["kube"]
+        fresh = await kube.get("KonsulCluster", str(body.metadata.namespace),
+                               str(body.metadata.name))
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            return None
+        outcome = await reconcile(fresh, kube, memo["session"], _poster(body))
+        # Written inside the lock, so the next reconcile reads what this one decided.
+        await kube.patch_status("KonsulCluster", str(body.metadata.namespace),
+                                str(body.metadata.name), outcome.status)
     return outcome
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     replicas = parse_spec(body.get("spec")).replicas
     if replicas % 2 == 0 and (body.get("status") or {}).get("warnedEven") != replicas:
         kopf.warn(body, reason="EvenReplicas",
                   message=f"{replicas} replicas tolerate no more failures than {replicas - 1}")
-    outcome = await _run(body, patch, memo)
+    outcome = await _run(body, memo)
     if outcome is not None and not outcome.plan.converged:
-        raise kopf.TemporaryError(outcome.plan.message or "not converged", delay=REQUEUE)
+        action = outcome.plan.action
+        raise kopf.TemporaryError(
+            outcome.plan.message or f"took step {action.kind} {action.target}", delay=REQUEUE
+        )
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=INTERVAL, initial_delay=INTERVAL)
-async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def on_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     # Level-triggered safety net: pods crash and come back without touching the resource.
-    await _run(body, patch, memo)
+    await _run(body, memo)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

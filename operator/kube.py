@@ -22,6 +22,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors"),
     "PrometheusRule": ("/apis/monitoring.coreos.com/v1", "prometheusrules"),
+    "KonsulCluster": ("/apis/konsul.io/v1alpha1", "konsulclusters"),
 }
 
 
@@ -128,6 +129,14 @@ class Kube:
     async def patch(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> Any:
         return await self._call(
             "PATCH", path_of(kind, namespace, name), body, "application/merge-patch+json"
+        )
+
+    async def patch_status(
+        self, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> Any:
+        return await self._call(
+            "PATCH", path_of(kind, namespace, name) + "/status", {"status": status},
+            "application/merge-patch+json",
         )
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:

@@ -4,6 +4,7 @@ compute the status to record. The kopf handlers (handlers.py) call ``reconcile``
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from konsul_operator.resources import (
     selector_string,
 )
 from konsul_operator.spec import RESTARTED_AT, TEMPLATE_HASH, ClusterSpec, parse_spec
+
+log = logging.getLogger("konsul_operator")
 
 # An event poster: (kind of event "Normal"/"Warning", reason, message).
 EventFn = Callable[[str, str, str], None]
@@ -218,6 +221,10 @@ async def reconcile(
     finally:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
     metrics.RECONCILES.labels("converged" if outcome.plan.converged else "requeued").inc()
+    log.info("reconcile %s in %.2fs: %s %s -> %s", body["metadata"]["name"],
+             time.monotonic() - started, outcome.plan.action.kind, outcome.plan.action.target,
+             outcome.status["operation"]["message"] if outcome.status.get("operation")
+             else outcome.plan.message)
     return outcome
 
 

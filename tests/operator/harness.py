@@ -1,0 +1,478 @@
+"""The real operator against kmock, with this harness playing kubelet + StatefulSet controller.
+
+- ``Emulator``: kmock's KubernetesEmulator on a loopback port, in its own thread and loop, with
+  the kinds the operator uses declared (kopf needs namespaces and CRDs declared to start).
+- ``StatefulSetController``: for each StatefulSet ordinal it creates the Pod object and starts a
+  **real ``konsul`` process** on its own loopback address ``<prefix>.<ordinal+1>`` with the
+  guide's ports (HTTP 8500, Raft 7000); readiness on the Pod follows the node's
+  ``/health/ready``; a deleted Pod stops its process (SIGTERM) and is recreated from the current
+  template; a crashed process is restarted like kubelet would; a PVC object per ordinal stands
+  for a data directory (a new PVC is an empty directory). It also plays the garbage collector
+  for pods of a deleted StatefulSet.
+- ``OperatorProcess``: ``python -m konsul_operator`` as a subprocess, pointed at the emulator by
+  a kubeconfig.
+
+The one liberty taken with the pod's configuration: there is no DNS for
+``<pod>.<headless>.<ns>.svc``, so the harness starts each process with
+``KONSUL_RAFT_ADVERTISE_ADDR=<pod IP>:7000`` (and binds HTTP/Raft to the pod IP instead of
+0.0.0.0, as a pod's own network namespace would make it unique). Everything else comes from the
+StatefulSet's template as the operator wrote it (fieldRefs and ``$(VAR)`` expanded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.processes import REPO, free_port, http
+
+NS = "default"
+RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
+    # path: (kind, namespaced, subresources)
+    "v1/namespaces": ("Namespace", False, set()),
+    "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False,
+                                                          set()),
+    "konsul.io/v1alpha1/konsulclusters": ("KonsulCluster", True, {"status", "scale"}),
+    "apps/v1/statefulsets": ("StatefulSet", True, {"status", "scale"}),
+    "v1/pods": ("Pod", True, {"status"}),
+    "v1/services": ("Service", True, set()),
+    "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True, set()),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True, set()),
+    "v1/events": ("Event", True, set()),
+}
+API_PATHS = {
+    "KonsulCluster": "/apis/konsul.io/v1alpha1",
+    "StatefulSet": "/apis/apps/v1",
+    "PodDisruptionBudget": "/apis/policy/v1",
+    "Pod": "/api/v1",
+    "Service": "/api/v1",
+    "PersistentVolumeClaim": "/api/v1",
+    "Event": "/api/v1",
+}
+PLURALS = {
+    "KonsulCluster": "konsulclusters", "StatefulSet": "statefulsets",
+    "PodDisruptionBudget": "poddisruptionbudgets", "Pod": "pods", "Service": "services",
+    "PersistentVolumeClaim": "persistentvolumeclaims", "Event": "events",
+}
+
+
+# --------------------------------------------------------------------------- the API server
+
+
+class Emulator:
+    def __init__(self) -> None:
+        self.url = ""
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="kmock")
+
+    def start(self) -> Emulator:
+        self._thread.start()
+        if not self._ready.wait(20):
+            raise RuntimeError("kmock did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        from kmock import ResourceInfo, Server
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with _emulator_class()() as kmock, Server(kmock) as server:
+            for path, (kind, namespaced, subresources) in RESOURCES.items():
+                kmock.resources[path] = ResourceInfo(
+                    kind=kind, namespaced=namespaced, subresources=subresources,
+                    verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+                    shortnames={"kc"} if kind == "KonsulCluster" else set(),
+                )
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    # ---------------------------------------------------------------- a tiny sync client
+
+    def request(self, method: str, path: str, body: Any = None,
+                content_type: str = "application/json") -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(errors="replace")
+
+    def path(self, kind: str, name: str | None = None) -> str:
+        base = f"{API_PATHS[kind]}/namespaces/{NS}/{PLURALS[kind]}"
+        return f"{base}/{name}" if name else base
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        code, body = self.request("GET", self.path(kind, name))
+        return body if code == 200 else None
+
+    def list(self, kind: str) -> list[dict[str, Any]]:
+        code, body = self.request("GET", self.path(kind))
+        return list(body.get("items") or []) if code == 200 else []
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("namespace", NS)
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("resourceVersion", "1")  # kopf's finalizer JSON-patch tests it
+        meta.setdefault("generation", 1)
+        meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        code, body = self.request("POST", self.path(obj["kind"]), obj)
+        assert code in (200, 201), f"create {obj['kind']} -> {code} {body}"
+        return dict(body)
+
+    def patch(self, kind: str, name: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        code, out = self.request("PATCH", self.path(kind, name), body,
+                                 "application/merge-patch+json")
+        return out if code == 200 else None
+
+    def delete(self, kind: str, name: str) -> bool:
+        code, _ = self.request("DELETE", self.path(kind, name))
+        return code == 200
+
+
+def _emulator_class() -> Any:
+    """kmock's emulator plus two things a real API server does: ``metadata.generateName``
+    (kopf names its Events that way; without it every Event after the first is a 409) and a
+    ``generation`` bumped by spec changes (for ``observedGeneration``).
+
+    ``resourceVersion`` stays constant as in plain kmock: bumping it makes kopf's finalizer
+    JSON-patch fail its ``test`` op with a 500 that kopf retries unchanged (a real API server
+    answers 422 and kopf refetches). The operator reads the resource afresh on every reconcile,
+    so it never acts on a stale body either way.
+    """
+    from kmock import KubernetesEmulator, action
+
+    class Emulator(KubernetesEmulator):  # type: ignore[misc]
+        async def _handle(self, request: Any) -> Any:
+            data = request.data
+            if isinstance(data, dict) and request.action == action.CREATE:
+                meta = data.setdefault("metadata", {})
+                if not meta.get("name") and meta.get("generateName"):
+                    meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
+                meta.setdefault("resourceVersion", "1")
+            elif (isinstance(data, dict) and request.action == action.UPDATE
+                  and "spec" in data and not request.subresource):
+                meta = data.setdefault("metadata", {})
+                meta["generation"] = self._generation(request) + 1
+            return await super()._handle(request)
+
+        def _generation(self, request: Any) -> int:
+            try:
+                obj = self.objects[request.resource, request.namespace, request.name]
+                return int(obj["metadata"].get("generation") or 1)
+            except (KeyError, ValueError, TypeError):
+                return 1
+
+    return Emulator
+
+
+# --------------------------------------------------------------------------- pods as processes
+
+
+_VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def render_env(container: dict[str, Any], pod: dict[str, Any], ip: str) -> dict[str, str]:
+    """The container's env as kubelet would set it (fieldRefs resolved, $(VAR) expanded)."""
+    fields = {"metadata.name": pod["metadata"]["name"],
+              "metadata.namespace": pod["metadata"]["namespace"], "status.podIP": ip}
+    env: dict[str, str] = {}
+    for var in container.get("env") or []:
+        if "valueFrom" in var:
+            env[var["name"]] = fields[var["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            env[var["name"]] = _VAR.sub(lambda m: env.get(m.group(1), m.group(0)),
+                                        str(var.get("value", "")))
+    return env
+
+
+@dataclass
+class PodProcess:
+    name: str
+    ordinal: int
+    ip: str
+    claim_dir: Path
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    ready: bool = False
+    restarts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.ip}:8500"
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env}
+        # What a pod's own network namespace and DNS would give it (see the module docstring).
+        env.update({
+            "KONSUL_HOST": self.ip,
+            "KONSUL_RAFT_BIND_ADDR": f"{self.ip}:7000",
+            "KONSUL_RAFT_ADVERTISE_ADDR": f"{self.ip}:7000",
+            "KONSUL_DATA_DIR": str(self.claim_dir),
+            "KONSUL_RAFT_DATA_DIR": str(self.claim_dir / "raft"),
+        })
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "konsul"], env=env,
+                                         stdout=log, stderr=log, cwd=REPO)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+@dataclass
+class StatefulSetController:
+    api: Emulator
+    root: Path
+    prefix: str
+    pods: dict[str, PodProcess] = field(default_factory=dict)
+    held: set[str] = field(default_factory=set)  # pods the test keeps down
+    deleted: list[tuple[float, str]] = field(default_factory=list)  # pod deletions seen
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> StatefulSetController:
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="sts-controller")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        for pod in list(self.pods.values()):
+            pod.stop(signal.SIGKILL)
+
+    def ip_of(self, ordinal: int) -> str:
+        return f"{self.prefix}.{ordinal + 1}"
+
+    def claim_dir(self, claim: str) -> Path:
+        return self.root / "claims" / claim
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self._lock:
+                    self.sync()
+            except Exception:
+                self.errors.append(traceback.format_exc())
+            self._stop.wait(0.1)
+
+    # ------------------------------------------------------------------ one control pass
+
+    def sync(self) -> None:
+        sets = {s["metadata"]["name"]: s for s in self.api.list("StatefulSet")}
+        objects = {p["metadata"]["name"]: p for p in self.api.list("Pod")}
+        # A Pod object that went away: stop its process (graceful, like a kubelet).
+        for name in list(self.pods):
+            if name not in objects:
+                self.deleted.append((time.monotonic(), name))
+                self.pods.pop(name).stop()
+        for sts_name, sts in sets.items():
+            self._sync_set(sts_name, sts, objects)
+        # Garbage collection: pods whose StatefulSet is gone.
+        for name, obj in objects.items():
+            owners = {o.get("name") for o in obj["metadata"].get("ownerReferences") or []}
+            if owners and not owners & set(sets):
+                self.api.delete("Pod", name)
+        self._sync_processes()
+
+    def _sync_set(self, sts_name: str, sts: dict[str, Any],
+                  objects: dict[str, dict[str, Any]]) -> None:
+        replicas = int(sts["spec"].get("replicas", 0))
+        for name, _obj in objects.items():
+            ordinal = _ordinal(name, sts_name)
+            if ordinal is not None and ordinal >= replicas:
+                self.api.delete("Pod", name)  # scale down: the process stops on the next pass
+        for ordinal in range(replicas):
+            name = f"{sts_name}-{ordinal}"
+            if name in objects or name in self.held:
+                continue
+            self._create_pod(sts, ordinal)
+
+    def _create_pod(self, sts: dict[str, Any], ordinal: int) -> None:
+        sts_name = sts["metadata"]["name"]
+        name, ip = f"{sts_name}-{ordinal}", self.ip_of(ordinal)
+        template = sts["spec"]["template"]
+        claim = f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{name}"
+        if self.api.get("PersistentVolumeClaim", claim) is None:
+            # A new claim is a new, empty volume.
+            shutil.rmtree(self.claim_dir(claim), ignore_errors=True)
+            vct = sts["spec"]["volumeClaimTemplates"][0]
+            self.api.create({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim, "labels": dict(vct["metadata"].get("labels") or {})},
+                "spec": vct["spec"], "status": {"phase": "Bound"},
+            })
+        self.claim_dir(claim).mkdir(parents=True, exist_ok=True)
+        pod = self.api.create({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "labels": dict(template["metadata"].get("labels") or {}),
+                "annotations": dict(template["metadata"].get("annotations") or {}),
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                     "name": sts_name, "uid": sts["metadata"].get("uid", ""),
+                                     "controller": True}],
+            },
+            "spec": template["spec"],
+            "status": {"phase": "Running", "podIP": ip,
+                       "conditions": [{"type": "Ready", "status": "False"}]},
+        })
+        container = template["spec"]["containers"][0]
+        process = PodProcess(
+            name=name, ordinal=ordinal, ip=ip, claim_dir=self.claim_dir(claim),
+            env=render_env(container, pod, ip), log=self.root / f"{name}.log",
+        )
+        process.start()
+        self.pods[name] = process
+
+    def _sync_processes(self) -> None:
+        for pod in list(self.pods.values()):
+            if not pod.alive() and pod.name not in self.held:
+                pod.restarts += 1  # kubelet restarts a crashed container
+                pod.start()
+            ready = pod.alive() and _answers_ready(pod.url)
+            if ready != pod.ready:
+                pod.ready = ready
+                self.api.patch("Pod", pod.name, {"status": {"conditions": [
+                    {"type": "Ready", "status": "True" if ready else "False"}]}})
+
+    # ------------------------------------------------------------------ test controls
+
+    def hold(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Stop a pod's process and keep it down (the Pod object stays) until released."""
+        with self._lock:
+            self.held.add(name)
+            if name in self.pods:
+                self.pods[name].stop(sig)
+
+    def release(self, name: str) -> None:
+        with self._lock:
+            self.held.discard(name)
+
+    def urls(self) -> list[str]:
+        with self._lock:
+            return [p.url for p in sorted(self.pods.values(), key=lambda p: p.ordinal)]
+
+    def process(self, name: str) -> PodProcess:
+        with self._lock:
+            return self.pods[name]
+
+
+def _ordinal(name: str, sts: str) -> int | None:
+    tail = name[len(sts) + 1:] if name.startswith(sts + "-") else ""
+    return int(tail) if tail.isdigit() else None
+
+
+def _answers_ready(url: str) -> bool:
+    try:
+        code, _, _ = http("GET", url + "/health/ready", timeout=0.5)
+    except OSError:
+        return False
+    return code == 200
+
+
+# --------------------------------------------------------------------------- the operator
+
+
+@dataclass
+class OperatorProcess:
+    api_url: str
+    root: Path
+    metrics_port: int = 0
+    liveness_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        kubeconfig = self.root / "kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters: [{{name: kmock, cluster: {{server: '{self.api_url}'}}}}]\n"
+            "users: [{name: test, user: {token: test}}]\n"
+            "contexts: [{name: kmock, context: {cluster: kmock, user: test, namespace: default}}]\n"
+            "current-context: kmock\n"
+        )
+        self.metrics_port = self.metrics_port or free_port()
+        self.liveness_port = self.liveness_port or free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "KONSUL_OPERATOR_SCANNING": "false",  # kmock answers 500 to namespace lists
+            "KONSUL_OPERATOR_INTERVAL": "1",
+            "KONSUL_OPERATOR_REQUEUE": "0.5",
+        }
+        with open(self.root / "operator.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "konsul_operator", "--namespace", NS, "--bind",
+                 "127.0.0.1", "--metrics-port", str(self.metrics_port), "--liveness-port",
+                 str(self.liveness_port)],
+                env=env, stdout=log, stderr=log, cwd=REPO,
+            )
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def logs(self) -> str:
+        path = self.root / "operator.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def metrics(self) -> dict[str, float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=5) as resp:
+            text = resp.read().decode()
+        values: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                series, _, value = line.rpartition(" ")
+                values[series] = float(value)
+        return values
