@@ -419,6 +419,8 @@ def _p_append_entries(src: str, dst: str, term: int, raw: list[Any]) -> Message:
         set_kind(e, kinds[k])
         set_data(e, d)
         append(e)
+    if last_term > term:
+        raise DecodeError("entry from a future term")  # a leader only has entries up to its term
     return AppendEntries(src, dst, term, prev_index, prev_term, tuple(entries), commit, read_ctx)
 
 

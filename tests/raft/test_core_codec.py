@@ -96,6 +96,7 @@ def test_configuration_round_trips() -> None:
         msgpack.packb([5, "a", "b", 1, 0, 0, 0, 0, [1, 0, "text"]]),  # data not bytes
         msgpack.packb([5, "a", "b", 1, 0, 5, 0, 0, [4, 0, b""]]),  # entry term below prev_term
         msgpack.packb([5, "a", "b", 1, 0, 0, 0, 0, {"x": 1}]),
+        msgpack.packb([5, "a", "b", 1, 0, 0, 0, 0, [2, 0, b""]]),  # entry term above the term
         msgpack.packb([7, "a", "b", 1, [1, 1], 0, b"", True]),  # bad snapshot meta
         msgpack.packb([7, "a", "b", 1, [1, 1, [["a", "x", 1, ""]]], 0, b"", True]),  # voter int
         msgpack.packb([7, "a", "b", 1, [1, 1, [["a", "x", True, ""]] * 2], 0, b"", True]),
