@@ -176,3 +176,27 @@ def test_propose_many_appends_consecutive_commands() -> None:
     assert c.nodes["c"].commands() == [b"p", b"q", b"r"]
     with pytest.raises(NotLeaderError):
         c["b"].propose_many([b"x"])
+
+
+def test_proposals_to_a_follower_name_the_leader() -> None:
+    c = Cluster("abc")
+    c.elect("a")
+    with pytest.raises(NotLeaderError) as err:
+        c["b"].propose(b"x")
+    assert err.value.leader_id == "a"
+    with pytest.raises(NotLeaderError):
+        c["b"].match_index("a")
+
+
+def test_an_unreachable_follower_is_probed_instead_of_pipelined_into() -> None:
+    c = Cluster("abc")
+    c.elect("a")
+    c["a"].peer_unreachable("b")
+    for i in range(12):
+        c["a"].propose(b"%d" % i)
+    to_b = appends_to(c, "b")
+    assert len(to_b) == 1  # one probe, not max_inflight batches into a dead connection
+    c.net.extend(to_b)
+    c.deliver()
+    c.tick(3 * FAST.commit_ticks)
+    assert c.nodes["b"].commands() == [b"%d" % i for i in range(12)]
