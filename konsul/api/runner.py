@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -58,6 +59,18 @@ class _JSONServer(Server):
 
 
 class AppRunner(web.AppRunner):
+    """``aiohttp.web.AppRunner`` with JSON protocol errors and handler cancellation on.
+
+    With ``handler_cancellation`` a client that hangs up cancels its handler: a blocking read
+    then stops waiting (instead of holding a waiter, re-evaluated on every apply, for up to
+    10 minutes). A write whose client left still commits: the node resolves its proposal
+    whether or not anyone still awaits it.
+    """
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        kwargs.setdefault("handler_cancellation", True)
+        super().__init__(app, **kwargs)
+
     async def _make_server(self) -> Server:
         server = await super()._make_server()
         server.__class__ = _JSONServer

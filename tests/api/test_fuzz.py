@@ -144,3 +144,28 @@ def test_unparseable_requests_get_a_json_400(server: Server, raw: bytes) -> None
     assert headers["x-request-id"]
     decoded = json.loads(body)
     assert decoded["error"] == "bad request" and decoded["message"]
+
+
+def test_a_watcher_that_hangs_up_stops_waiting(server: Server) -> None:
+    """With handler cancellation a long poll whose client left is cancelled (counted as 499)
+    instead of holding a waiter for the rest of its wait."""
+    import socket
+    import time
+
+    def hung_up() -> float:
+        _, _, raw = server.request("GET", "/metrics")
+        for line in raw.decode().splitlines():
+            if line.startswith("konsul_http_requests_total") and 'status="499"' in line and (
+                'route="/kv/{key}"' in line
+            ):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = hung_up()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /kv/hangup?index=999999&wait=5m HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while hung_up() <= before:
+        assert time.monotonic() < deadline, "the abandoned long poll is still waiting"
+        time.sleep(0.05)
