@@ -61,6 +61,8 @@ CASES = {
         BROKEN_CORES["concurrent-config"], 5, 40, ("single-config-change",),
         dict(fault_weights={"add": 6, "remove": 6}),
     ),
+    # Never promotes non-voters: safe, but the liveness check must notice.
+    "never-promote": Case(BROKEN_CORES["never-promote"], 3, 3, ("liveness",)),
     # The runtime forgets the vote across a restart (storage drops it): a second vote in the
     # same term. Without pre-vote, split elections are common enough to meet a quick restart.
     "forget-vote": Case(

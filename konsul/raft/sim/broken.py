@@ -61,10 +61,19 @@ class ConcurrentConfigCore(RaftCore):
             raise NotLeaderError(self.leader_id)
 
 
+class NeverPromoteCore(RaftCore):
+    """Never promotes a caught-up non-voter: safe, but new members never get a vote, so the
+    cluster never reaches its size (a liveness bug; private method, as above)."""
+
+    def _maybe_promote(self) -> None:
+        return
+
+
 BROKEN_CORES: dict[str, type[RaftCore]] = {
     "figure8": Figure8Core,
     "blind-voter": BlindVoterCore,
     "apply-before-persist": ApplyBeforePersistCore,
     "minority-quorum": MinorityQuorumCore,
     "concurrent-config": ConcurrentConfigCore,
+    "never-promote": NeverPromoteCore,
 }
