@@ -246,11 +246,11 @@ class _Progress:
 
     __slots__ = (
         "inflight",
+        "last_active",
         "match",
         "next",
         "probe_sent",
         "read_ack",
-        "recent_active",
         "snap_elapsed",
         "snap_meta",
         "snap_offset",
@@ -259,13 +259,13 @@ class _Progress:
         "state",
     )
 
-    def __init__(self, next_index: int) -> None:
+    def __init__(self, next_index: int, now: int) -> None:
         self.match = 0
         self.next = next_index
         self.state = _PState.PROBE
         self.inflight: deque[int] = deque()  # last index of each AppendEntries in flight
         self.probe_sent = False
-        self.recent_active = False  # heard from since the last check-quorum round
+        self.last_active = now  # leader tick of the follower's last message (check-quorum)
         self.read_ack = 0  # highest read round the follower echoed
         self.stall = 0  # ticks in REPLICATE with entries in flight and no progress
         self.snap_meta: SnapshotMeta | None = None
@@ -348,7 +348,7 @@ class RaftCore:
         self._contact_elapsed = 0  # ticks since a leader last spoke to us
         self._leader_unreachable = False
         self._heartbeat_elapsed = 0
-        self._lease_elapsed = 0
+        self._leader_ticks = 0  # the leader's clock, for check-quorum
 
         # candidate
         self._votes: dict[str, bool] = {}
@@ -900,10 +900,12 @@ class RaftCore:
         self._votes = {}
         self._transferee = None
         self._heartbeat_elapsed = 0
-        self._lease_elapsed = 0
+        self._leader_ticks = 0
         self._leader_unreachable = False
         nxt = self.last_index + 1
-        self._progress = {m.id: _Progress(nxt) for m in self._config.members if m.id != self._id}
+        self._progress = {
+            m.id: _Progress(nxt, 0) for m in self._config.members if m.id != self._id
+        }
         index = nxt
         self._entries.append(Entry(index, self._term, EntryKind.NOOP))
         self._term_start = index
@@ -915,32 +917,31 @@ class RaftCore:
     def _tick_leader(self) -> None:
         cfg = self._cfg
         self._heartbeat_elapsed += 1
-        self._lease_elapsed += 1
+        self._leader_ticks += 1
         if self._transferee is not None:
             self._transfer_elapsed += 1
             if self._transfer_elapsed >= cfg.election_timeout_ticks:
                 self._transferee = None  # the target did not take over: give up
-        if cfg.check_quorum and self._lease_elapsed >= cfg.leader_lease_ticks:
-            self._lease_elapsed = 0
-            if not self._quorum_active():
-                self._become_follower(self._term, None)
-                return
-            for pr in self._progress.values():
-                pr.recent_active = False
+        if cfg.check_quorum and not self._quorum_active():
+            self._become_follower(self._term, None)  # cut off from a majority for a lease
+            return
         if self._heartbeat_elapsed >= cfg.commit_ticks:
             self._heartbeat_elapsed = 0
             self._heartbeat(periodic=True)
             self._maybe_promote()  # also here: a learner may have caught up while we waited
 
     def _quorum_active(self) -> bool:
+        """A majority of the voters spoke to us within the leader lease."""
         voters = self._voters
+        since = self._leader_ticks - self._cfg.leader_lease_ticks
+        progress = self._progress
         active = 0
         for v in voters:
             if v == self._id:
                 active += 1
             else:
-                pr = self._progress.get(v)
-                if pr is not None and pr.recent_active:
+                pr = progress.get(v)
+                if pr is not None and pr.last_active > since:
                     active += 1
         return active >= len(voters) // 2 + 1
 
@@ -1051,7 +1052,7 @@ class RaftCore:
         pr = self._progress.get(m.src)
         if pr is None:
             return
-        pr.recent_active = True
+        pr.last_active = self._leader_ticks
         if m.read_ctx > pr.read_ack:
             pr.read_ack = m.read_ctx
             if self._reads_pending:
@@ -1204,7 +1205,7 @@ class RaftCore:
         nxt = self.last_index + 1
         for mid in self._members:
             if mid != self._id and mid not in progress:
-                progress[mid] = _Progress(nxt)
+                progress[mid] = _Progress(nxt, self._leader_ticks)
         for mid in [p for p in progress if p not in self._members]:
             del progress[mid]
         if self._transferee is not None and self._transferee not in self._voters:
@@ -1228,7 +1229,7 @@ class RaftCore:
         pr = self._progress.get(m.src)
         if pr is None:
             return
-        pr.recent_active = True
+        pr.last_active = self._leader_ticks
         if m.done:
             if m.index > pr.match:
                 pr.match = m.index
@@ -1285,7 +1286,7 @@ class RaftCore:
         if self._role is Role.LEADER:
             pr = self._progress.get(m.src)
             if pr is not None:
-                pr.recent_active = True
+                pr.last_active = self._leader_ticks
             self._leader_read(m.src, m.ctx)
         else:
             self._msgs.append(ReadIndexResponse(self._id, m.src, self._term, m.ctx, 0))
