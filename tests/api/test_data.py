@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from konsul.api import create_app
-from tests.api.conftest import Node, body_of, error_of, settings_for, wait_until
+from konsul.node import Node
+from tests.api.conftest import body_of, error_of, settings_for, wait_until
 
 Client = Any
 

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from konsul.api import create_app
 from konsul.errors import NoLeader, NotLeader
+from konsul.node import Node
 from konsul.raft.types import Member
-from tests.api.conftest import Node, body_of, error_of, settings_for, wait_until
+from tests.api.conftest import body_of, error_of, settings_for, wait_until
 
 Client = Any
 
@@ -137,7 +139,7 @@ async def test_forwarded_write_lands_on_the_leader(
         await wait_until(follower.is_ready)
 
         @web.middleware
-        async def as_follower(request: web.Request, handler: Any) -> web.StreamResponse:
+        async def as_follower(request: web.Request, handler: Handler) -> web.StreamResponse:
             if request.method != "GET":
                 raise NotLeader(leader)
             return await handler(request)
