@@ -463,9 +463,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _closed_stdout()
     if result is not None:
-        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        try:
+            sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return _closed_stdout()
     return 0
+
+
+def _closed_stdout() -> int:
+    """``konsulctl ... | head``: the reader left; exit quietly as a shell tool does."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # no second BrokenPipeError at interpreter exit
+    return 141
 
 
 if __name__ == "__main__":
