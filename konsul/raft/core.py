@@ -22,7 +22,9 @@ Driving it (the Ready loop of a runtime)::
             3. if rd.truncate_from:    drop WAL entries with index >= rd.truncate_from
                append rd.entries; fsync (one fsync for 1-3)
                if rd.entries:          core.persisted(rd.entries[-1].index, rd.entries[-1].term)
-            4. send rd.messages        (only now: they may promise what 1-3 made durable)
+            4. send rd.messages        (only now: they may promise what 1-3 made durable;
+                                       AppendEntries, InstallSnapshot and TimeoutNow may go
+                                       before 1-3: they never share a Ready with hard_state)
             5. apply rd.committed in order to the state machine, then core.applied(last index)
                (CONFIG entries: decode_configuration(entry.data) is the new configuration; the
                runtime tracks it to put the configuration at index i into SnapshotMeta)
@@ -147,6 +149,7 @@ _NO_HARD_STATE = HardState()
 _EMPTY_CONFIG = Configuration()
 _CONFIG = EntryKind.CONFIG
 _COMMAND = EntryKind.COMMAND
+_REPLICATION = (AppendEntries, InstallSnapshot, TimeoutNow)
 
 
 def _term_of(entry: Entry) -> int:
@@ -752,9 +755,17 @@ class RaftCore:
         if self._needs_flush:
             self._flush()
         rd = Ready()
+        held: list[Message] = []
         if self._hs_dirty:
             rd.hard_state = HardState(self._term, self._vote)
             self._hs_dirty = False
+            if self._role is Role.LEADER and self._msgs:
+                # A leader's replication messages never share a Ready with a hard-state change
+                # (a single voter becomes leader in the same step as its term bump), so a
+                # runtime may send them before it has persisted that Ready.
+                held = [m for m in self._msgs if isinstance(m, _REPLICATION)]
+                if held:
+                    self._msgs = [m for m in self._msgs if not isinstance(m, _REPLICATION)]
         if self._received is not None:
             rd.snapshot = self._received
             self._received = None
@@ -767,7 +778,7 @@ class RaftCore:
             self._unstable_from = last + 1
         if self._msgs:
             rd.messages = self._msgs
-            self._msgs = []
+        self._msgs = held
         hi = self._applicable_index()
         if hi > self._emitted:
             rd.committed = self._entries[self._emitted - base : hi - base]

@@ -6,7 +6,18 @@ import random
 from dataclasses import replace
 
 import pytest
-from core_harness import FAST, Cluster, Disk, MemSnapshots, Node, node_with, sent, single_node
+from core_harness import (
+    FAST,
+    Cluster,
+    Disk,
+    MemSnapshots,
+    Node,
+    config_entry,
+    config_of,
+    node_with,
+    sent,
+    single_node,
+)
 
 from konsul.raft.core import ProposalRejected, RaftCore, Role
 from konsul.raft.messages import (
@@ -346,3 +357,20 @@ def test_a_wiped_member_cannot_help_elect_a_leader_missing_committed_entries() -
     assert leader is not None
     assert c[leader].commit_index >= committed
     assert c.nodes["c"].commands() == [b"w%d" % i for i in range(5)]
+
+
+def test_a_leader_never_sends_replication_in_the_ready_that_bumps_its_term() -> None:
+    # The runtime sends AppendEntries before fsyncing the rest of the Ready: that is safe only
+    # if the Ready does not carry the term the AppendEntries are sent in.
+    n = node_with("a", [1, 1], term=1, ids="a")
+    n.disk.log[0] = config_entry(1, 1, config_of("a", learners="b"))
+    n.restart()  # the only voter: leads at once, with b to replicate to
+    assert n.core.role is Role.LEADER
+    first = n.core.ready()
+    assert first.hard_state == HardState(2, "a")
+    assert not [m for m in first.messages if isinstance(m, AppendEntries)]
+    n.core.persisted(first.entries[-1].index, first.entries[-1].term)
+    assert n.core.has_ready()
+    second = n.core.ready()
+    assert second.hard_state is None
+    assert [m.dst for m in second.messages if isinstance(m, AppendEntries)] == ["b"]
