@@ -155,15 +155,23 @@ def majority(n: int) -> int:
 # ------------------------------------------------------------------------------ helpers
 
 
+def _caught_up(obs: Observed, node: NodeView | None) -> bool:
+    """Knows a leader and has applied close to the leader's commit index.
+
+    Not the node's own readiness answer: under a steady write load a follower's applied index
+    trails the commit index it just learned by a few entries, so ``/health/ready`` flickers.
+    """
+    if node is None or node.empty or node.leader_id is None:
+        return False
+    return node.applied_index + MAX_LAG >= obs.leader_commit
+
+
 def _healthy(obs: Observed) -> set[str]:
-    """Voters whose own node answers ready and has applied close to the leader's commit."""
+    """Voters whose own node is caught up."""
     out: set[str] = set()
     for member in obs.voters:
         pod = obs.pod(member.id)
-        node = pod.node if pod else None
-        if node is None or not node.ready or node.empty:
-            continue
-        if node.applied_index + MAX_LAG >= obs.leader_commit:
+        if pod is not None and _caught_up(obs, pod.node):
             out.add(member.id)
     return out
 
@@ -338,9 +346,10 @@ def restart_queue(obs: Observed) -> tuple[str, ...]:
         and p.template_hash != obs.desired_hash
     ]
 
+    healthy = _healthy(obs)
+
     def key(p: PodView) -> tuple[int, int]:
-        ready = p.node is not None and p.node.ready
-        tier = 2 if p.name == obs.leader_id else (1 if ready else 0)
+        tier = 2 if p.name == obs.leader_id else (1 if p.name in healthy else 0)
         return (tier, -p.ordinal)
 
     return tuple(p.name for p in sorted(outdated, key=key))

@@ -9,6 +9,7 @@ and recovered, deletion.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster_harness import WriteLoad, free_subnet
+from tests.cluster_harness import WriteLoad, assert_no_acked_write_lost, free_subnet
 from tests.operator.harness import Emulator, OperatorProcess, StatefulSetController
 from tests.processes import http, wait_until
 
@@ -155,3 +156,97 @@ def test_create_three_replicas_bootstraps_once_and_becomes_available(env: Env) -
     code, _, _ = http("GET", f"http://127.0.0.1:{env.operator.liveness_port}/healthz")
     assert code == 200
     assert any(k.startswith("konsul_operator_reconcile_total") for k in env.operator.metrics())
+
+
+def claims(env: Env) -> list[str]:
+    return sorted(c["metadata"]["name"] for c in env.api.list("PersistentVolumeClaim"))
+
+
+def test_scale_3_to_5_to_3_under_writes(env: Env) -> None:
+    load = env.load().start()
+    try:
+        load.wait_acks(20)
+        env.api.patch("KonsulCluster", NAME, {"spec": {"replicas": 5}})
+        env.wait_converged(5, timeout=90)
+        assert claims(env) == [f"data-{NAME}-{i}" for i in range(5)]
+        env.api.patch("KonsulCluster", NAME, {"spec": {"replicas": 3}})
+        env.wait_converged(3, timeout=90)
+        # Members left first, then the StatefulSet shrank, then the claims went.
+        wait_until(lambda: claims(env) == [f"data-{NAME}-{i}" for i in range(3)], 30,
+                   "claims of removed members deleted")
+        sts = env.api.get("StatefulSet", NAME)
+        assert sts is not None and sts["spec"]["replicas"] == 3
+        acked = len(load.acks)
+        load.wait_acks(acked + 20)
+    finally:
+        load.stop()
+    assert load.acks, "no write was acknowledged"
+    assert_no_acked_write_lost(env.sts.urls(), load)
+    steps = env.steps()
+    assert steps.get("Join", 0) >= 4 and steps.get("RemoveMember", 0) >= 2, steps
+    assert steps.get("Bootstrap") == 1
+    assert env.condition("Available")["observedGeneration"] == env.kc()["metadata"]["generation"]
+
+
+class LeaderSampler:
+    """Polls which node leads, in the background, to count leadership changes."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LeaderSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            found = self.env.leader()
+            if found is not None and (not self.seen or self.seen[-1] != found[0]):
+                self.seen.append(found[0])
+            self._stop.wait(0.05)
+
+    @property
+    def changes(self) -> int:
+        return len(self.seen) - 1
+
+
+def pod_hashes(env: Env) -> dict[str, str]:
+    return {p["metadata"]["name"]: p["metadata"]["annotations"].get(TEMPLATE_HASH, "")
+            for p in env.api.list("Pod")}
+
+
+def test_image_change_rolls_pods_leader_last_under_writes(env: Env) -> None:
+    env.wait_converged(3)
+    old_leader = env.status()["leader"]
+    old_hashes = pod_hashes(env)
+    started = time.monotonic()
+    load = env.load().start()
+    try:
+        with LeaderSampler(env) as sampler:
+            load.wait_acks(20)
+            env.api.patch("KonsulCluster", NAME, {"spec": {"image": "konsul:0.1.1"}})
+            wait_until(lambda: env.status().get("restartQueue"), 30, "a restart queue")
+
+            def rolled() -> bool:
+                hashes = pod_hashes(env)
+                return (len(hashes) == 3 and not set(hashes.values()) & set(old_hashes.values())
+                        and env.converged(3) and env.status().get("currentImage") == "konsul:0.1.1")
+
+            wait_until(rolled, 120, "every pod restarted on the new template")
+            load.wait_acks(len(load.acks) + 20)
+    finally:
+        load.stop()
+    restarted = [name for at, name in env.sts.deleted if at >= started]
+    assert sorted(restarted) == [f"{NAME}-{i}" for i in range(3)], restarted
+    assert restarted[-1] == old_leader, (restarted, old_leader)
+    assert sampler.changes <= 1, sampler.seen
+    assert_no_acked_write_lost(env.sts.urls(), load)
+    reasons = [e.get("reason") for e in env.events()]
+    assert "RestartPod" in reasons and "TransferLeadership" in reasons
