@@ -128,3 +128,19 @@ async def test_heartbeat_passes_ttl_checks(client: Client) -> None:
     await body_of(await client.put("/heartbeat/beat"), 200)
     statuses = [c["status"] for c in await body_of(await client.get("/health/service/beat"))]
     assert statuses == ["passing"]
+
+
+async def test_a_check_id_owned_by_another_service_is_409(client: Client) -> None:
+    await register(client, name="owner", checks=[{"id": "shared", "ttl": "1m"}])
+    body = await error_of(
+        await client.put("/register", json={"name": "thief", "checks": [{"id": "shared",
+                                                                          "ttl": "1m"}]}),
+        409, "conflict",
+    )
+    assert "shared" in body["message"]
+    assert [s["id"] for s in await body_of(await client.get("/services"))] == ["owner"]
+    # Importing the same clash is refused the same way, and changes nothing.
+    doc = {"version": 1, "kv": [{"key": "imp/x", "value": "1"}],
+           "services": [{"name": "thief", "checks": [{"id": "shared", "ttl": "1m"}]}]}
+    await error_of(await client.post("/import", json=doc), 409, "conflict")
+    await error_of(await client.get("/kv/imp/x"), 404)
