@@ -561,7 +561,7 @@ class RaftCore:
         self._election_elapsed += 1
         if self._election_elapsed >= self._randomized_timeout:
             self._election_elapsed = 0
-            if self._may_campaign() and self._incoming is None:
+            if self._may_campaign():
                 self._campaign(pre=self._cfg.pre_vote)
             else:
                 self._reset_election_timer()

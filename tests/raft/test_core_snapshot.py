@@ -7,7 +7,7 @@ import random
 import pytest
 from core_harness import FAST, Cluster
 
-from konsul.raft.core import RaftCore
+from konsul.raft.core import RaftCore, Role
 from konsul.raft.messages import AppendEntries, InstallSnapshot, SnapshotResponse
 from konsul.raft.types import SnapshotMeta
 
@@ -207,3 +207,18 @@ def test_chunks_from_a_restarted_transfer_are_reassembled_correctly() -> None:
     c.tick(4 * FAST.commit_ticks)
     assert c.nodes["c"].restored_from is not None
     assert c.nodes["c"].commands() == c.nodes["a"].commands()
+
+
+def test_a_follower_left_with_half_a_snapshot_still_campaigns() -> None:
+    c = lagging_cluster()
+    c.heal()
+    while c["c"]._incoming is None:
+        c.tick(1, settle=False)
+        c.deliver(lambda m: not isinstance(m, InstallSnapshot) or m.offset == 0)
+    assert c["c"]._incoming is not None  # mid-transfer
+    c.crash("a")
+    c.crash("b")
+    c.drop_all()
+    for _ in range(3 * FAST.heartbeat_timeout_ticks):
+        c["c"].tick()
+    assert c["c"].role is not Role.FOLLOWER  # it tries (it cannot win: its log is behind)
