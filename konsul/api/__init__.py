@@ -20,7 +20,6 @@ from konsul.api.middlewares import (
     error_middleware,
     init_metrics_cache,
     metrics_middleware,
-    request_id_middleware,
 )
 from konsul.api.runner import AppRunner
 
@@ -34,7 +33,7 @@ async def _stopping(app: web.Application) -> None:
 
 def create_app(node: Node) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware, metrics_middleware, error_middleware],
+        middlewares=[metrics_middleware, error_middleware],
         client_max_size=APP_MAX_SIZE,
     )
     app[NODE] = node

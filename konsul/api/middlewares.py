@@ -1,4 +1,5 @@
-"""Cross-cutting concerns, outermost first: request id, metrics, errors.
+"""Cross-cutting concerns: metrics (outermost), then errors; the request id is added to every
+response by an ``on_response_prepare`` hook (and computed once, lazily, per request).
 
 The error middleware is the single place where exceptions become HTTP answers, so every answer
 (our own errors, aiohttp's 404/405, and real bugs) is JSON of the documented shape.
@@ -53,12 +54,6 @@ def request_id(request: web.Request) -> str:
         rid = sent if ok else f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
         request[_REQUEST_ID] = rid
     return rid
-
-
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id(request)
-    return await handler(request)
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
