@@ -465,7 +465,7 @@ def _window_ids(head: _Entry) -> list[int]:
         if entry.match is not None:  # unknown ones can always wait: not worth listing
             ids.append(entry.op.id)
         entry = entry.next
-    if entry is not None:
+    if entry is not None and entry.op.id not in ids:
         ids.append(entry.op.id)  # the operation whose response closes the window
     return ids
 

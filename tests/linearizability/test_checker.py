@@ -14,8 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.linearizability.checker import (
+    Kind,
     Op,
     State,
+    Status,
     check,
     check_key,
     dump,
@@ -228,7 +230,8 @@ def execute(rng: random.Random, n: int, clients: int, unknown_rate: float,
 
 
 def _apply(reg: Register, rng: random.Random, i: int, proc: str, call: int, ret: int) -> Op:
-    kind = rng.choice(["read", "read", "write", "cas", "delete"])
+    kinds: list[Kind] = ["read", "read", "write", "cas", "delete"]
+    kind = rng.choice(kinds)
     base = Op(i, proc, "k", kind, "ok", call, ret)
     if kind == "read":
         return replace(base, value=reg.value, index=reg.index if reg.value is not None else None)
@@ -415,7 +418,8 @@ def small_histories(draw: st.DrawFn) -> list[Op]:
         elif op.kind == "read" and op.value is not None and draw(st.booleans()):
             ops[i] = replace(op, value=None, index=None)
         elif op.kind != "read" and draw(st.booleans()):
-            status = draw(st.sampled_from(["ok", "conflict", "unknown", "fail"]))
+            statuses: list[Status] = ["ok", "conflict", "unknown", "fail"]
+            status = draw(st.sampled_from(statuses))
             if op.kind == "write" and status == "conflict":
                 status = "fail"
             ret = None if status == "unknown" else (op.ret if op.ret is not None else op.call + 5)

@@ -1,0 +1,30 @@
+"""Three 20-second runs of the linearizability campaign against real clusters under faults.
+
+Each run: 3 nodes, 5 client processes on 3 keys, a nemesis killing/pausing nodes (random and
+leader) every few seconds; every key's history must be linearizable and no acknowledged write
+may be missing from the final reads. ``make jepsen RUNS=50`` runs the long campaign.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.linearizability.jepsen import describe, run_once, summary
+
+RUNS = 3
+SECONDS = 20.0
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("run", range(RUNS))
+def test_histories_under_faults_are_linearizable(tmp_path: Path, run: int) -> None:
+    seed = random.randrange(1_000_000)
+    result = run_once(tmp_path / "run", SECONDS, seed, out=tmp_path / "failures")
+    print(describe(result))
+    print(summary([result]))
+    assert result.faults >= 3, "the nemesis must have struck during the run"
+    assert result.ops > 500, "the clients must have got work done despite the faults"
+    assert result.clean, describe(result)
