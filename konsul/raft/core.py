@@ -1071,9 +1071,10 @@ class RaftCore:
         if not m.success:
             self._on_append_rejected(pr, m)
             return
-        advanced = m.match_index > pr.match
+        match_index = min(m.match_index, self.last_index)  # a confused peer cannot overreach
+        advanced = match_index > pr.match
         if advanced:
-            pr.match = m.match_index
+            pr.match = match_index
             pr.stall = 0
             if pr.next <= pr.match:
                 pr.next = pr.match + 1
@@ -1083,7 +1084,7 @@ class RaftCore:
                 pr.become_replicate()
         elif state is _PState.REPLICATE:
             inflight = pr.inflight
-            while inflight and inflight[0] <= m.match_index:
+            while inflight and inflight[0] <= match_index:
                 inflight.popleft()
         if advanced:
             if m.src in self._voters:
