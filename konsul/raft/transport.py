@@ -21,6 +21,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import socket
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,11 @@ MAX_HELLO_BYTES = 1024
 MAX_FRAME_BYTES = 64 << 20
 MAX_QUEUED_FRAMES = 4096
 CONNECT_TIMEOUT = 1.0
+# How long sent data may stay unacknowledged before the kernel drops the connection. Behind a
+# partition nothing is acknowledged; without a bound the kernel retransmits with exponential
+# backoff for many minutes, and after healing our frames wait for its next retransmission (up to
+# two minutes later). Aborting lets the write loop open a fresh connection instead.
+UNACKED_TIMEOUT_MS = 2000
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
 
 
@@ -154,6 +160,7 @@ class TcpTransport:
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
             backoff = BACKOFF_MIN
+            _bound_unacknowledged(writer)
             try:
                 writer.write(self._hello)
                 await self._drain(peer, writer)
@@ -204,6 +211,14 @@ class TcpTransport:
         finally:
             writer.close()
             self._inbound.discard(writer)
+
+
+def _bound_unacknowledged(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
+    if sock is not None and option is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, option, UNACKED_TIMEOUT_MS)
 
 
 def _hello_frame(node_id: str, advertise_addr: str) -> bytes:
