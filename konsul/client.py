@@ -28,7 +28,7 @@ import json
 import os
 import time
 import urllib.parse
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -351,8 +351,8 @@ class _Plan:
 
     def answered(self, base: str, result: Result) -> float | None:
         state, call = self.state, self.call
+        state.note_read(result)  # a 404 read carries the read headers too
         if result.status < 300 or result.status in call.accept:
-            state.note_read(result)
             return None
         if result.status == 307 and self.redirects < MAX_REDIRECTS:
             target = state.redirect_target(result, base)
@@ -586,6 +586,29 @@ class Client(_Endpoints[Any]):
     def _call(self, call: Call) -> Any:
         return self.request(call).data
 
+    def kv_watch(
+        self, key: str, *, wait: str = "5m", consistent: bool = False
+    ) -> Iterator[dict[str, Any] | None]:
+        """Yield the key's entry (``None`` while it is absent) now and after every change,
+        with blocking reads: ``for entry in client.kv_watch("app/config"): reload(entry)``."""
+        index: int | None = None
+        last: object = _UNSET
+        while True:
+            try:
+                entry: dict[str, Any] | None = self.kv_get(
+                    key, consistent=consistent, index=index,
+                    wait=None if index is None else wait,
+                )
+            except NotFound:
+                entry = None
+            seen = self._state.last_index or 0
+            # An index that went backwards (a node restored from an older snapshot, or another
+            # node) restarts the watch rather than waiting for an index that may never come.
+            index = seen if index is None or seen >= index else 0
+            if entry != last:
+                last = entry
+                yield entry
+
     def request(self, call: Call) -> Result:
         """Run one call with redirects and retries; the full ``Result`` (status, body, headers)."""
         plan = _Plan(self._state, call)
@@ -648,6 +671,9 @@ class Client(_Endpoints[Any]):
             self._conns.pop(base, None)
         headers_out = {k.lower(): v for k, v in response.getheaders()}
         return Result(response.status, _decode(raw, call.raw), headers_out)
+
+
+_UNSET = object()
 
 
 class _Unreached(Exception):

@@ -283,3 +283,34 @@ def test_a_307_to_a_dead_leader_waits_for_the_election(tmp_path: Path) -> None:
             assert client.kv_get("cl/after-election")["value"] == "ok"
     finally:
         server.stop()
+
+
+def test_kv_watch_yields_each_change(client: Client, konsul: KonsulProcess) -> None:
+    seen: list[Any] = []
+    watcher = Client(konsul.address)
+
+    def watch() -> None:
+        for entry in watcher.kv_watch("cl/watched", wait="10s"):
+            seen.append(None if entry is None else entry["value"])
+            if len(seen) == 4:
+                return
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    deadline = time.monotonic() + 10
+
+    def wait_for(n: int) -> None:
+        while len(seen) < n:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.01)
+
+    wait_for(1)
+    client.kv_put("cl/watched", "one")
+    wait_for(2)
+    client.kv_put("cl/unrelated", "noise")  # wakes nothing the watcher reports
+    client.kv_put("cl/watched", "two")
+    wait_for(3)
+    client.kv_delete("cl/watched")
+    thread.join(10)
+    watcher.close()
+    assert seen == [None, "one", "two", None]
