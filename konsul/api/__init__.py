@@ -1,8 +1,10 @@
 """Konsul's HTTP API (aiohttp): ``create_app(node)``.
 
 One module per resource (kv, txn, services, health, cluster, data, metrics); cross-cutting
-concerns in middlewares (request id, metrics, errors). Serve it with ``konsul.api.AppRunner``
-(so that even unparseable requests get a JSON error). ``docs/api.md`` documents every endpoint.
+concerns in two middlewares (metrics, errors) and a response hook (``X-Request-ID``); blocking
+reads are released when the app shuts down. Serve it with ``konsul.api.AppRunner`` (JSON even for
+unparseable requests, handlers cancelled when their client hangs up). ``docs/api.md`` documents
+every endpoint.
 """
 
 from __future__ import annotations
