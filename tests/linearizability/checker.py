@@ -496,6 +496,44 @@ def check(ops: Iterable[Op], budget_seconds: float = 60.0) -> list[Result]:
     return [check_key(k, v, budget_seconds) for k, v in sorted(by_key(ops).items())]
 
 
+def minimise(ops: list[Op], budget_seconds: float = 60.0) -> list[Op]:
+    """A smaller history of one key that still is not linearizable, and says no more than the
+    original did: reads and refused operations are dropped (they change nothing), acknowledged
+    writes and deletes are weakened to unknown outcomes (which only allows more orders). Greedy,
+    in chunks halving down to one; each candidate gets a small search budget, and an undecided
+    one counts as not violating."""
+    deadline = time.monotonic() + budget_seconds
+
+    def violates(candidate: list[Op]) -> bool:
+        left = deadline - time.monotonic()
+        return left > 0 and check_key("", candidate, budget_seconds=min(5.0, left)).ok is False
+
+    def weaker(current: list[Op], chunk: list[Op]) -> list[Op]:
+        ids = {op.id for op in chunk}
+        out = []
+        for op in current:
+            if op.id not in ids or op.status == "unknown":
+                out.append(op)
+            elif op.kind in MUTATIONS and op.status == "ok":
+                out.append(replace(op, status="unknown", ret=None, index=None, deleted=None))
+        return out
+
+    current = sorted(ops, key=lambda op: op.call)
+    if not violates(current):
+        return current
+    size = max(1, len(current) // 2)
+    while size >= 1 and time.monotonic() < deadline:
+        start = 0
+        while start < len(current) and time.monotonic() < deadline:
+            candidate = weaker(current, current[start:start + size])
+            if candidate != current and violates(candidate):
+                current = candidate
+            else:
+                start += size
+        size //= 2
+    return current
+
+
 def lost_acked_write(ops: Iterable[Op], final_process: str = "final") -> str:
     """The direct check for lost acknowledged writes on one key ('' when none is lost).
 
@@ -536,11 +574,14 @@ def load(path: Path) -> list[Op]:
 
 
 def dump(ops: Iterable[Op], result: Result | None = None,
-         events: Iterable[tuple[int, str]] = ()) -> Iterator[str]:
-    """A readable listing: one line per operation in call order, nemesis events interleaved."""
+         events: Iterable[tuple[int, str]] = (), hide_unknown: bool = False) -> Iterator[str]:
+    """A readable listing: one line per operation in call order, nemesis events interleaved.
+    ``hide_unknown`` leaves out operations with unknown outcomes (counted at the end)."""
     ops = sorted(ops, key=lambda op: op.call)
     if not ops:
         return
+    hidden = [op for op in ops if hide_unknown and op.status == "unknown"]
+    ops = [op for op in ops if not (hide_unknown and op.status == "unknown")] or ops
     t0 = ops[0].call
     marks = set(result.stuck_ops) if result else set()
     done = set(result.linearized) if result else set()
@@ -556,6 +597,8 @@ def dump(ops: Iterable[Op], result: Result | None = None,
     yield "   call(ms)   ret(ms)  op      client  node            outcome  operation"
     for _, line in rows:
         yield line
+    if hidden:
+        yield f"(and {len(hidden)} operations with unknown outcomes, not listed)"
     if result is not None and result.ok is False:
         yield ""
         yield f"verdict: {result.reason}"

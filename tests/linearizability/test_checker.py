@@ -22,6 +22,7 @@ from tests.linearizability.checker import (
     check_key,
     dump,
     lost_acked_write,
+    minimise,
 )
 
 # ------------------------------------------------------------------------------ a tiny DSL
@@ -481,3 +482,16 @@ def test_a_long_violating_history_is_rejected_quickly(n: int, unknown_rate: floa
     result = check_key("k", ops)
     assert result.ok is False
     assert time.monotonic() - started < 20
+
+
+def test_minimise_keeps_a_small_violating_core() -> None:
+    ops = execute(random.Random(3), 300, 4, 0.02, 30)
+    reads = [i for i, op in enumerate(ops) if op.kind == "read" and op.value is not None]
+    first = next(op for op in ops if op.kind == "write" and op.status == "ok")
+    i = reads[len(reads) // 2]
+    ops[i] = replace(ops[i], value=first.value, index=first.index)
+    small = minimise(ops, budget_seconds=30)
+    assert check_key("k", small).ok is False
+    definite = [op for op in small if op.status != "unknown"]
+    assert len(definite) <= 4, "\n".join(dump(small))
+    assert ops[i] in definite  # the stale read stays, with what shows its value was gone
