@@ -20,7 +20,7 @@ from tests.cluster_harness import (
     WriteLoad,
     assert_no_acked_write_lost,
 )
-from tests.processes import wait_until
+from tests.processes import http, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +133,45 @@ def test_rolling_restart_under_load_loses_nothing_and_changes_leader_once(
     assert gap < 1.0, f"writes were refused for {gap:.3f}s in a row"
     assert_no_acked_write_lost([n.url for n in cluster.nodes], load)
     wait_until(lambda: len(cluster.voters()) == 3, 10, "three voters")
+
+
+def test_losing_the_majority_stops_writes_and_restarting_one_node_restores_them(
+    cluster: LocalCluster, figure: Figure
+) -> None:
+    """Two of three nodes SIGKILLed (the leader among them): the survivor cannot elect itself,
+    refuses writes and consistent reads with 503, still serves stale reads, is not ready. One
+    node back is a majority again; nothing acknowledged before is lost."""
+    leader = cluster.leader()
+    survivor = cluster.followers()[0]
+    dead = [n for n in cluster.nodes if n is not survivor]
+    with load_on(cluster, "majority/") as load:
+        load.wait_acks(50)
+        for node in dead:
+            node.kill()
+        lost_at = time.monotonic()
+
+        def refused() -> bool:
+            code, _, body = http("PUT", f"{survivor.url}/kv/majority/x", {"value": "x"}, 2)
+            return code == 503 and body["error"] == "no leader"
+
+        wait_until(refused, 5, "the survivor to refuse writes")
+        assert http("GET", f"{survivor.url}/health/ready")[0] == 503
+        assert http("GET", f"{survivor.url}/kv/majority/x?consistent")[0] == 503
+        code, _, entries = http("GET", f"{survivor.url}/kv/?prefix=majority/&stale")
+        assert code == 200 and entries, "stale reads are still served from the local replica"
+        acked_before = len(load.acks)
+        time.sleep(1.0)
+        assert len(load.acks) == acked_before, "no write can be acknowledged without a majority"
+        assert (survivor.status() or {})["state"] != "Leader"
+
+        restarted_at = time.monotonic()
+        dead[0].start()
+        back = load.first_ack_after(restarted_at)
+        dead[1].start()
+        cluster.wait_converged()
+        load.wait_acks(len(load.acks) + 50)
+    figure("majority_lost_for_s", restarted_at - lost_at, "s")
+    figure("majority_restart_to_first_write_s", back, "s")
+    assert back < 10.0
+    assert leader in dead
+    assert_no_acked_write_lost([n.url for n in cluster.nodes], load)
