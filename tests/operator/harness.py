@@ -161,29 +161,43 @@ class Emulator:
 
 
 def _emulator_class() -> Any:
-    """kmock's emulator plus two things a real API server does: ``metadata.generateName``
-    (kopf names its Events that way; without it every Event after the first is a 409) and a
-    ``generation`` bumped by spec changes (for ``observedGeneration``).
+    """kmock's emulator plus what a real API server does and kopf relies on:
 
-    ``resourceVersion`` stays constant as in plain kmock: bumping it makes kopf's finalizer
-    JSON-patch fail its ``test`` op with a 500 that kopf retries unchanged (a real API server
-    answers 422 and kopf refetches). The operator reads the resource afresh on every reconcile,
-    so it never acts on a stale body either way.
+    - ``metadata.generateName`` (kopf names its Events that way; without it every Event after
+      the first is a 409);
+    - a ``resourceVersion`` that changes on every write: kopf matches the version its own patch
+      returned against the watch stream, and with a constant one it takes an older body for the
+      newest, re-running finished handlers;
+    - ``generation`` bumped by spec changes (for ``observedGeneration``).
+
+    kopf's finalizer JSON-patch carries a ``test`` of the resourceVersion it last saw; a real API
+    server answers 422 on a mismatch and kopf refetches, kmock answers 500 and kopf retries the
+    same patch until it gives up. Such tests are dropped here (the operator itself never relies
+    on them: it reads the resource afresh on each reconcile).
     """
+    import itertools
+
     from kmock import KubernetesEmulator, action
+
+    versions = itertools.count(2)
 
     class Emulator(KubernetesEmulator):  # type: ignore[misc]
         async def _handle(self, request: Any) -> Any:
             data = request.data
-            if isinstance(data, dict) and request.action == action.CREATE:
+            version = str(next(versions))
+            if isinstance(data, dict) and request.action in (action.CREATE, action.UPDATE):
                 meta = data.setdefault("metadata", {})
-                if not meta.get("name") and meta.get("generateName"):
+                if (request.action == action.CREATE and not meta.get("name")
+                        and meta.get("generateName")):
                     meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
-                meta.setdefault("resourceVersion", "1")
-            elif (isinstance(data, dict) and request.action == action.UPDATE
-                  and "spec" in data and not request.subresource):
-                meta = data.setdefault("metadata", {})
-                meta["generation"] = self._generation(request) + 1
+                meta["resourceVersion"] = version
+                if request.action == action.UPDATE and "spec" in data and not request.subresource:
+                    meta["generation"] = self._generation(request) + 1
+            elif isinstance(data, list) and request.action == action.UPDATE:
+                data[:] = [op for op in data if not (
+                    op.get("op") == "test" and op.get("path") == "/metadata/resourceVersion")]
+                data.append({"op": "replace", "path": "/metadata/resourceVersion",
+                             "value": version})
             return await super()._handle(request)
 
         def _generation(self, request: Any) -> int:
@@ -424,6 +438,7 @@ class OperatorProcess:
     root: Path
     metrics_port: int = 0
     liveness_port: int = 0
+    verbose: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -448,7 +463,7 @@ class OperatorProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "konsul_operator", "--namespace", NS, "--bind",
                  "127.0.0.1", "--metrics-port", str(self.metrics_port), "--liveness-port",
-                 str(self.liveness_port)],
+                 str(self.liveness_port), *(["--verbose"] if self.verbose else [])],
                 env=env, stdout=log, stderr=log, cwd=REPO,
             )
         return self

@@ -9,6 +9,7 @@ and recovered, deletion.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -101,6 +102,10 @@ class Env:
     def steps(self) -> dict[str, float]:
         return {k.split('"')[1]: v for k, v in self.operator.metrics().items()
                 if k.startswith("konsul_operator_steps_total{")}
+
+    def reconciles(self) -> float:
+        return sum(v for k, v in self.operator.metrics().items()
+                   if k.startswith("konsul_operator_reconcile_total{"))
 
     def events(self) -> list[dict[str, Any]]:
         return [e for e in self.api.list("Event")
@@ -250,3 +255,87 @@ def test_image_change_rolls_pods_leader_last_under_writes(env: Env) -> None:
     assert_no_acked_write_lost(env.sts.urls(), load)
     reasons = [e.get("reason") for e in env.events()]
     assert "RestartPod" in reasons and "TransferLeadership" in reasons
+
+
+def test_killed_leader_is_replaced_and_status_follows(env: Env) -> None:
+    env.wait_converged(3)
+    old = env.status()["leader"]
+    env.sts.hold(old)  # kill -9, and keep it down until the new leader shows in status
+    try:
+        def replaced() -> bool:
+            found = env.leader()
+            return found is not None and found[0] != old and env.status()["leader"] == found[0]
+
+        wait_until(replaced, 30, "a new leader in status")
+        wait_until(lambda: env.condition("Degraded").get("reason") == "MemberUnhealthy", 30,
+                   "Degraded/MemberUnhealthy while the old leader is down")
+        assert env.condition("Available")["status"] == "True"
+    finally:
+        env.sts.release(old)
+    env.wait_converged(3)
+    assert env.condition("Degraded")["status"] == "False"
+
+
+def test_wiped_pod0_rejoins_as_a_member_never_a_second_cluster(env: Env) -> None:
+    env.wait_converged(3)
+    leader_url = env.sts.process(env.status()["leader"]).url
+    code, _, _ = http("PUT", f"{leader_url}/kv/marker", {"value": "before-wipe"})
+    assert code == 200
+    pod0 = f"{NAME}-0"
+    env.sts.hold(pod0)
+    assert env.api.delete("Pod", pod0)
+    wait_until(lambda: pod0 not in env.sts.pods, 30, "pod-0's process stopped")
+    claim = env.sts.claim_dir(f"data-{pod0}")
+    shutil.rmtree(claim)
+    claim.mkdir()
+    env.sts.release(pod0)
+    env.wait_converged(3, timeout=90)
+    # The same cluster: pod-0 holds the data written before its volume was lost.
+    code, _, body = http("GET", f"{env.sts.process(pod0).url}/kv/marker")
+    assert code == 200 and body["value"] == "before-wipe", body
+    leaders = {(env.node_status(n) or {}).get("leader_id") for n in env.sts.pods}
+    assert len(leaders) == 1
+    assert env.steps().get("Bootstrap") == 1
+    assert env.status()["bootstrapped"] is True
+
+
+def test_quorum_loss_takes_no_step_and_recovers(env: Env) -> None:
+    env.wait_converged(3)
+    leader = env.status()["leader"]
+    followers = [n for n in sorted(env.sts.pods) if n != leader]
+    for name in followers:
+        env.sts.hold(name)
+    try:
+        wait_until(lambda: env.condition("Degraded").get("reason") == "QuorumLost", 30,
+                   "Degraded/QuorumLost")
+        assert env.condition("Available")["status"] == "False"
+        assert env.status()["phase"] == "Degraded"
+        steps = env.steps()
+        reconciles = env.reconciles()
+        wait_until(lambda: env.reconciles() >= reconciles + 3, 30, "three more reconciles")
+        assert env.steps() == steps, "a step was taken without quorum"
+    finally:
+        for name in followers:
+            env.sts.release(name)
+    env.wait_converged(3, timeout=60)
+    assert env.condition("Degraded")["status"] == "False"
+    assert env.condition("Available")["status"] == "True"
+
+
+def test_deleting_the_cluster_removes_what_it_owns(env: Env) -> None:
+    assert env.api.delete("KonsulCluster", NAME)
+
+    def gone() -> bool:
+        return (
+            env.api.get("KonsulCluster", NAME) is None
+            and env.api.get("StatefulSet", NAME) is None
+            and env.api.get("Service", NAME) is None
+            and env.api.get("Service", f"{NAME}-peers") is None
+            and env.api.get("PodDisruptionBudget", NAME) is None
+            and not env.api.list("Pod")
+            and not env.sts.pods
+        )
+
+    wait_until(gone, 60, "owned objects and pods gone")
+    # Claims stay unless spec.storage.deleteClaimsOnDelete asks otherwise.
+    assert claims(env) == [f"data-{NAME}-{i}" for i in range(3)]
