@@ -199,12 +199,13 @@ def plan(obs: Observed) -> Plan:
     healthy = _healthy(obs)
     voters = obs.voters
     if obs.leader_id is None or not voters or len(healthy) < majority(len(voters)):
-        have = len(healthy)
-        need = majority(len(voters)) if voters else "?"
-        return _wait(
-            f"quorum lost: {have} healthy voters, {need} needed; waiting for pods to return",
-            "Degraded", False, degraded=QUORUM_LOST,
-        )
+        if obs.leader_id is None:
+            why = "no node leads"
+        else:
+            need = majority(len(voters))
+            why = f"{len(healthy)} caught-up voters of {len(voters)}, {need} needed"
+        return _wait(f"quorum lost: {why}; no step until pods return", "Degraded", False,
+                     degraded=QUORUM_LOST)
 
     for step in (_plan_repair, _plan_scale_down, _plan_scale_up, _plan_restart):
         result = step(obs, healthy)
