@@ -154,6 +154,8 @@ class Client:
         done = self.complete(kind, key, answer, expected is not None)
         done.update({"type": "complete", "id": op_id, "ret": ret, "node": answer.node})
         self.recorder.emit(done)
+        if done["status"] == "fail":  # a node down or no leader: don't spin on it
+            time.sleep(0.02 + self.rng.random() * 0.03)
 
     def complete(self, kind: str, key: str, answer: Answer, conditional: bool) -> dict[str, Any]:
         body = answer.body if isinstance(answer.body, dict) else {}

@@ -9,8 +9,10 @@ pauses them with SIGSTOP/SIGCONT. At the end everything is healed, the cluster c
 ``?consistent`` read of every key on every node joins the history. Each key's history then goes
 through the checker, and the final reads through the direct lost-acknowledged-write check.
 
-Network isolation is not among the faults: the harness has no way yet to cut one node's Raft
-traffic without root-wide firewall rules on a machine other tests share.
+Faults, one at a time, every 1-3 s, held 1-3 s: SIGKILL (a random node or the leader) and
+restart; SIGSTOP/SIGCONT (a random node or the leader); isolate a node (random or the leader)
+from the other two, by dropping its Raft frames in the relays of ``partition``. Half of the runs
+set a low snapshot threshold so that restarted nodes also catch up by InstallSnapshot.
 
 Prints ``runs=N violations=V lost_acked=L undecided=U ops=... unknown=... faults=...`` and exits
 non-zero on any violation (or a history the checker could not decide). Offending histories are
@@ -32,10 +34,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.cluster_harness import ClusterNode, LocalCluster
+from tests.cluster_harness import ClusterNode
 from tests.linearizability import checker
 from tests.linearizability.checker import Op, Result
 from tests.linearizability.client import read_history, request
+from tests.linearizability.partition import PartitionableCluster
 from tests.processes import REPO
 
 KEYS = ("k0", "k1", "k2")
@@ -44,6 +47,7 @@ KEYS = ("k0", "k1", "k2")
 @dataclass
 class RunResult:
     seed: int
+    setup: str = ""
     ops: int = 0
     unknown: int = 0
     faults: int = 0
@@ -64,7 +68,7 @@ class RunResult:
 class Nemesis(threading.Thread):
     """One fault at a time, every 1-3 s: kill (random node or leader) or pause, then heal."""
 
-    def __init__(self, cluster: LocalCluster, rng: random.Random, until: float) -> None:
+    def __init__(self, cluster: PartitionableCluster, rng: random.Random, until: float) -> None:
         super().__init__(name="nemesis", daemon=True)
         self.cluster = cluster
         self.rng = rng
@@ -86,11 +90,18 @@ class Nemesis(threading.Thread):
             self.error = exc
 
     def one_fault(self) -> None:
-        action = self.rng.choice(["kill", "kill-leader", "pause", "pause-leader"])
+        action = self.rng.choice(["kill", "kill-leader", "pause", "pause-leader", "isolate",
+                                  "isolate-leader"])
         node = self.leader() if action.endswith("leader") else None
         node = node or self.rng.choice(self.cluster.nodes)
-        hold = self.rng.uniform(1.0, 2.0)
-        if action.startswith("kill"):
+        hold = self.rng.uniform(1.0, 3.0 if action.startswith("isolate") else 2.0)
+        if action.startswith("isolate"):
+            self.note(f"isolate {node.node_id} ({action})")
+            self.cluster.relays.isolate(node.node_id)
+            self.stopping.wait(hold)
+            self.cluster.relays.heal()
+            self.note("heal the network")
+        elif action.startswith("kill"):
             self.note(f"SIGKILL {node.node_id} ({action})")
             node.kill(signal.SIGKILL)
             self.stopping.wait(hold)
@@ -114,10 +125,12 @@ class Nemesis(threading.Thread):
 
     @property
     def faults(self) -> int:
-        return sum(1 for _, what in self.events if what.startswith(("SIGKILL", "SIGSTOP")))
+        faults = ("SIGKILL", "SIGSTOP", "isolate")
+        return sum(1 for _, what in self.events if what.startswith(faults))
 
 
-def heal(cluster: LocalCluster) -> None:
+def heal(cluster: PartitionableCluster) -> None:
+    cluster.relays.heal()
     for node in cluster.nodes:
         if node.alive():
             assert node.proc is not None
@@ -129,7 +142,7 @@ def heal(cluster: LocalCluster) -> None:
 # ------------------------------------------------------------------------------ one run
 
 
-def final_reads(cluster: LocalCluster, keys: tuple[str, ...], first_id: int) -> list[Op]:
+def final_reads(cluster: PartitionableCluster, keys: tuple[str, ...], first_id: int) -> list[Op]:
     """A ``?consistent`` read of every key on every node, retried until a node answers."""
     ops: list[Op] = []
     for key in keys:
@@ -154,8 +167,9 @@ def final_reads(cluster: LocalCluster, keys: tuple[str, ...], first_id: int) -> 
 def run_once(root: Path, seconds: float, seed: int, clients: int = 5,
              keys: tuple[str, ...] = KEYS, out: Path | None = None) -> RunResult:
     rng = random.Random(seed)
-    result = RunResult(seed)
-    cluster = LocalCluster(root / "cluster", size=3)
+    env = {"KONSUL_RAFT_SNAPSHOT_THRESHOLD": "200"} if rng.random() < 0.5 else {}
+    result = RunResult(seed, setup=" ".join(f"{k}={v}" for k, v in env.items()))
+    cluster = PartitionableCluster(root / "cluster", size=3, env=env)
     procs: list[subprocess.Popen[bytes]] = []
     nemesis: Nemesis | None = None
     try:
@@ -190,6 +204,7 @@ def run_once(root: Path, seconds: float, seed: int, clients: int = 5,
         cluster.stop()
     result.ops = len(history)
     result.unknown = sum(1 for op in history if op.status == "unknown")
+    assert nemesis is not None
     result.faults = nemesis.faults
     check_history(history, result)
     if not result.clean and out is not None:
@@ -212,7 +227,7 @@ def check_history(history: list[Op], result: RunResult) -> None:
 
 
 def save_failure(out: Path, history: list[Op], result: RunResult,
-                 events: list[tuple[int, str]], cluster: LocalCluster) -> Path:
+                 events: list[tuple[int, str]], cluster: PartitionableCluster) -> Path:
     """The history (loadable), a readable dump per offending key, and the node logs."""
     where = out / f"run-seed{result.seed}"
     where.mkdir(parents=True, exist_ok=True)
@@ -225,6 +240,11 @@ def save_failure(out: Path, history: list[Op], result: RunResult,
         lines += [f"lost acknowledged write: {lost}" for lost in result.lost_acked
                   if lost.startswith(f"{key}:")]
         (where / f"{key}.txt").write_text("\n".join(lines) + "\n")
+        if key in bad and bad[key].ok is False:
+            small = checker.minimise(ops)
+            verdict = checker.check_key(key, small)
+            text = "\n".join(checker.dump(small, verdict, events, hide_unknown=True))
+            (where / f"{key}-minimal.txt").write_text(text + "\n")
     for node in cluster.nodes:
         if node.log_path and node.log_path.exists():
             shutil.copy(node.log_path, where / f"{node.node_id}.log")
@@ -247,7 +267,8 @@ def summary(results: list[RunResult]) -> str:
 
 def describe(r: RunResult) -> str:
     state = "ok" if r.clean else f"FAILED (saved in {r.saved})"
-    line = (f"seed={r.seed} ops={r.ops} unknown={r.unknown} faults={r.faults} "
+    setup = f"{r.setup} " if r.setup else ""
+    line = (f"seed={r.seed} {setup}ops={r.ops} unknown={r.unknown} faults={r.faults} "
             f"check={r.check_seconds:.1f}s {state}")
     details = [f"  {v.key}: {v.reason}" for v in r.violations + r.undecided]
     return "\n".join([line, *details, *(f"  lost: {lost}" for lost in r.lost_acked)])
