@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # System tools some tests need, installed once and only when missing (idempotent):
 #   ip (iproute2) and nft (nftables) for the network-partition tests in tests/cluster, which
-#   also need root. Without root this prints why and exits 0: those tests then skip with a reason.
+#   also need root; promtool (prometheus) for the operator's alert-rule tests.
+#   Without root this prints why and exits 0: those tests then skip with a reason.
 set -euo pipefail
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+# promtool (Debian package prometheus) for the alert-rule tests in tests/operator/test_manifests.py.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
