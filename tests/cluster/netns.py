@@ -113,15 +113,17 @@ class NetnsLab:
 
     # ------------------------------------------------------------------------ partitions
 
-    def isolate(self, host: int) -> None:
-        """Drop every packet between ``host`` and the other nodes; the client still reaches it."""
+    def isolate(self, host: int, *, inbound_only: bool = False) -> None:
+        """Drop every packet between ``host`` and the other nodes (with ``inbound_only``, only
+        what they send to it: a one-way cut); the client still reaches it both ways."""
         client = f"{self.prefix}.{CLIENT}"
+        output = "" if inbound_only else f"ip daddr {self.subnet} ip daddr != {client} drop;"
         rules = f"""
 table inet partition {{
   chain input {{ type filter hook input priority 0; policy accept;
     ip saddr {self.subnet} ip saddr != {client} drop; }}
   chain output {{ type filter hook output priority 0; policy accept;
-    ip daddr {self.subnet} ip daddr != {client} drop; }}
+    {output} }}
 }}
 """
         subprocess.run(

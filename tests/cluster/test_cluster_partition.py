@@ -161,3 +161,44 @@ def test_isolated_leader_steps_down_majority_continues_and_old_leader_rejoins_qu
         n.node_id: term for n in cluster.nodes
     }, "no term bump from the healed node"
     assert_no_acked_write_lost([n.url for n in cluster.nodes], load, http_fn=lab.http)
+
+
+def test_leader_that_can_send_but_not_hear_steps_down_and_is_replaced(
+    cluster: NetnsCluster, lab: NetnsLab, figure: Figure
+) -> None:
+    """A one-way cut: the leader's messages still arrive, but nothing reaches it. Its followers
+    keep hearing heartbeats, so only check-quorum can end this: the leader, acknowledged by
+    nobody, steps down; then the followers time out and elect one of themselves."""
+    old = cluster.leader()
+    number = cluster.nodes.index(old) + 1
+    majority = [n for n in cluster.nodes if n is not old]
+    with WriteLoad(
+        lambda: [n.url for n in cluster.nodes], writers=2, prefix="oneway/", http_fn=lab.http
+    ) as load:
+        load.wait_acks(20)
+        lab.isolate(number, inbound_only=True)
+        cut = time.monotonic()
+        wait_until(
+            lambda: (old.status() or {}).get("state") != "Leader", 5,
+            "the deaf leader to step down", interval=0.01,
+        )
+        stepped_down = time.monotonic() - cut
+        new = wait_until(
+            lambda: next(
+                (n for n in majority if (n.status() or {}).get("state") == "Leader"), None
+            ),
+            10, "the followers to elect a leader",
+        )
+        first_write = load.first_ack_after(cut)
+        load.wait_acks(len(load.acks) + 50)
+        term = (new.status() or {})["term"]
+        lab.heal(number)
+        cluster.wait_converged()
+        load.wait_acks(len(load.acks) + 20)
+    figure("oneway_leader_stepdown_s", stepped_down, "s")
+    figure("oneway_first_write_s", first_write, "s")
+    assert stepped_down < 1.5
+    assert first_write < 5.0
+    assert cluster.leader() is new
+    assert {(n.status() or {})["term"] for n in cluster.nodes} == {term}
+    assert_no_acked_write_lost([n.url for n in cluster.nodes], load, http_fn=lab.http)
