@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -108,6 +109,47 @@ def test_forward_writes_makes_a_follower_proxy_the_write(cluster: LocalCluster) 
         follower.env.pop("KONSUL_FORWARD_WRITES")
         follower.start()
         cluster.wait_converged()
+
+
+# -------------------------------------------------------------------- reads on followers
+
+
+def test_consistent_reads_on_followers_see_every_acknowledged_write(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    followers = cluster.followers()
+    for n in range(100):
+        assert http("PUT", f"{leader.url}/kv/ryw/{n}", {"value": str(n)})[0] == 200
+        follower = followers[n % len(followers)]
+        code, headers, body = http("GET", f"{follower.url}/kv/ryw/{n}?consistent")
+        assert code == 200 and body["value"] == str(n), (n, code, body)
+        assert headers["X-Konsul-Known-Leader"] == "true"
+        assert int(headers["X-Konsul-Index"]) == body["modify_index"]
+
+
+def test_blocking_read_on_a_follower_wakes_on_a_write_to_the_leader(
+    cluster: LocalCluster,
+) -> None:
+    leader = cluster.leader()
+    follower = cluster.followers()[0]
+    code, _, first = http("PUT", f"{leader.url}/kv/blocking/k", {"value": "1"})
+    assert code == 200
+    cluster.wait_converged()
+    answers: list[tuple[int, Any, float]] = []
+
+    def block() -> None:
+        started = time.monotonic()
+        query = f"index={first['modify_index']}&wait=10s"
+        code, _, body = http("GET", f"{follower.url}/kv/blocking/k?{query}", timeout=15)
+        answers.append((code, body, time.monotonic() - started))
+
+    waiter = threading.Thread(target=block)
+    waiter.start()
+    time.sleep(0.3)  # let the read block first
+    assert http("PUT", f"{leader.url}/kv/blocking/k", {"value": "2"})[0] == 200
+    waiter.join(timeout=15)
+    ((code, body, took),) = answers
+    assert code == 200 and body["value"] == "2"
+    assert took < 5, f"the blocking read returned after {took:.3f}s, not on the write"
 
 
 # ------------------------------------------------------------------------ join errors
