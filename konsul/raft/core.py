@@ -374,7 +374,9 @@ class RaftCore:
         # caught up with the commit index of the first leader that contacts it.
         self._catching_up = self.is_empty
         self._catch_up_to: int | None = None
-        self._forwarded_reads: set[int] = set()
+        # reads forwarded to the leader: ctx -> tick after which we give up on its answer
+        self._forwarded_reads: dict[int, int] = {}
+        self._ticks = 0
         self._incoming: tuple[SnapshotMeta, bytearray] | None = None
 
         # output
@@ -554,9 +556,12 @@ class RaftCore:
     # ------------------------------------------------------------------ inputs
 
     def tick(self) -> None:
+        self._ticks += 1
         if self._role is Role.LEADER:
             self._tick_leader()
             return
+        if self._forwarded_reads:
+            self._expire_forwarded_reads()
         self._contact_elapsed += 1
         self._election_elapsed += 1
         if self._election_elapsed >= self._randomized_timeout:
@@ -671,7 +676,7 @@ class RaftCore:
         if self._role is Role.LEADER:
             self._leader_read(self._id, ctx)
         elif self._leader is not None:
-            self._forwarded_reads.add(ctx)
+            self._forwarded_reads[ctx] = self._ticks + self._cfg.election_timeout_ticks
             self._msgs.append(ReadIndexRequest(self._id, self._leader, self._term, ctx))
         else:
             self._dropped_reads.append(ctx)
@@ -843,9 +848,20 @@ class RaftCore:
         self._transferee = None
         self._needs_flush = False
 
+    def _expire_forwarded_reads(self) -> None:
+        """A forwarded read whose answer got lost fails after an election timeout."""
+        reads = self._forwarded_reads
+        now = self._ticks
+        while reads:
+            ctx, deadline = next(iter(reads.items()))  # the oldest: deadlines follow insertion
+            if deadline > now:
+                break
+            del reads[ctx]
+            self._dropped_reads.append(ctx)
+
     def _drop_forwarded_reads(self) -> None:
         if self._forwarded_reads:
-            self._dropped_reads.extend(sorted(self._forwarded_reads))
+            self._dropped_reads.extend(self._forwarded_reads)
             self._forwarded_reads.clear()
 
     def _campaign(self, *, pre: bool, transfer: bool = False) -> None:
@@ -1304,9 +1320,8 @@ class RaftCore:
             self._msgs.append(ReadIndexResponse(self._id, m.src, self._term, m.ctx, 0))
 
     def _on_read_index_response(self, m: ReadIndexResponse) -> None:
-        if m.ctx not in self._forwarded_reads:
+        if self._forwarded_reads.pop(m.ctx, None) is None:
             return
-        self._forwarded_reads.discard(m.ctx)
         if m.index > 0:
             self._read_states.append(ReadState(m.ctx, m.index))
         else:

@@ -102,3 +102,17 @@ def test_reads_in_one_ready_share_one_heartbeat_round() -> None:
     c.net.extend(beats)
     c.deliver()
     assert [r.ctx for r in a.read_states] == list(range(100))
+
+
+def test_a_forwarded_read_whose_answer_is_lost_fails_after_an_election_timeout() -> None:
+    c = Cluster("abc")
+    c.elect("a")
+    b = c.nodes["b"]
+    b.core.read_index(1)
+    c.take(lambda m: isinstance(m, ReadIndexRequest))  # lost
+    for _ in range(FAST.election_timeout_ticks - 1):
+        c.tick(1)
+    assert b.dropped_reads == []
+    c.tick(1)
+    assert b.dropped_reads == [1]
+    assert c["b"].leader_id == "a"  # the leader is fine: only that read failed
