@@ -88,7 +88,8 @@ Semantics worth knowing
   follow the snapshot, so the state machine restored from the snapshot replays the log after it.
 * ReadIndex: a leader answers once it has committed an entry of its term and a majority has
   echoed a heartbeat sent after the read arrived (all reads of one Ready share one round); a
-  follower forwards ReadIndexRequest to its leader; reads are dropped when leadership is lost.
+  follower forwards ReadIndexRequest to its leader; reads are dropped when leadership is lost,
+  when the leader changes, or when a forwarded read gets no answer within an election timeout.
 
 Safety hooks (small methods the simulator overrides to prove it catches broken cores)
 ------------------------------------------------------------------------------------
