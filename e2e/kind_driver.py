@@ -38,6 +38,24 @@ def run(*args: str, env: dict[str, str] | None = None, check: bool = True,
     return proc
 
 
+def proxied_http(method: str, url: str, body: Any = None,
+                 timeout: float = 10.0) -> tuple[int, dict[str, str], Any]:
+    """``tests.processes.http`` through the API server's pod proxy. An answer that is not the
+    node's own (the proxy's plain-text or ``Status`` error while a pod restarts) is raised as the
+    connection error it stands for, so the write load counts it as refused (nothing reached the
+    node) or uncertain, never as a 5xx of Konsul's."""
+    try:
+        code, headers, decoded = http(method, url, body, timeout=timeout)
+    except ValueError as exc:  # not JSON: the proxy's own error text
+        raise ConnectionResetError(f"proxy answered non-JSON: {exc}") from exc
+    if isinstance(decoded, dict) and decoded.get("kind") == "Status":
+        message = str(decoded.get("message", ""))
+        if "connection refused" in message:
+            raise ConnectionRefusedError(message)
+        raise ConnectionResetError(f"proxy: {code} {message}")
+    return code, headers, decoded
+
+
 class Proxy:
     """``kubectl proxy`` on a free local port, for the whole session."""
 
@@ -63,11 +81,11 @@ class KindDriver:
                  proxy: Proxy, helm_args: list[str]) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
-        self.release = release
+        self.release_name = release
         self.name = name
         self.proxy = proxy
         self.helm_args = helm_args
-        self.http_fn: HttpFn = http
+        self.http_fn: HttpFn = proxied_http
         self.selector = f"app.kubernetes.io/name=konsul,app.kubernetes.io/instance={name}"
 
     # ------------------------------------------------------------------ plumbing
@@ -111,8 +129,9 @@ class KindDriver:
 
     def node_status(self, pod: str) -> dict[str, Any] | None:
         try:
-            code, _, body = http("GET", self.node_url(pod) + "/cluster/status", timeout=3)
-        except (OSError, ValueError):  # ValueError: the proxy's non-JSON error page
+            code, _, body = proxied_http("GET", self.node_url(pod) + "/cluster/status",
+                                         timeout=3)
+        except OSError:
             return None
         return body if code == 200 and isinstance(body, dict) else None
 
@@ -152,7 +171,7 @@ class KindDriver:
 
     def create_cluster(self, replicas: int) -> None:
         """Through the chart (cluster.enabled), as a user would."""
-        self.helm("upgrade", self.release, str(REPO / "charts" / "konsul"), "--reuse-values",
+        self.helm("upgrade", self.release_name, str(REPO / "charts" / "konsul"), "--reuse-values",
                   "--set", "cluster.enabled=true", "--set", f"cluster.name={self.name}",
                   "--set", f"cluster.spec.replicas={replicas}", *self.helm_args)
 
@@ -169,16 +188,16 @@ class KindDriver:
 
     def delete_pod_and_claim(self, pod: str) -> None:
         claim = f"data-{pod}"
+        old = self.get_json("pvc", claim)
+        assert old is not None, f"{claim} does not exist"
+        old_uid = old["metadata"]["uid"]
         self.kubectl("delete", "pvc", claim, "--wait=false")
         self.kubectl("delete", "pod", pod, "--wait=false")
         # The StatefulSet controller may recreate the pod while the old claim is still
         # terminating; such a pod waits forever for it. Nudge until a new claim is bound.
         deadline = time.monotonic() + 120 * self.slow
-        old_uid = None
         while time.monotonic() < deadline:
             pvc = self.get_json("pvc", claim)
-            if pvc is not None and old_uid is None:
-                old_uid = pvc["metadata"]["uid"]
             if (pvc is not None and not pvc["metadata"].get("deletionTimestamp")
                     and pvc["metadata"]["uid"] != old_uid
                     and pvc.get("status", {}).get("phase") == "Bound"):

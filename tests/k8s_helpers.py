@@ -235,11 +235,24 @@ class Ledger:
     driver: Driver
     loads: list[WriteLoad] = field(default_factory=list)
 
+    _urls: list[str] = field(default_factory=list)
+    _urls_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def urls(self) -> list[str]:
+        """The members' URLs, re-listed at most once a second (a writer asks before every
+        write; listing pods is an API call, on kind a kubectl run)."""
+        with self._lock:
+            if not self._urls or time.monotonic() - self._urls_at > 1.0:
+                fresh = [self.driver.node_url(p) for p in sorted(self.driver.pods())]
+                self._urls = fresh or self._urls or [
+                    self.driver.node_url(pod_name(self.driver.name, 0))]
+                self._urls_at = time.monotonic()
+            return list(self._urls)
+
     def load(self, writers: int = 2) -> WriteLoad:
-        pods = self.driver.pods
-        load = WriteLoad(urls=lambda: [self.driver.node_url(p) for p in sorted(pods())],
-                         writers=writers, prefix=f"e2e{len(self.loads)}/", timeout=3.0,
-                         http_fn=self.driver.http_fn)
+        load = WriteLoad(urls=self.urls, writers=writers, prefix=f"e2e{len(self.loads)}/",
+                         timeout=3.0, http_fn=self.driver.http_fn)
         self.loads.append(load)
         return load
 

@@ -6,6 +6,8 @@ each call gets its own empty HOME so no user configuration or cache leaks in.
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import shutil
 import subprocess
@@ -89,11 +91,17 @@ VALUE_SETS = [
 
 def template(value_set: ValueSet, monitoring_api: bool, *extra: str,
              namespace: str = "konsul") -> list[dict[str, Any]]:
-    """`helm template` of the chart as release "konsul" (CRDs included), parsed."""
-    args = ["template", "konsul", str(CHART), "--namespace", namespace, "--include-crds",
-            *value_set.args(), *extra]
+    """`helm template` of the chart as release "konsul" (CRDs included), parsed (a fresh copy:
+    the render itself is cached, the chart does not change during a run)."""
+    args = ("template", "konsul", str(CHART), "--namespace", namespace, "--include-crds",
+            *value_set.args(), *extra)
     if monitoring_api:
-        args += ["--api-versions", MONITORING_API]
+        args += ("--api-versions", MONITORING_API)
+    return copy.deepcopy(_rendered(args))
+
+
+@functools.lru_cache(maxsize=64)
+def _rendered(args: tuple[str, ...]) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
 
 

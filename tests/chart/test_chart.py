@@ -4,6 +4,7 @@ Pod Security, RBAC that matches both the operator's flags and the calls its code
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from tests.chart.helm import (
     one,
     template,
 )
-from tests.processes import KonsulProcess, free_port
+from tests.processes import REPO, KonsulProcess, free_port
 
 MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
 BUILT_IN_GROUPS = ("v1", "apps/", "rbac.authorization.k8s.io/", "policy/",
@@ -186,17 +187,43 @@ def allowed(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]:
     return verbs
 
 
+OWNED = ("Service", "StatefulSet", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule")
+VERB_OF = {"get": "get", "list": "list", "create": "create", "patch": "patch",
+           "patch_status": "patch", "delete": "delete"}
+CALL = re.compile(r'kube\.(get|list|create|patch|patch_status|delete)\(\s*"(\w+)"')
+
+
+def operator_calls() -> set[tuple[str, str]]:
+    """(verb, kind) of every ``kube.<call>("<Kind>", ...)`` in the operator's source."""
+    found = set()
+    for source in (REPO / "operator").glob("*.py"):
+        for method, kind in CALL.findall(source.read_text()):
+            found.add((VERB_OF[method] + ("/status" if method == "patch_status" else ""), kind))
+    return found
+
+
+def resource_of(kind: str) -> tuple[str, str]:
+    prefix, plural = KINDS[kind]
+    return ("" if prefix == "/api/v1" else prefix.split("/")[2]), plural
+
+
 def assert_rules_cover_the_operator(rules: list[dict[str, Any]]) -> None:
-    """Every kind konsul_operator.kube talks to, with the verbs its client uses, plus kopf's own
-    needs on the custom resource (watch, status patches, events)."""
-    for kind, (prefix, plural) in KINDS.items():
-        group = "" if prefix == "/api/v1" else prefix.split("/")[2]
-        needed = {"get", "list", "delete"}
-        if kind not in ("Pod", "PersistentVolumeClaim"):
-            needed |= {"create", "patch"}
-        assert needed <= allowed(rules, group, plural), (kind, allowed(rules, group, plural))
-    assert {"get", "list", "watch", "patch"} <= allowed(rules, "konsul.io", "konsulclusters")
-    assert "patch" in allowed(rules, "konsul.io", "konsulclusters/status")
+    """What the operator does: it creates, patches and deletes what a cluster owns, deletes pods
+    and claims, watches the KonsulClusters and patches their status, posts events; plus every
+    ``kube.<call>("<Kind>")`` found in its source."""
+    needed: set[tuple[str, str]] = set(operator_calls())
+    for kind in OWNED:
+        needed |= {(verb, kind) for verb in ("get", "list", "create", "patch", "delete")}
+    for kind in ("Pod", "PersistentVolumeClaim"):
+        needed |= {("get", kind), ("list", kind), ("delete", kind)}
+    needed |= {("get", "KonsulCluster"), ("list", "KonsulCluster"), ("watch", "KonsulCluster"),
+               ("patch", "KonsulCluster"), ("patch/status", "KonsulCluster")}
+    assert ("delete", "Pod") in needed and ("patch/status", "KonsulCluster") in needed
+    for verb, kind in sorted(needed):
+        group, plural = resource_of(kind)
+        if verb.endswith("/status"):
+            verb, plural = verb.removesuffix("/status"), f"{plural}/status"
+        assert verb in allowed(rules, group, plural), f"{kind}: {verb} on {group}/{plural}"
     assert "create" in allowed(rules, "", "events")
     # Least privilege: nothing on secrets, no wildcards.
     assert not any("*" in r["verbs"] or "*" in r["resources"] for r in rules)

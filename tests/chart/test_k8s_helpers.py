@@ -66,7 +66,7 @@ def test_replacement_order_follows_new_uids() -> None:
 
 
 def test_count_events_counts_series() -> None:
-    events = [{"reason": "Bootstrap"}, {"reason": "Join", "count": 2},
+    events: list[dict[str, Any]] = [{"reason": "Bootstrap"}, {"reason": "Join", "count": 2},
               {"reason": "Bootstrap", "count": 3}]
     assert k8s.count_events(events, "Bootstrap") == 4
     assert k8s.count_events(events, "Join") == 2

@@ -21,8 +21,8 @@ def commands(flow: dict[str, Any]) -> str:
 
 def test_both_workflows_run_on_every_push() -> None:
     for name in ("test.yml", "e2e.yml"):
-        flow = workflow(name)
-        triggers = flow.get("on", flow.get(True))  # YAML 1.1 reads a bare `on` as True
+        flow: dict[Any, Any] = workflow(name)
+        triggers = flow["on"] if "on" in flow else flow[True]  # YAML 1.1 reads `on` as True
         assert "push" in triggers, name
 
 
