@@ -61,7 +61,8 @@ class Proxy:
 
     def __init__(self, kubeconfig: Path) -> None:
         self.proc = subprocess.Popen(
-            [tool("kubectl"), "proxy", "--port=0"], stdout=subprocess.PIPE, text=True,
+            [tool("kubectl"), "proxy", "--port=0"], stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True,
             env={**os.environ, "KUBECONFIG": str(kubeconfig)},
         )
         assert self.proc.stdout is not None
