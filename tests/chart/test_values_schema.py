@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, crd, helm
+from tests.chart.helm import CHART, VALUE_SETS, crd, helm
 
 # (why it is wrong, the values) — each must make `helm template` fail on the schema.
 WRONG_VALUES: list[tuple[str, dict[str, Any]]] = [
@@ -120,3 +121,14 @@ def _inside_free_form(lines: list[str], index: int, indent: int) -> bool:
             if indent == 0:
                 return False
     return False
+
+
+def test_schema_is_valid_draft7_and_accepts_every_ci_value_set() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    for vs in VALUE_SETS:
+        jsonschema.validate(vs.values(), schema)
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    broken = {**defaults, "rbac": {**defaults["rbac"], "scope": "everywhere"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
