@@ -482,6 +482,8 @@ class RaftRuntime:
     def _observe(self) -> None:
         core, m = self.core, self.metrics
         if core.role != self._last_role:
+            if self._last_role is Role.LEADER:
+                self._lost_leadership()
             self._last_role = core.role
             m.set_role(core.role.value)
         if core.leader_id != self._last_leader:
@@ -493,6 +495,32 @@ class RaftRuntime:
         m.raft_last_index.set(core.last_index)
         m.raft_commit_index.set(core.commit_index)
         m.raft_applied_index.set(self.fsm.last_applied)
+
+    def _lost_leadership(self) -> None:
+        """Bound the wait of the writes still pending when this node stops leading.
+
+        Normally the next leader commits (or overwrites) their entries within moments and
+        ``_resolve`` answers them as usual; a write of ours that it commits is still a success.
+        But a leader cut off from its majority learns nothing until the partition heals, and its
+        clients would wait the full propose timeout (30 s). After a heartbeat plus an election
+        timeout, the writes still pending are answered "outcome unknown", as for a timeout.
+        """
+        pending = [p.future for p in self._proposals.values() if not p.future.done()]
+        if not pending:
+            return
+        grace = self.settings.heartbeat_timeout + self.settings.election_timeout
+
+        def expire() -> None:
+            reason = "Leadership was lost before the write committed; its outcome is unknown."
+            expired = [f for f in pending if not f.done()]
+            for future in expired:
+                future.set_exception(Unavailable(reason))
+            for index in [i for i, p in self._proposals.items() if p.future.done()]:
+                del self._proposals[index]
+            if expired:
+                event(log, logging.INFO, "pending writes expired", writes=len(expired))
+
+        asyncio.get_running_loop().call_later(grace, expire)
 
     def receive(self, message: Message) -> None:
         self.core.step(message)

@@ -8,8 +8,10 @@ disturbing the new one (its pre-votes move no term), and no acknowledged write i
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -89,6 +91,16 @@ def test_isolated_leader_steps_down_majority_continues_and_old_leader_rejoins_qu
         load.wait_acks(50)
         lab.isolate(number)
         cut = time.monotonic()  # the rules are in force once nft returns
+        # A write the isolated leader takes now can never commit while it is cut off: it must
+        # be answered (503, outcome unknown) soon after the leader steps down, not after 30 s.
+        stranded: list[tuple[int, Any, float]] = []
+
+        def stranded_write() -> None:
+            code, _, body = lab.http("PUT", old.url + "/kv/part/stranded", {"value": "?"}, 40)
+            stranded.append((code, body, time.monotonic() - cut))
+
+        writer = threading.Thread(target=stranded_write)
+        writer.start()
 
         def health(node: ClusterNode) -> dict[str, object]:
             code, _, body = lab.http("GET", node.url + "/health", timeout=2)
@@ -151,6 +163,11 @@ def test_isolated_leader_steps_down_majority_continues_and_old_leader_rejoins_qu
     figure("partition_new_leader_elected_s", elected, "s")
     figure("partition_first_write_on_majority_s", first_write, "s")
     figure("partition_heal_catch_up_s", caught_up, "s")
+    writer.join(timeout=40)
+    ((code, body, answered),) = stranded
+    figure("partition_stranded_write_answered_s", answered, "s")
+    assert code == 503 and body["error"] == "unavailable", (code, body)
+    assert answered < 4.5, f"a write stranded on the isolated leader waited {answered:.3f}s"
     assert stepped_down < 1.5, f"check-quorum took {stepped_down:.3f}s (lease 500ms)"
     assert caught_up < 5.0, f"the healed node took {caught_up:.3f}s to catch up"
     # A silent leader is replaced after the heartbeat timeout (randomised 1-2 s) plus a
