@@ -102,13 +102,13 @@ def test_isolated_leader_steps_down_majority_continues_and_old_leader_rejoins_qu
         writer = threading.Thread(target=stranded_write)
         writer.start()
 
-        def health(node: ClusterNode) -> dict[str, object]:
+        def health(node: ClusterNode) -> dict[str, Any]:
             code, _, body = lab.http("GET", node.url + "/health", timeout=2)
             assert code == 200
             return dict(body)
 
         wait_until(
-            lambda: health(old)["cluster"]["state"] != "Leader",  # type: ignore[index]
+            lambda: health(old)["cluster"]["state"] != "Leader",
             5, "the isolated leader to step down", interval=0.01,
         )
         stepped_down = time.monotonic() - cut
@@ -126,7 +126,7 @@ def test_isolated_leader_steps_down_majority_continues_and_old_leader_rejoins_qu
 
         # The isolated node: not a leader, no leader known, not ready, writes refused.
         body = health(old)
-        assert body["status"] == "degraded" and body["cluster"]["leader"] is None  # type: ignore[index]
+        assert body["status"] == "degraded" and body["cluster"]["leader"] is None
         code, headers, answer = lab.http("GET", old.url + "/health/ready")
         assert code == 503 and headers.get("Retry-After") == "1"
         code, _, answer = lab.http("PUT", old.url + "/kv/part/isolated", {"value": "no"})
@@ -135,7 +135,7 @@ def test_isolated_leader_steps_down_majority_continues_and_old_leader_rejoins_qu
         assert code == 503
         # ... while the majority is healthy and keeps accepting writes.
         for n in majority:
-            assert health(n)["cluster"] == {  # type: ignore[comparison-overlap]
+            assert health(n)["cluster"] == {
                 "enabled": True,
                 "state": "Leader" if n is new else "Follower",
                 "leader": new.node_id,
