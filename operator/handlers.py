@@ -83,11 +83,16 @@ async def _run(body: kopf.Body, memo: kopf.Memo) -> Outcome | None:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-async def on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def on_change(
+    body: kopf.Body, memo: kopf.Memo, reason: str, retry: int, old: Any, **_: Any
+) -> None:
     replicas = parse_spec(body.get("spec")).replicas
-    if replicas % 2 == 0 and (body.get("status") or {}).get("warnedEven") != replicas:
+    old_replicas = ((old or {}).get("spec") or {}).get("replicas")
+    changed = reason == "create" or (reason == "update" and old_replicas != replicas)
+    if replicas % 2 == 0 and retry == 0 and changed:
         kopf.warn(body, reason="EvenReplicas",
-                  message=f"{replicas} replicas tolerate no more failures than {replicas - 1}")
+                  message=f"{replicas} replicas tolerate as many failures as {replicas - 1}: "
+                  "an odd number is recommended")
     outcome = await _run(body, memo)
     if outcome is not None and not outcome.plan.converged:
         action = outcome.plan.action
@@ -109,6 +114,16 @@ async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     meta = body.metadata
     owner = Owner(name=str(meta.name), namespace=str(meta.namespace), uid=str(meta.uid))
     kube: Kube = memo["kube"]
+    # Wait for a reconcile in flight (it could otherwise recreate what is deleted here); the
+    # next ones see the deletionTimestamp and stop.
+    lock = memo.get("lock")
+    if lock is None:
+        lock = memo["lock"] = asyncio.Lock()
+    async with lock:
+        await _delete_owned(body, owner, kube)
+
+
+async def _delete_owned(body: kopf.Body, owner: Owner, kube: Kube) -> None:
     spec = parse_spec(body.get("spec"))
     owned = [
         ("PrometheusRule", owner.name), ("ServiceMonitor", owner.name),

@@ -8,6 +8,7 @@ selectors are also applied on our side, so an API emulator that ignores them giv
 from __future__ import annotations
 
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,9 @@ KINDS: dict[str, tuple[str, str]] = {
     "PrometheusRule": ("/apis/monitoring.coreos.com/v1", "prometheusrules"),
     "KonsulCluster": ("/apis/konsul.io/v1alpha1", "konsulclusters"),
 }
+
+
+SERVED_TTL = 60.0
 
 
 class KubeError(Exception):
@@ -76,6 +80,7 @@ class Kube:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._session: aiohttp.ClientSession | None = None
+        self._served: dict[str, tuple[bool, float]] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -144,9 +149,16 @@ class Kube:
         return await self._call("DELETE", path_of(kind, namespace, name)) is not None
 
     async def served(self, group_version: str, plural: str) -> bool:
-        """Whether the API server serves ``plural`` in ``group_version`` (e.g. monitoring)."""
+        """Whether the API server serves ``plural`` in ``group_version`` (e.g. monitoring);
+        remembered for a minute (the Prometheus Operator's CRDs come and go rarely)."""
+        key = f"{group_version}/{plural}"
+        cached = self._served.get(key)
+        if cached is not None and time.monotonic() - cached[1] < SERVED_TTL:
+            return cached[0]
         try:
             body = await self._call("GET", f"/apis/{group_version}")
         except KubeError:
-            return False
-        return any(r.get("name") == plural for r in (body or {}).get("resources") or [])
+            body = None
+        found = any(r.get("name") == plural for r in (body or {}).get("resources") or [])
+        self._served[key] = (found, time.monotonic())
+        return found

@@ -69,9 +69,11 @@ async def observe(
     desired_hash: str,
     bootstrapped: bool,
 ) -> Snapshot:
-    sts = await kube.get("StatefulSet", owner.namespace, owner.name)
-    pods_raw = await kube.list("Pod", owner.namespace, selector_labels(owner))
-    claims_raw = await kube.list("PersistentVolumeClaim", owner.namespace, selector_labels(owner))
+    sts, pods_raw, claims_raw = await asyncio.gather(
+        kube.get("StatefulSet", owner.namespace, owner.name),
+        kube.list("Pod", owner.namespace, selector_labels(owner)),
+        kube.list("PersistentVolumeClaim", owner.namespace, selector_labels(owner)),
+    )
 
     pods_raw = [p for p in pods_raw if ordinal(p["metadata"]["name"], owner.name) is not None]
     ips = [(p.get("status") or {}).get("podIP") for p in pods_raw]

@@ -3,6 +3,7 @@ compute the status to record. The kopf handlers (handlers.py) call ``reconcile``
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import time
@@ -94,9 +95,12 @@ async def ensure_owned(
 ) -> None:
     """Create what is missing; bring drifted objects back (never the StatefulSet's replicas:
     those belong to the planner's steps)."""
-    for obj in owned_objects(owner, spec, spec.replicas, monitoring):
+    wanted = owned_objects(owner, spec, spec.replicas, monitoring)
+    found = await asyncio.gather(
+        *(kube.get(o["kind"], owner.namespace, o["metadata"]["name"]) for o in wanted)
+    )
+    for obj, current in zip(wanted, found, strict=True):
         kind, name = obj["kind"], obj["metadata"]["name"]
-        current = await kube.get(kind, owner.namespace, name)
         if current is None:
             await kube.create(obj)
             event("Normal", "Created", f"created {kind} {name}")
@@ -111,9 +115,9 @@ async def ensure_owned(
                 event("Normal", "TemplateChanged",
                       f"StatefulSet {name} pod template updated; pods restart one at a time")
             continue
-        wanted = {"metadata": {"labels": obj["metadata"]["labels"]}, "spec": obj["spec"]}
-        if not _contains(current, wanted):
-            await kube.patch(kind, owner.namespace, name, wanted)
+        drift = {"metadata": {"labels": obj["metadata"]["labels"]}, "spec": obj["spec"]}
+        if not _contains(current, drift):
+            await kube.patch(kind, owner.namespace, name, drift)
 
 
 def _condition(
@@ -236,12 +240,15 @@ async def _reconcile(
     previous = body.get("status") or {}
     bootstrapped = bool(previous.get("bootstrapped", False))
     monitoring = spec.service_monitor.enabled or spec.prometheus_rule.enabled
+    t0 = time.monotonic()
     served = monitoring and await kube.served("monitoring.coreos.com/v1", "servicemonitors")
     await ensure_owned(kube, owner, spec, served, event)
 
+    t1 = time.monotonic()
     desired_hash = pod_template(owner, spec)["metadata"]["annotations"][TEMPLATE_HASH]
     snap = await observe(kube, session, owner, spec, desired_hash, bootstrapped)
     p = plan(snap.observed)
+    log.debug("ensure %.2fs, observe %.2fs", t1 - t0, time.monotonic() - t1)
 
     step: Action | None = None
     outcome = p.message

@@ -54,6 +54,9 @@ RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
     "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True, set()),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True, set()),
     "v1/events": ("Event", True, set()),
+    # Served, so the operator creates the monitoring objects a cluster asks for.
+    "monitoring.coreos.com/v1/servicemonitors": ("ServiceMonitor", True, set()),
+    "monitoring.coreos.com/v1/prometheusrules": ("PrometheusRule", True, set()),
 }
 API_PATHS = {
     "KonsulCluster": "/apis/konsul.io/v1alpha1",
@@ -63,11 +66,14 @@ API_PATHS = {
     "Service": "/api/v1",
     "PersistentVolumeClaim": "/api/v1",
     "Event": "/api/v1",
+    "ServiceMonitor": "/apis/monitoring.coreos.com/v1",
+    "PrometheusRule": "/apis/monitoring.coreos.com/v1",
 }
 PLURALS = {
     "KonsulCluster": "konsulclusters", "StatefulSet": "statefulsets",
     "PodDisruptionBudget": "poddisruptionbudgets", "Pod": "pods", "Service": "services",
     "PersistentVolumeClaim": "persistentvolumeclaims", "Event": "events",
+    "ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules",
 }
 
 
@@ -312,7 +318,7 @@ class StatefulSetController:
                     self.sync()
             except Exception:
                 self.errors.append(traceback.format_exc())
-            self._stop.wait(0.1)
+            self._stop.wait(0.2)
 
     # ------------------------------------------------------------------ one control pass
 
@@ -467,6 +473,12 @@ class OperatorProcess:
                 env=env, stdout=log, stderr=log, cwd=REPO,
             )
         return self
+
+    def kill(self) -> None:
+        """A crash: no cleanup, whatever step it was in the middle of."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

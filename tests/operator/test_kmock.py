@@ -130,7 +130,9 @@ def kc_manifest(replicas: int = 3) -> dict[str, Any]:
         "apiVersion": "konsul.io/v1alpha1", "kind": "KonsulCluster",
         "metadata": {"name": NAME},
         "spec": {"replicas": replicas, "image": "konsul:0.1.0",
-                 "raft": {"snapshotThreshold": 4096}},
+                 "raft": {"snapshotThreshold": 4096},
+                 "monitoring": {"serviceMonitor": {"enabled": True},
+                                "prometheusRule": {"enabled": True}}},
     }
 
 
@@ -146,7 +148,8 @@ def test_create_three_replicas_bootstraps_once_and_becomes_available(env: Env) -
     # Owned objects exist and point back to the cluster.
     uid = env.kc()["metadata"]["uid"]
     for kind, name in [("StatefulSet", NAME), ("Service", NAME), ("Service", f"{NAME}-peers"),
-                       ("PodDisruptionBudget", NAME)]:
+                       ("PodDisruptionBudget", NAME), ("ServiceMonitor", NAME),
+                       ("PrometheusRule", NAME)]:
         obj = env.api.get(kind, name)
         assert obj is not None, (kind, name)
         assert obj["metadata"]["ownerReferences"][0]["uid"] == uid
@@ -322,6 +325,34 @@ def test_quorum_loss_takes_no_step_and_recovers(env: Env) -> None:
     assert env.condition("Available")["status"] == "True"
 
 
+def test_operator_killed_mid_scale_down_converges_after_restart(env: Env) -> None:
+    """3 -> 1 with the operator killed right after its first RemoveMember (between "leave" and
+    "shrink"), then 1 -> 3 with it killed right after it grew the StatefulSet (between "scale
+    up" and "join"): a new operator process finishes both from what it observes."""
+    env.wait_converged(3)
+
+    def count(reason: str) -> int:
+        return sum(1 for e in env.events() if e.get("reason") == reason)
+
+    removes = count("RemoveMember")
+    env.api.patch("KonsulCluster", NAME, {"spec": {"replicas": 1}})
+    wait_until(lambda: count("RemoveMember") > removes, 30, "a first RemoveMember")
+    env.operator.kill()
+    env.operator.start()
+    env.wait_converged(1, timeout=60)
+    assert claims(env) == [f"data-{NAME}-0"] or wait_until(
+        lambda: claims(env) == [f"data-{NAME}-0"], 30, "claims of removed members deleted")
+
+    scales = count("ScaleStatefulSet")
+    env.api.patch("KonsulCluster", NAME, {"spec": {"replicas": 3}})
+    wait_until(lambda: count("ScaleStatefulSet") > scales, 30, "the StatefulSet grown")
+    env.operator.kill()
+    env.operator.start()
+    env.wait_converged(3, timeout=60)
+    assert env.status()["bootstrapped"] is True
+    assert not env.steps().get("Bootstrap"), "the restarted operator bootstrapped again"
+
+
 def test_deleting_the_cluster_removes_what_it_owns(env: Env) -> None:
     assert env.api.delete("KonsulCluster", NAME)
 
@@ -332,6 +363,8 @@ def test_deleting_the_cluster_removes_what_it_owns(env: Env) -> None:
             and env.api.get("Service", NAME) is None
             and env.api.get("Service", f"{NAME}-peers") is None
             and env.api.get("PodDisruptionBudget", NAME) is None
+            and env.api.get("ServiceMonitor", NAME) is None
+            and env.api.get("PrometheusRule", NAME) is None
             and not env.api.list("Pod")
             and not env.sts.pods
         )
