@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SEEDS  ?= 20000
 
-.PHONY: run test test-deps lint typecheck unit sim cluster cluster-stop bench bench-quick clean
+.PHONY: run test test-deps lint typecheck unit sim cluster cluster-stop bench bench-quick e2e manifests clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check konsul operator tests bench
+	$(VENV)/bin/ruff check konsul operator tests bench e2e scripts
 
 # operator/ imports as konsul_operator. mypy searches the working directory first, where
 # operator/ would pass for the standard library's operator, so it runs from a directory that
@@ -55,6 +55,17 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	scripts/install-bench-deps.sh
 	$(PY) -m bench.run --quick
+
+## kind e2e: a kind cluster, the image built and loaded, the chart, the operator's scenarios
+## (skips with one line where docker or kind is missing)
+e2e: $(STAMP)
+	scripts/install-helm.sh
+	$(PY) -m pytest -q -p no:cacheprovider -rs --timeout=1800 e2e
+
+## Re-render manifests/, the chart's CRD copy and values.schema.json after a chart or CRD change
+manifests: $(STAMP)
+	scripts/install-helm.sh
+	$(PY) scripts/render-manifests.py
 
 ## Long simulation campaign: make sim SEEDS=20000
 sim: $(STAMP)
