@@ -96,8 +96,12 @@ async def on_change(
     outcome = await _run(body, memo)
     if outcome is not None and not outcome.plan.converged:
         action = outcome.plan.action
+        # Soon after a step or while work is under way; at the timer's pace while it can only
+        # wait for pods to come back (quorum lost, a member down).
+        busy = outcome.step is not None or outcome.plan.progressing is not None
         raise kopf.TemporaryError(
-            outcome.plan.message or f"took step {action.kind} {action.target}", delay=REQUEUE
+            outcome.plan.message or f"took step {action.kind} {action.target}",
+            delay=REQUEUE if busy else INTERVAL,
         )
 
 

@@ -199,6 +199,14 @@ def plan(obs: Observed) -> Plan:
     healthy = _healthy(obs)
     voters = obs.voters
     if obs.leader_id is None or not voters or len(healthy) < majority(len(voters)):
+        # Not a membership change: pods the StatefulSet no longer runs (scaled down by hand)
+        # are how the quorum comes back, so it may grow back over the volumes that exist (the
+        # members' data), never beyond them.
+        restore = min(obs.desired_replicas, _claimed_ordinals(obs))
+        if obs.sts_replicas is not None and obs.sts_replicas < restore:
+            return Plan(Action(SCALE_STS, replicas=restore,
+                               reason="pods of existing volumes missing while quorum is lost"),
+                        "Degraded", False, SCALING_UP, QUORUM_LOST, "restoring pods")
         if obs.leader_id is None:
             why = "no node leads"
         else:
@@ -283,6 +291,13 @@ def _plan_scale_down(obs: Observed, healthy: set[str]) -> Plan | None:
         return Plan(Action(DELETE_CLAIMS, claims=stale, reason="volumes of removed members"),
                     "Scaling", True, SCALING_DOWN)
     return None
+
+
+def _claimed_ordinals(obs: Observed) -> int:
+    """One more than the highest ordinal that has a volume (0 without any)."""
+    prefix = f"data-{obs.name}-"
+    tails = [c[len(prefix):] for c in obs.claims if c.startswith(prefix)]
+    return max((int(t) + 1 for t in tails if t.isdigit()), default=0)
 
 
 def _stale_claims(obs: Observed) -> tuple[str, ...]:

@@ -136,6 +136,15 @@ def test_quorum_lost_takes_no_step_and_reports_degraded(down: tuple[int, int]) -
         assert result.degraded == P.QUORUM_LOST and not result.available
 
 
+def test_quorum_lost_may_grow_a_shrunk_statefulset_back() -> None:
+    # Someone scaled the StatefulSet to 1: no quorum, but bringing pods back is no membership
+    # change and the only way out.
+    obs = replace(with_pod(with_pod(world(), 1, node=None), 2, node=None), sts_replicas=1)
+    result = plan(obs)
+    assert result.action.kind == P.SCALE_STS and result.action.replicas == 3
+    assert result.degraded == P.QUORUM_LOST and not result.available
+
+
 def test_no_leader_is_quorum_lost() -> None:
     result = plan(replace(world(), leader_id=None, members=()))
     assert result.degraded == P.QUORUM_LOST and result.action.kind == P.WAIT
