@@ -292,16 +292,19 @@ class Node:
             pass
         return Member(member.id, member.address, member.voter, guess)
 
-    async def leave(self, node_id: str) -> None:
+    async def leave(self, node_id: str) -> list[Member]:
+        """Remove a member; returns the configuration that results."""
         self._require_leader()
         if self.core.configuration.get(node_id) is None:
             raise NotFound(f"No member with id {node_id!r}.")
         if node_id == self.node_id:
-            # Hand leadership over first, then ask the new leader to remove us.
+            # Hand leadership over first, then ask the new leader to remove us. We will never
+            # hear of our own removal (nobody replicates to a removed server): its answer is
+            # the only up-to-date view of the configuration.
             await self.transfer_leadership(None)
-            await self._forward_leave(node_id)
-            return
+            return await self._forward_leave(node_id)
         await self._change(lambda: self.core.propose_remove(node_id))
+        return self.peers()
 
     async def transfer_leadership(self, node_id: str | None) -> str:
         self._require_leader()
@@ -330,7 +333,7 @@ class Node:
             await asyncio.sleep(TICK_SECONDS)
         return True
 
-    async def _forward_leave(self, node_id: str) -> None:
+    async def _forward_leave(self, node_id: str) -> list[Member]:
         leader = self.leader()
         if leader is None or not leader.http_address:
             raise NoLeader("Leadership moved but the new leader is not known yet; retry.")
@@ -338,6 +341,11 @@ class Node:
         async with aiohttp.ClientSession() as session, session.delete(url) as resp:
             if resp.status != 200:
                 raise Unavailable(f"The new leader refused to remove {node_id!r}: {resp.status}.")
+            body = await resp.json()
+        return [
+            Member(p["id"], p["address"], bool(p["voter"]), p.get("http_address", ""))
+            for p in body.get("peers", [])
+        ]
 
     async def bootstrap(self) -> None:
         self._require_cluster()

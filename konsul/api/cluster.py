@@ -87,11 +87,12 @@ async def join(request: web.Request) -> web.StreamResponse:
         http_address=_host_port(body, "http_address", required=False),
     )
     node = node_of(request)
-    await node.join(member)
+    voter = await node.join(member)
     return json_response(
         {
             "joined": member.id,
             "address": member.address,
+            "voter": voter,  # false: joined, still catching up; the leader promotes it later
             "peers": [member_json(m) for m in node.peers()],
         }
     )
@@ -99,9 +100,8 @@ async def join(request: web.Request) -> web.StreamResponse:
 
 async def leave(request: web.Request) -> web.StreamResponse:
     node_id = request.match_info["id"]
-    node = node_of(request)
-    await node.leave(node_id)
-    return json_response({"removed": node_id, "peers": [member_json(m) for m in node.peers()]})
+    peers = await node_of(request).leave(node_id)
+    return json_response({"removed": node_id, "peers": [member_json(m) for m in peers]})
 
 
 async def snapshot(request: web.Request) -> web.StreamResponse:
