@@ -42,12 +42,20 @@ join() {  # n
 
 case "${1:-start}" in
   start)
-    start_node 1 true
-    wait_for http://127.0.0.1:8500/health/ready "node1 to lead"
-    start_node 2 false
-    start_node 3 false
-    join 2
-    join 3
+    if [ -d "$DATA/node1/raft/wal" ]; then
+      # A cluster from an earlier run: its members know each other, so just start them.
+      start_node 1 false
+      start_node 2 false
+      start_node 3 false
+      wait_for http://127.0.0.1:8500/health/ready "the cluster to elect a leader"
+    else
+      start_node 1 true
+      wait_for http://127.0.0.1:8500/health/ready "node1 to lead"
+      start_node 2 false
+      start_node 3 false
+      join 2
+      join 3
+    fi
     curl -fsS http://127.0.0.1:8500/cluster/status
     echo
     ;;
