@@ -477,8 +477,12 @@ def _explain(result: Result, ops: list[Op]) -> str:
     )
     return (
         f"not linearizable: after {len(result.linearized)} operations the register holds "
-        f"{result.stuck_state!r} and none of these can go next: {stuck}"
+        f"{_show(result.stuck_state)} and none of these can go next: {stuck}"
     )
+
+
+def _show(state: State) -> str:
+    return "a value no read returned (unknown write)" if state == UNSEEN else repr(state)
 
 
 # ---------------------------------------------------------------------------------- histories
@@ -591,8 +595,10 @@ def dump(ops: Iterable[Op], result: Result | None = None,
         flag = "!!" if op.id in marks else ("  " if op.id in done or not result else " .")
         rows.append((op.call, f"{flag} {(op.call - t0) / 1e6:9.1f} {end}  #{op.id:<6} "
                               f"{op.process:<7} {op.node:<15} {op.status:<8} {op.describe()}"))
-    for at, what in events:
-        rows.append((at, f"** {(at - t0) / 1e6:9.1f}            nemesis: {what}"))
+    last = max(op.ret or op.call for op in ops)
+    for at, what in events:  # those around the operations shown (a second either side)
+        if t0 - 1_000_000_000 <= at <= last + 1_000_000_000:
+            rows.append((at, f"** {(at - t0) / 1e6:9.1f}            nemesis: {what}"))
     rows.sort(key=lambda r: r[0])
     yield "   call(ms)   ret(ms)  op      client  node            outcome  operation"
     for _, line in rows:

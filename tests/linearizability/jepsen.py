@@ -51,6 +51,7 @@ class RunResult:
     ops: int = 0
     unknown: int = 0
     faults: int = 0
+    fault_kinds: dict[str, int] = field(default_factory=dict)
     violations: list[Result] = field(default_factory=list)
     undecided: list[Result] = field(default_factory=list)
     lost_acked: list[str] = field(default_factory=list)
@@ -122,6 +123,15 @@ class Nemesis(threading.Thread):
             if status and status.get("state") == "Leader":
                 return node
         return None
+
+    def kinds(self) -> dict[str, int]:
+        """How many faults of each kind (the action is in parentheses in the event)."""
+        kinds: dict[str, int] = {}
+        for _, what in self.events:
+            if what.endswith(")"):
+                kind = what.rsplit("(", 1)[1][:-1]
+                kinds[kind] = kinds.get(kind, 0) + 1
+        return kinds
 
     @property
     def faults(self) -> int:
@@ -206,6 +216,7 @@ def run_once(root: Path, seconds: float, seed: int, clients: int = 5,
     result.unknown = sum(1 for op in history if op.status == "unknown")
     assert nemesis is not None
     result.faults = nemesis.faults
+    result.fault_kinds = nemesis.kinds()
     check_history(history, result)
     if not result.clean and out is not None:
         result.saved = save_failure(out, history, result, nemesis.events, cluster)
@@ -268,8 +279,9 @@ def summary(results: list[RunResult]) -> str:
 def describe(r: RunResult) -> str:
     state = "ok" if r.clean else f"FAILED (saved in {r.saved})"
     setup = f"{r.setup} " if r.setup else ""
+    kinds = " ".join(f"{k}={n}" for k, n in sorted(r.fault_kinds.items()))
     line = (f"seed={r.seed} {setup}ops={r.ops} unknown={r.unknown} faults={r.faults} "
-            f"check={r.check_seconds:.1f}s {state}")
+            f"({kinds}) check={r.check_seconds:.1f}s {state}")
     details = [f"  {v.key}: {v.reason}" for v in r.violations + r.undecided]
     return "\n".join([line, *details, *(f"  lost: {lost}" for lost in r.lost_acked)])
 

@@ -25,6 +25,6 @@ def test_histories_under_faults_are_linearizable(tmp_path: Path, run: int) -> No
     result = run_once(tmp_path / "run", SECONDS, seed, out=tmp_path / "failures")
     print(describe(result))
     print(summary([result]))
-    assert result.faults >= 3, "the nemesis must have struck during the run"
+    assert result.faults >= 2, "the nemesis must have struck during the run"
     assert result.ops > 500, "the clients must have got work done despite the faults"
     assert result.clean, describe(result)
