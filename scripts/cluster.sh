@@ -60,12 +60,23 @@ case "${1:-start}" in
     echo
     ;;
   stop)
+    pids=()
     for n in 1 2 3; do
       if [ -f "$DATA/node$n.pid" ]; then
-        kill "$(cat "$DATA/node$n.pid")" 2>/dev/null || true
+        pids+=("$(cat "$DATA/node$n.pid")")
         rm -f "$DATA/node$n.pid"
       fi
     done
+    [ ${#pids[@]} -gt 0 ] || exit 0
+    kill "${pids[@]}" 2>/dev/null || true
+    # SIGTERM makes a leader hand over first: wait until every node has really exited.
+    for _ in $(seq 1 150); do
+      alive=0
+      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+      [ "$alive" = 1 ] || exit 0
+      sleep 0.1
+    done
+    kill -9 "${pids[@]}" 2>/dev/null || true
     ;;
   status)
     curl -fsS http://127.0.0.1:8500/cluster/status
