@@ -29,6 +29,7 @@ TEMPLATE_HASH = "konsul.io/template-hash"
 class Env:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.name = NAME  # the KonsulCluster the views below look at
         self.api = Emulator().start()
         self.sts = StatefulSetController(self.api, root, free_subnet()).start()
         self.operator = OperatorProcess(self.api.url, root).start()
@@ -41,7 +42,7 @@ class Env:
     # ------------------------------------------------------------------ views
 
     def kc(self) -> dict[str, Any]:
-        body = self.api.get("KonsulCluster", NAME)
+        body = self.api.get("KonsulCluster", self.name)
         assert body is not None
         return body
 
@@ -80,7 +81,7 @@ class Env:
         """Status says Available and not Progressing, the leader's configuration has exactly
         ``replicas`` voters, one per pod, and every pod is ready."""
         status = self.status()
-        wanted = [f"{NAME}-{i}" for i in range(replicas)]
+        wanted = [f"{self.name}-{i}" for i in range(replicas)]
         return (
             self.condition("Available").get("status") == "True"
             and self.condition("Progressing").get("status") == "False"
@@ -109,7 +110,7 @@ class Env:
 
     def events(self) -> list[dict[str, Any]]:
         return [e for e in self.api.list("Event")
-                if (e.get("involvedObject") or {}).get("name") == NAME]
+                if (e.get("involvedObject") or {}).get("name") == self.name]
 
     def load(self) -> WriteLoad:
         return WriteLoad(urls=self.sts.urls, writers=2, prefix=f"load{time.monotonic_ns()}/")
@@ -372,3 +373,25 @@ def test_deleting_the_cluster_removes_what_it_owns(env: Env) -> None:
     wait_until(gone, 60, "owned objects and pods gone")
     # Claims stay unless spec.storage.deleteClaimsOnDelete asks otherwise.
     assert claims(env) == [f"data-{NAME}-{i}" for i in range(3)]
+
+
+def test_even_replicas_warn_and_claims_go_when_asked(env: Env) -> None:
+    """A second cluster in the same namespace: two replicas (accepted, with a warning event)
+    and ``deleteClaimsOnDelete``; deleting it takes its PVCs too."""
+    env.name = "pair"
+    env.api.create({
+        "apiVersion": "konsul.io/v1alpha1", "kind": "KonsulCluster",
+        "metadata": {"name": "pair"},
+        "spec": {"replicas": 2, "storage": {"deleteClaimsOnDelete": True}},
+    })
+    env.wait_converged(2, timeout=60)
+    warnings = [e for e in env.events() if e.get("reason") == "EvenReplicas"]
+    assert warnings and warnings[0].get("type") == "Warning"
+    pdb = env.api.get("PodDisruptionBudget", "pair")
+    assert pdb is not None and pdb["spec"]["maxUnavailable"] == 1
+    assert env.api.delete("KonsulCluster", "pair")
+    wait_until(lambda: env.api.get("KonsulCluster", "pair") is None and not env.sts.pods, 60,
+               "the second cluster gone")
+    wait_until(lambda: not [c for c in claims(env) if c.startswith("data-pair-")], 30,
+               "its claims deleted")
+    assert claims(env) == [f"data-{NAME}-{i}" for i in range(3)]  # the first one's stay
