@@ -36,20 +36,34 @@ class KubeError(Exception):
         self.status = status
 
 
+TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
 @dataclass
 class Connection:
     server: str
     token: str | None = None
     ca_file: str | None = None
     verify: bool = True
+    # In a pod the service-account token is rotated by the kubelet: re-read it per request.
+    token_file: str | None = None
+
+    def authorization(self) -> dict[str, str]:
+        token = self.token
+        if self.token_file:
+            with open(self.token_file) as f:
+                token = f.read().strip()
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def load_connection() -> Connection:
     """In-cluster service account if present, else the kubeconfig (KUBECONFIG or ~/.kube)."""
     from kubernetes import client, config
 
+    token_file: str | None = None
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
+        token_file = TOKEN_FILE
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     conf = client.Configuration.get_default_copy()
@@ -62,6 +76,7 @@ def load_connection() -> Connection:
         token=token,
         ca_file=conf.ssl_ca_cert,
         verify=bool(conf.verify_ssl),
+        token_file=token_file,
     )
 
 
@@ -87,9 +102,7 @@ class Kube:
             ssl_ctx: ssl.SSLContext | bool = False
             if self.conn.server.startswith("https") and self.conn.verify:
                 ssl_ctx = ssl.create_default_context(cafile=self.conn.ca_file)
-            headers = {"Authorization": f"Bearer {self.conn.token}"} if self.conn.token else {}
             self._session = aiohttp.ClientSession(
-                headers=headers,
                 connector=aiohttp.TCPConnector(ssl=ssl_ctx),
                 timeout=aiohttp.ClientTimeout(total=15),
             )
@@ -102,7 +115,9 @@ class Kube:
     async def _call(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> Any:
-        headers = {"Content-Type": content_type} if body is not None else {}
+        headers = self.conn.authorization()
+        if body is not None:
+            headers["Content-Type"] = content_type
         async with self._client().request(
             method, self.conn.server + path, json=body, headers=headers
         ) as resp:
