@@ -252,7 +252,10 @@ def _plan_repair(obs: Observed, healthy: set[str]) -> Plan | None:
     """A member whose node is empty lost its volume: remove it so it can join afresh."""
     for pod in sorted(obs.pods, key=lambda p: p.ordinal):
         member = obs.member(pod.name)
+        # A non-voter is a member still receiving its first entries: empty is expected there.
         if pod.deleting or pod.node is None or member is None or not pod.node.empty:
+            continue
+        if not member.voter:
             continue
         if not _quorum_after_losing(obs, healthy, pod.name, removing=True):
             return _wait(f"{pod.name} lost its data but removing it would break quorum",

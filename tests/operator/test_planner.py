@@ -305,6 +305,14 @@ def test_member_with_lost_volume_is_removed_then_joined() -> None:
     assert plan(removed).action.kind == P.JOIN
 
 
+def test_an_empty_non_voter_is_catching_up_not_repaired() -> None:
+    obs = world(members=4, replicas=4)
+    obs = replace(obs, members=(*obs.members[:3], Member(f"{NAME}-3", "10.0.0.3:7000", False)))
+    obs = with_pod(obs, 3, node=node(3, empty=True))
+    result = plan(obs)
+    assert result.action.kind == P.WAIT and "promotion" in result.message
+
+
 def test_pod0_with_lost_volume_is_removed_never_bootstrapped() -> None:
     obs = with_pod(world(leader=1), 0, node=node(0, empty=True))
     result = plan(obs)
