@@ -166,6 +166,11 @@ def _caught_up(obs: Observed, node: NodeView | None) -> bool:
     return node.applied_index + MAX_LAG >= obs.leader_commit
 
 
+def healthy_voters(obs: Observed) -> set[str]:
+    """Voters whose own node is caught up (what ``status.readyReplicas`` counts)."""
+    return _healthy(obs)
+
+
 def _healthy(obs: Observed) -> set[str]:
     """Voters whose own node is caught up."""
     out: set[str] = set()

@@ -25,6 +25,7 @@ from konsul_operator.planner import (
     Action,
     Observed,
     Plan,
+    healthy_voters,
     plan,
 )
 from konsul_operator.resources import (
@@ -159,16 +160,16 @@ def conditions(
 
 
 def members_status(obs: Observed) -> list[dict[str, Any]]:
+    healthy = healthy_voters(obs)
     out = []
     for member in obs.members:
         pod = obs.pod(member.id)
-        node = pod.node if pod else None
         out.append({
             "id": member.id,
             "pod": pod.name if pod else "",
             "address": member.address,
             "voter": member.voter,
-            "healthy": bool(node and node.ready),
+            "healthy": member.id in healthy,
             "leader": member.id == obs.leader_id,
         })
     return out
