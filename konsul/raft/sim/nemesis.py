@@ -130,7 +130,7 @@ class Nemesis:
         kinds = [
             ("partition", 3.0), ("one_way", 2.0), ("isolate_leader", 2.0),
             ("crash", 2.5), ("crash_leader", 2.0), ("pause", 1.5), ("lossy", 2.0),
-            ("slow_disk", 1.5), ("transfer", 1.0), ("drift", 1.0),
+            ("slow_disk", 1.5), ("transfer", 2.0), ("drift", 1.0),
         ]
         if cluster.cfg.membership:
             kinds += [("add", 1.0), ("remove", 1.0)]
