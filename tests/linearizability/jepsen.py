@@ -9,10 +9,11 @@ pauses them with SIGSTOP/SIGCONT. At the end everything is healed, the cluster c
 ``?consistent`` read of every key on every node joins the history. Each key's history then goes
 through the checker, and the final reads through the direct lost-acknowledged-write check.
 
-Faults, one at a time, every 1-3 s, held 1-3 s: SIGKILL (a random node or the leader) and
-restart; SIGSTOP/SIGCONT (a random node or the leader); isolate a node (random or the leader)
-from the other two, by dropping its Raft frames in the relays of ``partition``. Half of the runs
-set a low snapshot threshold so that restarted nodes also catch up by InstallSnapshot.
+Faults, one at a time, every 1-3 s, held 1-3 s: SIGKILL (a random node, the leader, two nodes
+or all three) and restart; SIGSTOP/SIGCONT (a random node or the leader); isolate a node (random
+or the leader) from the other two, by dropping its Raft frames in the relays of ``partition``.
+Half of the runs set a low snapshot threshold so that restarted nodes also catch up by
+InstallSnapshot.
 
 Prints ``runs=N violations=V lost_acked=L undecided=U ops=... unknown=... faults=...`` and exits
 non-zero on any violation (or a history the checker could not decide). Offending histories are
@@ -42,6 +43,10 @@ from tests.linearizability.partition import PartitionableCluster
 from tests.processes import REPO
 
 KEYS = ("k0", "k1", "k2")
+# Nemesis actions and their weights. Losing a majority (or everyone: every acknowledged write
+# must come back from the WALs) is rarer than losing one node.
+ACTIONS = {"kill": 2, "kill-leader": 2, "pause": 2, "pause-leader": 2, "isolate": 2,
+           "isolate-leader": 2, "kill-majority": 1, "kill-all": 1}
 
 
 @dataclass
@@ -91,31 +96,44 @@ class Nemesis(threading.Thread):
             self.error = exc
 
     def one_fault(self) -> None:
-        action = self.rng.choice(["kill", "kill-leader", "pause", "pause-leader", "isolate",
-                                  "isolate-leader"])
-        node = self.leader() if action.endswith("leader") else None
-        node = node or self.rng.choice(self.cluster.nodes)
+        action = self.rng.choices(list(ACTIONS), list(ACTIONS.values()))[0]
+        nodes = self.targets(action)
+        names = ",".join(n.node_id for n in nodes)
         hold = self.rng.uniform(1.0, 3.0 if action.startswith("isolate") else 2.0)
         if action.startswith("isolate"):
-            self.note(f"isolate {node.node_id} ({action})")
-            self.cluster.relays.isolate(node.node_id)
+            self.note(f"isolate {names} ({action})")
+            for node in nodes:
+                self.cluster.relays.isolate(node.node_id)
             self.stopping.wait(hold)
             self.cluster.relays.heal()
             self.note("heal the network")
         elif action.startswith("kill"):
-            self.note(f"SIGKILL {node.node_id} ({action})")
-            node.kill(signal.SIGKILL)
+            self.note(f"SIGKILL {names} ({action})")
+            for node in nodes:
+                node.kill(signal.SIGKILL)
             self.stopping.wait(hold)
-            self.note(f"restart {node.node_id}")
-            node.start()
-            self.note(f"{node.node_id} is live")
+            self.note(f"restart {names}")
+            for node in nodes:
+                node.start()
+            self.note(f"{names} live")
         else:
-            assert node.proc is not None
-            self.note(f"SIGSTOP {node.node_id} ({action})")
-            node.proc.send_signal(signal.SIGSTOP)
+            self.note(f"SIGSTOP {names} ({action})")
+            for node in nodes:
+                assert node.proc is not None
+                node.proc.send_signal(signal.SIGSTOP)
             self.stopping.wait(hold)
-            node.proc.send_signal(signal.SIGCONT)
-            self.note(f"SIGCONT {node.node_id}")
+            for node in nodes:
+                assert node.proc is not None
+                node.proc.send_signal(signal.SIGCONT)
+            self.note(f"SIGCONT {names}")
+
+    def targets(self, action: str) -> list[ClusterNode]:
+        if action == "kill-all":
+            return list(self.cluster.nodes)
+        if action == "kill-majority":
+            return self.rng.sample(self.cluster.nodes, 2)
+        node = self.leader() if action.endswith("leader") else None
+        return [node or self.rng.choice(self.cluster.nodes)]
 
     def leader(self) -> ClusterNode | None:
         for node in self.cluster.nodes:
