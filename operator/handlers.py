@@ -8,12 +8,12 @@ sleeps inside a handler: an unfinished cluster raises ``kopf.TemporaryError`` to
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from typing import Any
 
 import aiohttp
 import kopf
+from konsul_operator.events import Recorder, post
 from konsul_operator.kube import Kube, load_connection
 from konsul_operator.reconcile import Outcome, reconcile
 from konsul_operator.resources import Owner, selector_labels
@@ -31,7 +31,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="konsul.io", key="last-handled-configuration"
     )
-    settings.posting.level = logging.INFO
+    # Events are posted by the operator itself (events.py), one per step: kopf would add one
+    # per log line of its own (each timer run, each requeue).
+    settings.posting.enabled = False
     # A timer busy in a reconcile when the cluster is deleted finishes it; re-check for that
     # every 2s rather than kopf's default 60s, so the deletion is not held up for a minute.
     settings.background.cancellation_polling = 2
@@ -49,16 +51,6 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     await memo["session"].close()
 
 
-def _poster(body: kopf.Body) -> Any:
-    def post(kind: str, reason: str, message: str) -> None:
-        if kind == "Warning":
-            kopf.warn(body, reason=reason, message=message)
-        else:
-            kopf.info(body, reason=reason, message=message)
-
-    return post
-
-
 async def _run(body: kopf.Body, memo: kopf.Memo) -> Outcome | None:
     if body.metadata.get("deletionTimestamp"):
         return None
@@ -73,7 +65,11 @@ async def _run(body: kopf.Body, memo: kopf.Memo) -> Outcome | None:
                                str(body.metadata.name))
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
             return None
-        outcome = await reconcile(fresh, kube, memo["session"], _poster(body))
+        recorder = Recorder()
+        try:
+            outcome = await reconcile(fresh, kube, memo["session"], recorder)
+        finally:
+            await recorder.flush(kube, fresh)
         # Written inside the lock, so the next reconcile reads what this one decided.
         await kube.patch_status("KonsulCluster", str(body.metadata.namespace),
                                 str(body.metadata.name), outcome.status)
@@ -90,9 +86,9 @@ async def on_change(
     old_replicas = ((old or {}).get("spec") or {}).get("replicas")
     changed = reason == "create" or (reason == "update" and old_replicas != replicas)
     if replicas % 2 == 0 and retry == 0 and changed:
-        kopf.warn(body, reason="EvenReplicas",
-                  message=f"{replicas} replicas tolerate as many failures as {replicas - 1}: "
-                  "an odd number is recommended")
+        await post(memo["kube"], body, "Warning", "EvenReplicas",
+                   f"{replicas} replicas tolerate as many failures as {replicas - 1}: "
+                   "an odd number is recommended")
     outcome = await _run(body, memo)
     if outcome is not None and not outcome.plan.converged:
         action = outcome.plan.action
@@ -140,10 +136,10 @@ async def _delete_owned(body: kopf.Body, owner: Owner, kube: Kube) -> None:
         ):
             continue
         if await kube.delete(kind, owner.namespace, name):
-            kopf.info(body, reason="Deleted", message=f"deleted {kind} {name}")
+            await post(kube, body, "Normal", "Deleted", f"deleted {kind} {name}")
     if spec.delete_claims_on_delete:
         for claim in await kube.list("PersistentVolumeClaim", owner.namespace,
                                      selector_labels(owner)):
-            await kube.delete("PersistentVolumeClaim", owner.namespace,
-                              claim["metadata"]["name"])
-            kopf.info(body, reason="Deleted", message=f"deleted claim {claim['metadata']['name']}")
+            claim_name = claim["metadata"]["name"]
+            await kube.delete("PersistentVolumeClaim", owner.namespace, claim_name)
+            await post(kube, body, "Normal", "Deleted", f"deleted claim {claim_name}")

@@ -24,6 +24,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors"),
     "PrometheusRule": ("/apis/monitoring.coreos.com/v1", "prometheusrules"),
     "KonsulCluster": ("/apis/konsul.io/v1alpha1", "konsulclusters"),
+    "Event": ("/api/v1", "events"),
 }
 
 
