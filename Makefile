@@ -7,10 +7,13 @@ SEEDS  ?= 20000
 
 .PHONY: run test test-deps lint typecheck unit sim cluster cluster-stop bench bench-quick e2e manifests clean
 
+# -P keeps the working directory off sys.path: run from here, `python -m` would otherwise take
+# operator/ for the standard library's operator module. (Once Konsul is installed, its editable
+# finder imports the real one first, so later `python -m` calls are safe.)
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PYTHON) -P -m venv $(VENV)
+	$(PY) -P -m pip install --quiet --upgrade pip
+	$(PY) -P -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 ## Start a standalone node on 0.0.0.0:8500 with its data in ./data
