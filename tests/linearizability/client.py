@@ -46,6 +46,7 @@ class Answer:
     body: Any
     node: str
     error: str = ""  # "refused" or another error name when there was no answer
+    hops: int = 0  # 307s followed to get this answer
 
 
 def request(method: str, host: str, path: str, body: Any = None) -> Answer:
@@ -98,6 +99,7 @@ def send_write(method: str, host: str, path: str, body: Any) -> Answer:
             break
         hops += 1
         answer = request(method, leader, path, body)
+        answer.hops = hops
     return answer
 
 
@@ -152,7 +154,8 @@ class Client:
                                f"/kv/{key}{query}", body)
         ret = time.monotonic_ns()
         done = self.complete(kind, key, answer, expected is not None)
-        done.update({"type": "complete", "id": op_id, "ret": ret, "node": answer.node})
+        done.update({"type": "complete", "id": op_id, "ret": ret, "node": answer.node,
+                     "hops": answer.hops})
         self.recorder.emit(done)
         if done["status"] == "fail":  # a node down or no leader: don't spin on it
             time.sleep(0.02 + self.rng.random() * 0.03)
@@ -182,6 +185,21 @@ class Client:
         if seen[-1] != index:
             seen.append(index)
             del seen[:-8]
+
+
+def redirected_ok(paths: list[Path]) -> int:
+    """How many operations succeeded after following a redirect (proves redirects work)."""
+    count = 0
+    for path in paths:
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            ok = record["type"] == "complete" and record["status"] == "ok"
+            if ok and record.get("hops", 0) > 0:
+                count += 1
+    return count
 
 
 def read_history(paths: list[Path], first_id: int = 0) -> list[Op]:

@@ -38,7 +38,7 @@ from pathlib import Path
 from tests.cluster_harness import ClusterNode
 from tests.linearizability import checker
 from tests.linearizability.checker import Op, Result
-from tests.linearizability.client import read_history, request
+from tests.linearizability.client import read_history, redirected_ok, request
 from tests.linearizability.partition import PartitionableCluster
 from tests.processes import REPO
 
@@ -54,6 +54,7 @@ class RunResult:
     seed: int
     setup: str = ""
     ops: int = 0
+    redirected: int = 0  # acknowledged after following a 307
     unknown: int = 0
     faults: int = 0
     fault_kinds: dict[str, int] = field(default_factory=dict)
@@ -222,6 +223,7 @@ def run_once(root: Path, seconds: float, seed: int, clients: int = 5,
         heal(cluster)
         cluster.wait_converged(timeout=30)
         history = read_history(files)
+        result.redirected = redirected_ok(files)
         history += final_reads(cluster, keys, len(history))
     finally:
         if nemesis is not None:
@@ -298,7 +300,8 @@ def describe(r: RunResult) -> str:
     state = "ok" if r.clean else f"FAILED (saved in {r.saved})"
     setup = f"{r.setup} " if r.setup else ""
     kinds = " ".join(f"{k}={n}" for k, n in sorted(r.fault_kinds.items()))
-    line = (f"seed={r.seed} {setup}ops={r.ops} unknown={r.unknown} faults={r.faults} "
+    line = (f"seed={r.seed} {setup}ops={r.ops} redirected={r.redirected} unknown={r.unknown} "
+            f"faults={r.faults} "
             f"({kinds}) check={r.check_seconds:.1f}s {state}")
     details = [f"  {v.key}: {v.reason}" for v in r.violations + r.undecided]
     return "\n".join([line, *details, *(f"  lost: {lost}" for lost in r.lost_acked)])

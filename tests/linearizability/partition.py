@@ -18,10 +18,12 @@ import functools
 import struct
 import threading
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import msgpack
 
 from tests.cluster_harness import RAFT_PORT, ClusterNode, LocalCluster
+from tests.processes import http
 
 HELLO_MAGIC = b"KRFT1"  # konsul.raft.transport's wire format
 HEADER = struct.Struct(">I")
@@ -62,7 +64,18 @@ class PartitionableCluster(LocalCluster):
         node = RelayedNode(**{f.name: getattr(base, f.name) for f in fields(base)},
                            relay_addr=relay)
         node.env["KONSUL_RAFT_ADVERTISE_ADDR"] = relay
+        # Otherwise the HTTP address peers redirect to would default to the relay's host.
+        node.env["KONSUL_HTTP_ADVERTISE_ADDR"] = node.http_addr
         return node
+
+    def join(self, node: ClusterNode, via: ClusterNode | None = None) -> dict[str, Any]:
+        """As the harness joins, plus the HTTP address (the leader would guess the relay's)."""
+        target = via or self.leader()
+        body = {"node_id": node.node_id, "address": node.raft_addr,
+                "http_address": node.http_addr}
+        code, _, answer = http("POST", target.url + "/cluster/join", body, timeout=40)
+        assert code == 200, f"join {node.node_id} -> {code} {answer}"
+        return dict(answer)
 
     def start(self) -> PartitionableCluster:
         self.relays.start()

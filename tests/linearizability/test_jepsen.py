@@ -27,4 +27,5 @@ def test_histories_under_faults_are_linearizable(tmp_path: Path, run: int) -> No
     print(summary([result]))
     assert result.faults >= 2, "the nemesis must have struck during the run"
     assert result.ops > 500, "the clients must have got work done despite the faults"
+    assert result.redirected > 0, "writes sent to followers must reach the leader by 307"
     assert result.clean, describe(result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.linearizability.client import request, send_write
+from tests.linearizability.client import Answer, request, send_write
 from tests.linearizability.partition import PartitionableCluster
 from tests.processes import wait_until
 
@@ -16,6 +16,11 @@ def test_isolating_the_leader_moves_leadership_and_healing_reunites(tmp_path: Pa
         cluster.start()
         old = cluster.leader()
         assert old.raft_addr.startswith(f"{cluster.prefix}.10")  # peers know the relay address
+        # ...and the node's own HTTP address, for redirects and joins.
+        code_peers = request("GET", old.http_addr, "/cluster/peers")
+        assert code_peers.status == 200
+        assert sorted(p["http_address"] for p in code_peers.body["peers"]) == sorted(
+            n.http_addr for n in cluster.nodes)
         others = [n for n in cluster.nodes if n is not old]
 
         cluster.relays.isolate(old.node_id)
@@ -37,9 +42,20 @@ def test_isolating_the_leader_moves_leadership_and_healing_reunites(tmp_path: Pa
         cluster.relays.heal()
         cluster.wait_converged(timeout=20)
         for node in cluster.nodes:
-            kept = request("GET", node.http_addr, "/kv/kept?consistent")
+            kept = read_answered(node.http_addr, "kept")
             assert kept.status == 200 and kept.body["value"] == "v", (node.node_id, kept)
-            cut = request("GET", node.http_addr, "/kv/cut?consistent")
+            cut = read_answered(node.http_addr, "cut")
             assert cut.status == 404, (node.node_id, cut)  # the isolated write never committed
     finally:
         cluster.stop()
+
+
+def read_answered(host: str, key: str) -> Answer:
+    """A consistent read that got an answer about the key (a 503 while a leader settles is not)."""
+
+    def attempt() -> Answer | None:
+        answer = request("GET", host, f"/kv/{key}?consistent")
+        return answer if answer.status in (200, 404) else None
+
+    found: Answer = wait_until(attempt, 10, f"a consistent read of {key} on {host}")
+    return found
