@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -91,12 +93,26 @@ def _contains(current: Any, desired: Any) -> bool:
     return bool(current == desired)
 
 
+# (namespace, name) -> (fingerprint of the wanted objects, when they were last checked).
+_ensured: dict[tuple[str, str], tuple[str, float]] = {}
+ENSURE_TTL = 30.0  # re-check unchanged owned objects for drift this often
+
+
+def _fingerprint(objects: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
+
+
 async def ensure_owned(
     kube: Kube, owner: Owner, spec: ClusterSpec, monitoring: bool, event: EventFn
 ) -> None:
     """Create what is missing; bring drifted objects back (never the StatefulSet's replicas:
-    those belong to the planner's steps)."""
+    those belong to the planner's steps). Skipped while nothing changed and it was checked in
+    the last ENSURE_TTL seconds: most reconciles only observe and wait."""
     wanted = owned_objects(owner, spec, spec.replicas, monitoring)
+    key, fingerprint = (owner.namespace, owner.name), _fingerprint(wanted)
+    last = _ensured.get(key)
+    if last is not None and last[0] == fingerprint and time.monotonic() - last[1] < ENSURE_TTL:
+        return
     found = await asyncio.gather(
         *(kube.get(o["kind"], owner.namespace, o["metadata"]["name"]) for o in wanted)
     )
@@ -119,6 +135,7 @@ async def ensure_owned(
         drift = {"metadata": {"labels": obj["metadata"]["labels"]}, "spec": obj["spec"]}
         if not _contains(current, drift):
             await kube.patch(kind, owner.namespace, name, drift)
+    _ensured[key] = (fingerprint, time.monotonic())
 
 
 def _condition(
@@ -248,6 +265,8 @@ async def _reconcile(
     t1 = time.monotonic()
     desired_hash = pod_template(owner, spec)["metadata"]["annotations"][TEMPLATE_HASH]
     snap = await observe(kube, session, owner, spec, desired_hash, bootstrapped)
+    if snap.statefulset is None:  # deleted behind our back: recreate it on the next call
+        _ensured.pop((owner.namespace, owner.name), None)
     p = plan(snap.observed)
     log.debug("ensure %.2fs, observe %.2fs", t1 - t0, time.monotonic() - t1)
 

@@ -1,6 +1,6 @@
 """The real operator against kmock, with this harness playing kubelet + StatefulSet controller.
 
-- ``Emulator``: kmock's KubernetesEmulator on a loopback port, in its own thread and loop, with
+- ``Emulator``: kmock's KubernetesEmulator on a loopback port, in a process of its own, with
   the kinds the operator uses declared (kopf needs namespaces and CRDs declared to start).
 - ``StatefulSetController``: for each StatefulSet ordinal it creates the Pod object and starts a
   **real ``konsul`` process** on its own loopback address ``<prefix>.<ordinal+1>`` with the
@@ -81,42 +81,29 @@ PLURALS = {
 
 
 class Emulator:
+    """kmock in a process of its own (so the test's threads — this harness, write loads —
+    do not share a GIL with it), answering on a loopback port."""
+
     def __init__(self) -> None:
         self.url = ""
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True, name="kmock")
+        self._proc: subprocess.Popen[str] | None = None
 
     def start(self) -> Emulator:
-        self._thread.start()
-        if not self._ready.wait(20):
-            raise RuntimeError("kmock did not start")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.operator.harness"], cwd=REPO,
+            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
+        )
+        assert self._proc.stdout is not None
+        self.url = self._proc.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            raise RuntimeError(f"kmock did not start: {self.url!r}")
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
 
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        from kmock import ResourceInfo, Server
-
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with _emulator_class()() as kmock, Server(kmock) as server:
-            for path, (kind, namespaced, subresources) in RESOURCES.items():
-                kmock.resources[path] = ResourceInfo(
-                    kind=kind, namespaced=namespaced, subresources=subresources,
-                    verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
-                    shortnames={"kc"} if kind == "KonsulCluster" else set(),
-                )
-            self.url = str(server.url).rstrip("/")
-            self._ready.set()
-            await self._stop.wait()
 
     # ---------------------------------------------------------------- a tiny sync client
 
@@ -164,6 +151,21 @@ class Emulator:
     def delete(self, kind: str, name: str) -> bool:
         code, _ = self.request("DELETE", self.path(kind, name))
         return code == 200
+
+
+async def serve_emulator() -> None:
+    """The emulator process: print the URL, serve until stdin closes (the test ended)."""
+    from kmock import ResourceInfo, Server
+
+    async with _emulator_class()() as kmock, Server(kmock) as server:
+        for path, (kind, namespaced, subresources) in RESOURCES.items():
+            kmock.resources[path] = ResourceInfo(
+                kind=kind, namespaced=namespaced, subresources=subresources,
+                verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+                shortnames={"kc"} if kind == "KonsulCluster" else set(),
+            )
+        print(str(server.url).rstrip("/"), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
 def _emulator_class() -> Any:
@@ -503,3 +505,7 @@ class OperatorProcess:
                 series, _, value = line.rpartition(" ")
                 values[series] = float(value)
         return values
+
+
+if __name__ == "__main__":
+    asyncio.run(serve_emulator())
