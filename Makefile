@@ -4,8 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SEEDS  ?= 20000
+RUNS   ?= 50
 
-.PHONY: run test test-deps lint typecheck unit sim cluster cluster-stop bench bench-quick e2e manifests clean
+.PHONY: run test test-deps lint typecheck unit sim jepsen cluster cluster-stop bench bench-quick e2e manifests clean
 
 # -P keeps the working directory off sys.path: run from here, `python -m` would otherwise take
 # operator/ for the standard library's operator module. (Once Konsul is installed, its editable
@@ -74,6 +75,10 @@ manifests: $(STAMP)
 sim: $(STAMP)
 	$(PY) -m konsul.raft.sim --seeds $(SEEDS) --nodes 3
 	$(PY) -m konsul.raft.sim --seeds $(SEEDS) --nodes 5
+
+## Linearizability under faults, long campaign (about 30 s a run): make jepsen RUNS=50
+jepsen: $(STAMP)
+	$(PY) -m tests.linearizability.jepsen --runs $(RUNS) --seconds 20
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

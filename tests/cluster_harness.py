@@ -158,7 +158,7 @@ class LocalCluster:
         """The node that says it leads, once every running node that answers agrees."""
 
         def agreed() -> ClusterNode | None:
-            leaders = set()
+            leaders: set[str] = set()
             for node in self.running():
                 status = node.status()
                 if status is not None and status.get("leader_id"):
