@@ -376,10 +376,31 @@ class _Plan:
 
 
 class _Endpoints(Generic[R]):
-    """Every endpoint of the API as a method; ``_call`` runs it (blocking or as a coroutine)."""
+    """Every endpoint of the API as a method; ``_call`` runs it (blocking or as a coroutine).
+
+    Also what both clients observed of the cluster (from the last answer's read headers).
+    """
+
+    _state: _State
 
     def _call(self, call: Call) -> R:
         raise NotImplementedError
+
+    @property
+    def addresses(self) -> list[str]:
+        return list(self._state.bases)
+
+    @property
+    def last_index(self) -> int | None:
+        return self._state.last_index
+
+    @property
+    def last_known_leader(self) -> bool | None:
+        return self._state.last_known_leader
+
+    @property
+    def last_contact_ms(self) -> int | None:
+        return self._state.last_contact_ms
 
     # KV
     def kv_get(
@@ -554,22 +575,6 @@ class Client(_Endpoints[Any]):
         self._state = _State(resolve_addresses(addresses), retries, timeout)
         self._conns: dict[str, http.client.HTTPConnection] = {}
 
-    @property
-    def addresses(self) -> list[str]:
-        return list(self._state.bases)
-
-    @property
-    def last_index(self) -> int | None:
-        return self._state.last_index
-
-    @property
-    def last_known_leader(self) -> bool | None:
-        return self._state.last_known_leader
-
-    @property
-    def last_contact_ms(self) -> int | None:
-        return self._state.last_contact_ms
-
     def __enter__(self) -> Client:
         return self
 
@@ -695,22 +700,6 @@ class AsyncClient(_Endpoints[Awaitable[Any]]):
     ) -> None:
         self._state = _State(resolve_addresses(addresses), retries, timeout)
         self._session: Any = None
-
-    @property
-    def addresses(self) -> list[str]:
-        return list(self._state.bases)
-
-    @property
-    def last_index(self) -> int | None:
-        return self._state.last_index
-
-    @property
-    def last_known_leader(self) -> bool | None:
-        return self._state.last_known_leader
-
-    @property
-    def last_contact_ms(self) -> int | None:
-        return self._state.last_contact_ms
 
     async def __aenter__(self) -> AsyncClient:
         return self
