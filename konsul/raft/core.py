@@ -68,13 +68,31 @@ Semantics worth knowing
   only with a majority of pre-votes. A pre-vote is granted only by a node that has not heard
   from a leader for a heartbeat timeout (or was told by ``peer_unreachable`` that it is gone)
   and whose log is not ahead. With ``check_quorum`` a RequestVote is ignored for the same reason
-  unless it follows a leadership transfer. Votes and pre-votes from servers outside the latest
-  configuration are ignored (a removed server that keeps running cannot disrupt).
-* A node that starts empty (new, or disk wiped) never campaigns and never votes until a leader
-  has sent it the log and it has caught up with the commit index of that leader's first
-  message: it may have acknowledged entries before it lost them. A follower also records the
-  leader it follows as its vote for that term (one hard-state write per term), so a member that
-  restarts empty in that term cannot give its vote a second time.
+  unless it follows a leadership transfer (a transfer claimed by a server outside our latest
+  configuration does not count). Votes and pre-votes are processed whatever their sender
+  (Raft dissertation 4.1: our configuration may be stale and lack a new voter); a removed server
+  that keeps running cannot disrupt, as the members that hear from a leader refuse it.
+* A node that starts empty (new, or disk wiped) never campaigns and never votes until its log
+  holds a configuration entry, appended after it started, that makes it a voter: its
+  promotion by the leader once it has caught up as a non-voter. It may have acknowledged
+  entries before it lost its disk, and nothing a leader sends tells how far (a commit index
+  lags, a snapshot index says less, the first leader to call may be a stale one): the operator
+  removes and re-adds a member whose volume was lost, and the promotion that follows the
+  re-add lies after every entry the lost disk may have helped commit (the argument is at
+  ``_note_promotion``). Meanwhile it replicates like any follower (its acknowledgements count
+  once a leader makes it a voter). A promotion counts only if it arrives as a log entry that
+  turns the node from non-voter into voter in its own log, at an index beyond every index a
+  leader showed it before in a heartbeat or probe (or in a snapshot that follows the node's
+  non-voter configuration, itself beyond those indexes). The state survives restarts: a node
+  catching up writes no hard state (it holds no vote), so its durable term stays 0, which no
+  other node with a log has; on promotion it writes its term with the leader as its vote.
+  Weak spots: after a restart in that state the recovered log counts as shown (a promotion in
+  it is not trusted: the node waits for another re-add); the node forgets the term it had
+  reached, so a stale leader could get its acknowledgements, as it could from any node whose
+  disk was lost; a promotion that a leader change makes a new leader show (probe) before the
+  entry itself reaches the node does not count either. A follower also records
+  the leader it follows as its vote for that term (one hard-state write per term), so a member
+  that restarts empty in that term cannot give its vote a second time.
 * A configuration whose only voter is this node makes it leader at once (standalone mode), also
   at construction time (restart): the first Ready then carries the new term and a NOOP entry.
 * The latest configuration in the log is in force as soon as it is appended (and undone if the
@@ -371,10 +389,20 @@ class RaftCore:
 
         # follower
         # A node that starts empty may be a member whose disk was wiped: it may have
-        # acknowledged entries it no longer has, so it neither votes nor campaigns until it has
-        # caught up with the commit index of the first leader that contacts it.
-        self._catching_up = self.is_empty
-        self._catch_up_to: int | None = None
+        # acknowledged entries it no longer has, and no message tells it how far that went (a
+        # leader's commit index lags, a snapshot index says less, the first leader to call may
+        # be a stale one, and the node itself may have led). So it neither votes nor campaigns
+        # until its log holds a configuration entry that makes it a voter again and that was
+        # appended after it started (its promotion after a re-add, see _note_promotion).
+        # The state survives restarts through HardState: while catching up the node writes no
+        # hard state (it never votes, so it has no vote to keep), and its durable term stays 0.
+        # A durable term of 0 with a log therefore means "started empty, not promoted since";
+        # every other node has written the term of its entries (or bootstrapped in term 1).
+        self._catching_up = self._term == 0
+        # the highest log index any leader has shown us while catching up (the prev_index of
+        # heartbeats and probes): a promotion at or below it may predate our start. After a
+        # restart what we recovered counts as shown (a promotion in it may be an old one).
+        self._seen_index = self.last_index
         # reads forwarded to the leader: ctx -> tick after which we give up on its answer
         self._forwarded_reads: dict[int, int] = {}
         self._ticks = 0
@@ -578,17 +606,23 @@ class RaftCore:
             return
         src = msg.src
         t = type(msg)
-        # Votes and reads from servers outside our configuration are ignored: a removed server
-        # that keeps running cannot disrupt, and an empty node (no configuration) cannot vote.
-        if (t is PreVote or t is RequestVote or t is ReadIndexRequest) and src not in self._members:
+        # Reads from servers outside our configuration are ignored. Votes are not (Raft
+        # dissertation 4.1): our configuration may be stale, and a voter we do not know of yet
+        # may need our vote. A removed server that keeps running cannot disrupt all the same:
+        # its pre-votes are refused while we hear from a leader, and its RequestVotes are
+        # ignored then too (check-quorum), since a non-member cannot claim a leadership
+        # transfer. An empty node refuses votes by itself (_catching_up).
+        if t is ReadIndexRequest and src not in self._members:
             return
+        if (t is PreVote or t is RequestVote) and self.is_empty:
+            return  # no log, no configuration: nothing to say
         term = msg.term
         if term > self._term:
             if isinstance(msg, PreVote) or (isinstance(msg, PreVoteResponse) and msg.granted):
                 pass  # pre-votes never move terms
             elif (
                 isinstance(msg, RequestVote)
-                and not msg.transfer
+                and not (msg.transfer and src in self._members)
                 and self._cfg.check_quorum
                 and self._in_lease()
             ):
@@ -748,7 +782,7 @@ class RaftCore:
             self._flush()
         return bool(
             self._msgs
-            or self._hs_dirty
+            or (self._hs_dirty and not self._catching_up)
             or self._received is not None
             or self._truncate_from is not None
             or self._unstable_from <= self._base + len(self._entries)
@@ -762,7 +796,8 @@ class RaftCore:
             self._flush()
         rd = Ready()
         held: list[Message] = []
-        if self._hs_dirty:
+        if self._hs_dirty and not self._catching_up:
+            # (a node catching up holds its hard state back: see _catching_up in __init__)
             rd.hard_state = HardState(self._term, self._vote)
             self._hs_dirty = False
             if self._role is Role.LEADER and self._msgs:
@@ -811,6 +846,59 @@ class RaftCore:
 
     def _may_campaign(self) -> bool:
         return self._is_voter and not self._catching_up
+
+    def _note_promotion(self, entry: Entry, config: Configuration) -> None:
+        """A node that started empty may vote again once its re-add has reached it.
+
+        Safety: the danger is a vote (or a campaign) that helps elect a leader lacking an
+        entry that was committed with the acknowledgement of this member's lost disk. The
+        operator removes and re-adds a member whose volume was lost; a brand-new node is added
+        as a non-voter and promoted by the leader once it has caught up. Either way the
+        configuration entry that makes this node a voter again was appended by a leader after
+        the node started empty. Once the removal committed, the cluster stopped counting the
+        old disk's acknowledgements; the promotion entry follows, in the leader's log, every
+        entry committed before it, and log matching puts those entries in our log with it. So
+        a node that holds its own promotion, appended after it started, holds every entry
+        whose commitment may have counted on its lost disk.
+        A promotion entry cannot tell when it was appended; two checks keep an old one (from
+        before the disk was lost, e.g. a node that joined, was promoted and lost its disk
+        soon after) from counting: it must arrive as a log entry that turns this node from a
+        non-voter (or non-member) into a voter in our own log, and its index must lie beyond
+        every log index a leader showed us before (a leader that already held it when it first
+        called would have shown us its last index, past the entry, in its first heartbeat or
+        probe). A promotion that arrives in a snapshot: see _note_snapshot_promotion.
+        """
+        if entry.index > self._seen_index and not self._is_voter:
+            m = config.get(self._id)
+            if m is not None and m.voter:
+                self._promoted()
+
+    def _note_snapshot_promotion(self, meta: SnapshotMeta) -> None:
+        """The same for a snapshot that holds our promotion (compacted before it reached us).
+
+        Our latest configuration lists us as a non-voter, at an index no leader had shown us
+        beyond: the promotion the snapshot holds follows it, so it too lies beyond every index
+        a leader showed us.
+        """
+        index, config = self._configs[-1]
+        mine = config.get(self._id)
+        new = meta.config.get(self._id)
+        if (
+            index >= self._seen_index
+            and mine is not None
+            and not mine.voter
+            and new is not None
+            and new.voter
+        ):
+            self._promoted()
+
+    def _promoted(self) -> None:
+        self._catching_up = False
+        # from now on the term is durable again (ready() held it back), with the leader that
+        # promoted us as our vote: a later disk loss cannot vote twice in this term
+        if self._vote is None and self._leader is not None:
+            self._vote = self._leader
+        self._hs_dirty = True
 
     def _in_lease(self) -> bool:
         """We heard from a live leader within the heartbeat timeout (or we are that leader)."""
@@ -915,7 +1003,7 @@ class RaftCore:
 
     def _maybe_standalone(self) -> None:
         """A configuration whose only voter is this node: lead at once, no timeout."""
-        if not self._sole_voter or self._role is Role.LEADER:
+        if not self._sole_voter or self._role is Role.LEADER or self._catching_up:
             return
         if self._role is Role.CANDIDATE and self._vote == self._id:
             self._become_leader()
@@ -1155,8 +1243,6 @@ class RaftCore:
             self._on_commit_advanced()
 
     def _on_commit_advanced(self) -> None:
-        if self._catching_up and self._catch_up_to is not None:
-            self._catching_up = self._commit < self._catch_up_to
         configs = self._configs
         while len(configs) > 1 and configs[1][0] <= self._commit:
             configs.pop(0)
@@ -1398,8 +1484,12 @@ class RaftCore:
 
     def _on_append_entries(self, m: AppendEntries) -> None:
         self._heard_from_leader(m.src)
-        if self._catching_up and self._catch_up_to is None:
-            self._catch_up_to = m.commit
+        if self._catching_up and not m.entries:
+            # A heartbeat (at the leader's match for us) or a probe (a new leader's or a new
+            # member's first message, at the leader's last index) shows a position in the
+            # leader's log; appends do not count: a reordered one may overtake the one that
+            # carries our promotion.
+            self._seen_index = max(self._seen_index, m.prev_index)
         prev = m.prev_index
         entries: Sequence[Entry] = m.entries
         commit = self._commit
@@ -1466,7 +1556,11 @@ class RaftCore:
         changed = False
         for e in entries:
             if e.kind is _CONFIG:
-                self._configs.append((e.index, decode_configuration(e.data)))
+                config = decode_configuration(e.data)
+                if self._catching_up:
+                    self._note_promotion(e, config)
+                    self._is_voter = self._id in config.voters()
+                self._configs.append((e.index, config))
                 changed = True
         if changed:
             self._apply_latest_config()
@@ -1492,8 +1586,6 @@ class RaftCore:
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
         self._heard_from_leader(m.src)
         meta = m.meta
-        if self._catching_up and self._catch_up_to is None:
-            self._catch_up_to = meta.index
         if meta.index <= self._commit:
             self._incoming = None
             self._snapshot_reply(m.src, meta.index, 0, True)
@@ -1535,7 +1627,7 @@ class RaftCore:
         self._unstable_from = meta.index + 1
         self._truncate_from = None
         self._received = ReceivedSnapshot(meta, data)
+        if self._catching_up:
+            self._note_snapshot_promotion(meta)
         self._configs = [(meta.index, meta.config)]
         self._apply_latest_config()
-        if self._catching_up and self._catch_up_to is not None:
-            self._catching_up = meta.index < self._catch_up_to

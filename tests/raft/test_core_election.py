@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import msgpack
 import pytest
 from core_harness import (
     FAST,
@@ -22,12 +23,13 @@ from core_harness import (
 from konsul.raft.core import ProposalRejected, RaftCore, Role
 from konsul.raft.messages import (
     AppendEntries,
+    InstallSnapshot,
     PreVote,
     PreVoteResponse,
     RequestVote,
     VoteResponse,
 )
-from konsul.raft.types import EntryKind, HardState, Member
+from konsul.raft.types import EntryKind, HardState, Member, SnapshotMeta
 
 # ---------------------------------------------------------------- pre-vote
 
@@ -241,9 +243,13 @@ def test_a_member_whose_disk_was_wiped_cannot_vote_twice_in_a_term() -> None:
     c.nodes["b"] = Node("b", FAST, 0, Disk())
     c.nodes["b"].core.step(RequestVote("c", "b", term, 100, term))
     assert sent(c.nodes["b"]) == []
-    # the leader brings b back: b records the leader as its vote for the term
+    # the leader brings b back: b writes no hard state while it catches up, so that it is
+    # still catching up after a restart
     c.tick(2 * FAST.commit_ticks)
-    assert c["b"].term == term and c["b"].vote == "a"
+    assert c["b"].term == term
+    assert c.nodes["b"].disk.hard_state == HardState() and c.nodes["b"].disk.log
+    c.nodes["b"].restart()
+    assert not c["b"].is_empty
     assert c["b"].configuration.voters() == ["a", "b", "c"]
     c.nodes["b"].core.step(RequestVote("c", "b", term, 100, term, transfer=True))
     assert [m.granted for m in sent(c.nodes["b"], VoteResponse)] == [False]
@@ -302,27 +308,84 @@ def test_single_voter_commits_only_what_it_persisted() -> None:
     assert n.commands() == [b"x"]
 
 
-def test_a_wiped_member_votes_again_only_once_it_has_caught_up() -> None:
-    # The wiped member may have acknowledged entries it no longer has: until it holds the
-    # leader's commit index it must not help elect a leader that lacks them.
+def test_a_wiped_member_does_not_vote_after_catching_up_with_the_leaders_commit() -> None:
+    # The wiped member may have acknowledged entries it no longer has, beyond anything the
+    # first leader to call can tell it (its commit index lags; it may be stale): holding the
+    # whole log of that leader is not enough to vote again.
     b = Node("b", FAST, 0, Disk())
     log = node_with("a", [1, 1, 1, 1]).disk.log
     b.core.step(AppendEntries("a", "b", 3, 4, 1, (), 4, 0))  # first contact: commit is 4
     sent(b)
-    b.core.step(AppendEntries("a", "b", 3, 0, 0, tuple(log[:2]), 4, 0))
+    b.core.step(AppendEntries("a", "b", 3, 0, 0, tuple(log), 4, 0))
+    sent(b)
+    assert b.core.commit_index == 4 and b.core.configuration.voters() == ["a", "b", "c"]
+    b.core.step(RequestVote("a", "b", 5, 4, 1, transfer=True))
+    b.core.step(RequestVote("c", "b", 6, 9, 4))
+    assert [m.granted for m in sent(b, VoteResponse)] == [False, False]
+    for _ in range(5 * FAST.heartbeat_timeout_ticks):
+        b.core.tick()
+    assert b.core.role is Role.FOLLOWER and not sent(b, PreVote) and not sent(b, RequestVote)
+
+
+def test_a_wiped_member_votes_again_once_its_re_add_reached_it() -> None:
+    # The operator removes the member whose disk was lost and adds it again: the leader
+    # promotes it with a configuration entry appended after it started, and from then on the
+    # node holds every entry its lost disk may have acknowledged.
+    b = Node("b", FAST, 0, Disk())
+    log = node_with("a", [1, 1, 1]).disk.log
+    log.append(config_entry(4, 2, config_of("a", "c")))  # removal
+    log.append(config_entry(5, 2, config_of("a", "c", learners="b")))  # re-add: non-voter
+    b.core.step(AppendEntries("a", "b", 2, 5, 2, (), 5, 0))  # first contact: a's last index
+    sent(b)
+    b.core.step(AppendEntries("a", "b", 2, 0, 0, tuple(log), 5, 0))
+    sent(b)
+    assert b.core.configuration.voters() == ["a", "c"]
+    promotion = config_entry(6, 2, config_of("a", "b", "c"))
+    b.core.step(AppendEntries("a", "b", 2, 5, 2, (promotion,), 6, 0))
     sent(b)
     assert b.core.configuration.voters() == ["a", "b", "c"]
-    b.core.step(RequestVote("c", "b", 4, 2, 1, transfer=True))
+    b.core.step(RequestVote("c", "b", 3, 6, 2, transfer=True))
+    assert [m.granted for m in sent(b, VoteResponse)] == [True]
+
+
+def test_a_promotion_older_than_what_a_leader_showed_does_not_count() -> None:
+    # b joined, was promoted at 3 and lost its disk soon after: the leader that calls the
+    # wiped b first shows its last index (6), so the old promotion at 3 does not make b a
+    # voter again, although b sees itself turn from non-voter into voter in its log.
+    b = Node("b", FAST, 0, Disk())
+    log = [
+        config_entry(1, 1, config_of("a")),
+        config_entry(2, 1, config_of("a", learners="b")),
+        config_entry(3, 1, config_of("a", "b")),
+    ] + [node_with("a", [1] * 6).disk.log[i] for i in range(3, 6)]
+    b.core.step(AppendEntries("a", "b", 2, 6, 1, (), 6, 0))
+    sent(b)
+    b.core.step(AppendEntries("a", "b", 2, 0, 0, tuple(log[:2]), 6, 0))
+    b.core.step(AppendEntries("a", "b", 2, 2, 1, tuple(log[2:]), 6, 0))
+    sent(b)
+    assert b.core.configuration.voters() == ["a", "b"] and b.core.commit_index == 6
+    b.core.step(RequestVote("a", "b", 3, 6, 1, transfer=True))
     assert [m.granted for m in sent(b, VoteResponse)] == [False]
     for _ in range(5 * FAST.heartbeat_timeout_ticks):
         b.core.tick()
-    assert b.core.role is Role.FOLLOWER and not sent(b, PreVote)
-    b.core.step(AppendEntries("c", "b", 4, 2, 1, tuple(log[2:]), 4, 0))
-    sent(b)
-    assert b.core.commit_index == 4
-    b.core.step(RequestVote("d", "b", 5, 4, 1, transfer=True))  # d is no member: ignored
-    b.core.step(RequestVote("a", "b", 5, 4, 1, transfer=True))
-    assert [m.granted for m in sent(b, VoteResponse)] == [True]
+    assert not sent(b, PreVote) and not sent(b, RequestVote)
+
+
+def test_a_wiped_member_does_not_trust_the_snapshot_of_a_stale_leader() -> None:
+    # Seed 401488 of the simulator: the wiped c is first sent a snapshot at 3 by a leader of
+    # term 3 while entries 4.. were committed in term 2 with the help of c's lost disk;
+    # after installing it c must still refuse votes and not campaign.
+    meta = SnapshotMeta(3, 2, config_of("a", "b", "c"))
+    state = msgpack.packb([b"1", b"2"])
+    c = Node("c", FAST, 0, Disk())
+    c.core.step(InstallSnapshot("a", "c", 3, meta, 0, state, True))
+    c.handle_ready()
+    assert c.core.commit_index == 3 and not c.core.is_empty
+    c.core.step(RequestVote("b", "c", 4, 3, 2, transfer=True))
+    assert [m.granted for m in sent(c, VoteResponse)] == [False]
+    for _ in range(5 * FAST.heartbeat_timeout_ticks):
+        c.core.tick()
+    assert c.core.role is Role.FOLLOWER and not sent(c, PreVote) and not sent(c, RequestVote)
 
 
 def test_a_wiped_member_cannot_help_elect_a_leader_missing_committed_entries() -> None:
@@ -374,3 +437,40 @@ def test_a_leader_never_sends_replication_in_the_ready_that_bumps_its_term() -> 
     second = n.core.ready()
     assert second.hard_state is None
     assert [m.dst for m in second.messages if isinstance(m, AppendEntries)] == ["b"]
+
+
+def test_a_wiped_member_still_catching_up_after_a_restart_does_not_vote() -> None:
+    # Seed 500883 of the simulator: the wiped member installs a snapshot, crashes and restarts
+    # with a log; it must not take itself for a member with an intact disk.
+    meta = SnapshotMeta(3, 2, config_of("a", "b", "c"))
+    c = Node("c", FAST, 0, Disk())
+    c.core.step(InstallSnapshot("a", "c", 3, meta, 0, msgpack.packb([b"1", b"2"]), True))
+    c.handle_ready()
+    assert c.disk.snapshot == meta and c.disk.hard_state == HardState()  # term held back
+    c.restart()
+    assert not c.core.is_empty
+    c.core.step(RequestVote("b", "c", 4, 3, 2, transfer=True))
+    assert [m.granted for m in sent(c, VoteResponse)] == [False]
+    for _ in range(5 * FAST.heartbeat_timeout_ticks):
+        c.core.tick()
+    assert not sent(c, PreVote) and not sent(c, RequestVote)
+
+
+def test_a_promotion_compacted_into_a_snapshot_counts_after_the_non_voter_config() -> None:
+    # b was re-added as a non-voter at 5 (a's probe showed 5), then fell behind while a
+    # promoted it and compacted: the snapshot carries the promotion, which follows 5.
+    b = Node("b", FAST, 0, Disk())
+    log = node_with("a", [1, 1, 1]).disk.log
+    log.append(config_entry(4, 2, config_of("a", "c")))
+    log.append(config_entry(5, 2, config_of("a", "c", learners="b")))
+    b.core.step(AppendEntries("a", "b", 2, 5, 2, (), 5, 0))
+    sent(b)
+    b.core.step(AppendEntries("a", "b", 2, 0, 0, tuple(log), 5, 0))
+    sent(b)
+    meta = SnapshotMeta(9, 2, config_of("a", "b", "c"))
+    b.core.step(InstallSnapshot("a", "b", 2, meta, 0, msgpack.packb([]), True))
+    b.handle_ready()
+    assert b.disk.hard_state == HardState(2, "a")  # promoted: the term is durable again
+    b.restart()
+    b.core.step(RequestVote("c", "b", 3, 9, 2, transfer=True))
+    assert [m.granted for m in sent(b, VoteResponse)] == [True]

@@ -6,7 +6,14 @@ import pytest
 from core_harness import FAST, Cluster, Node, config_entry, config_of, node_with, sent, single_node
 
 from konsul.raft.core import NotLeaderError, ProposalRejected, Role
-from konsul.raft.messages import AppendEntries, PreVote, RequestVote, TimeoutNow
+from konsul.raft.messages import (
+    AppendEntries,
+    PreVote,
+    PreVoteResponse,
+    RequestVote,
+    TimeoutNow,
+    VoteResponse,
+)
 from konsul.raft.types import Entry, EntryKind, Member
 
 
@@ -121,8 +128,9 @@ def test_a_removed_follower_cannot_disrupt_the_cluster() -> None:
     assert c["a"].committed_configuration.voters() == ["a", "b"]
     assert not c.take(lambda m: m.dst == "c")  # nobody talks to c any more
     c.tick(10 * FAST.heartbeat_timeout_ticks)
-    assert c["c"].role is Role.PRE_CANDIDATE  # it keeps trying, and is ignored
-    assert c.leader() == "a" and c["a"].term == term
+    # it keeps trying with pre-votes, which the members refuse while they hear from a
+    assert c["c"].role is not Role.LEADER and c["c"].term == term
+    assert c.leader() == "a" and c["a"].term == term and c["b"].term == term
     c["b"].step(RequestVote("c", "b", term + 5, 1000, term + 4, transfer=True))
     assert not [m for m in c.nodes["b"].handle_ready() if m.dst == "c"]
     assert c["b"].term == term
@@ -173,3 +181,31 @@ def test_a_two_node_cluster_shrinks_to_one() -> None:
     c["a"].propose(b"solo")
     c.pump()
     assert c.nodes["a"].commands() == [b"solo"]
+
+
+def test_a_voter_behind_a_membership_change_votes_for_a_member_it_does_not_know_yet() -> None:
+    # Raft dissertation 4.1: servers process vote requests without consulting their
+    # configuration. c lags behind the change that added d; d (a voter in the latest
+    # configuration) needs c's vote, and c must give it (seed 300911 of the simulator).
+    c = node_with("c", [1, 1, 1], term=1, ids="abc")
+    for _ in range(3 * FAST.heartbeat_timeout_ticks):
+        c.core.tick()  # no leader heard from: votes may be granted
+    sent(c)
+    c.core.step(PreVote("d", "c", 2, 5, 1))
+    assert [m.granted for m in sent(c, PreVoteResponse)] == [True]
+    c.core.step(RequestVote("d", "c", 2, 5, 1))
+    assert [m.granted for m in sent(c, VoteResponse)] == [True]
+    assert c.core.term == 2 and c.core.vote == "d"
+
+
+def test_a_non_member_cannot_claim_a_leadership_transfer_to_skip_the_lease() -> None:
+    # Votes from outside our configuration are processed, but a server we do not know cannot
+    # make us ignore the leader we hear from (only a member's transfer bypasses the lease).
+    c = Cluster("abc")
+    c.elect("a")
+    term = c["a"].term
+    c["b"].step(RequestVote("x", "b", term + 1, 1000, term, transfer=True))
+    c["b"].step(PreVote("x", "b", term + 1, 1000, term))
+    out = [m for m in c.nodes["b"].handle_ready() if m.dst == "x"]
+    assert [(type(m), m.granted) for m in out] == [(PreVoteResponse, False)]  # type: ignore[attr-defined]
+    assert c["b"].term == term and c["b"].vote == "a"
