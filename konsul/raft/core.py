@@ -81,18 +81,20 @@ Semantics worth knowing
   re-add lies after every entry the lost disk may have helped commit (the argument is at
   ``_note_promotion``). Meanwhile it replicates like any follower (its acknowledgements count
   once a leader makes it a voter). A promotion counts only if it arrives as a log entry that
-  turns the node from non-voter into voter in its own log, at an index beyond every index a
-  leader showed it before in a heartbeat or probe (or in a snapshot that follows the node's
-  non-voter configuration, itself beyond those indexes). The state survives restarts: a node
-  catching up writes no hard state (it holds no vote), so its durable term stays 0, which no
-  other node with a log has; on promotion it writes its term with the leader as its vote.
-  Weak spots: after a restart in that state the recovered log counts as shown (a promotion in
-  it is not trusted: the node waits for another re-add); the node forgets the term it had
-  reached, so a stale leader could get its acknowledgements, as it could from any node whose
-  disk was lost; a promotion that a leader change makes a new leader show (probe) before the
-  entry itself reaches the node does not count either. A follower also records
-  the leader it follows as its vote for that term (one hard-state write per term), so a member
-  that restarts empty in that term cannot give its vote a second time.
+  turns the node from non-voter into voter in its own log, at an index beyond every index that
+  a leader of its term or a later one showed it before in a heartbeat or probe (or in a
+  snapshot that follows the node's non-voter configuration, itself beyond those indexes).
+  The state survives restarts: a node catching up writes no hard state (it holds no vote),
+  so its durable term stays 0, which no other node with a log has; on promotion it writes its
+  term with the leader as its vote. Weak spots: after a restart in that state the recovered
+  log counts as shown (a promotion in it is not trusted: the node waits for another re-add);
+  the node forgets the term it had reached, so a stale leader could get its acknowledgements,
+  as it could from any node whose disk was lost; a promotion that a newer leader shows (in a
+  probe) before the entry itself reaches the node does not count either. The safety argument
+  rests on the operator removing and re-adding a member whose volume was lost: a wiped member
+  that is never removed never votes again. A follower also records the leader it follows as
+  its vote for that term (one hard-state write per term), so a member that restarts empty in
+  that term cannot give its vote a second time.
 * A configuration whose only voter is this node makes it leader at once (standalone mode), also
   at construction time (restart): the first Ready then carries the new term and a NOOP entry.
 * The latest configuration in the log is in force as soon as it is appended (and undone if the
@@ -166,6 +168,7 @@ __all__ = [
 
 _NO_HARD_STATE = HardState()
 _EMPTY_CONFIG = Configuration()
+_ANY_TERM = 1 << 62  # RaftCore._seen: shown in every term
 _CONFIG = EntryKind.CONFIG
 _COMMAND = EntryKind.COMMAND
 _REPLICATION = (AppendEntries, InstallSnapshot, TimeoutNow)
@@ -399,10 +402,11 @@ class RaftCore:
         # A durable term of 0 with a log therefore means "started empty, not promoted since";
         # every other node has written the term of its entries (or bootstrapped in term 1).
         self._catching_up = self._term == 0
-        # the highest log index any leader has shown us while catching up (the prev_index of
-        # heartbeats and probes): a promotion at or below it may predate our start. After a
-        # restart what we recovered counts as shown (a promotion in it may be an old one).
-        self._seen_index = self.last_index
+        # term -> the highest log index the leader of that term has shown us while we catch up
+        # (the prev_index of heartbeats and probes): a promotion of term t at or below an index
+        # shown in a term >= t may predate our start (a leader of an older term does not hold
+        # it). After a restart what we recovered counts as shown, in any term.
+        self._seen: dict[int, int] = {_ANY_TERM: self.last_index}
         # reads forwarded to the leader: ctx -> tick after which we give up on its answer
         self._forwarded_reads: dict[int, int] = {}
         self._ticks = 0
@@ -864,11 +868,12 @@ class RaftCore:
         before the disk was lost, e.g. a node that joined, was promoted and lost its disk
         soon after) from counting: it must arrive as a log entry that turns this node from a
         non-voter (or non-member) into a voter in our own log, and its index must lie beyond
-        every log index a leader showed us before (a leader that already held it when it first
-        called would have shown us its last index, past the entry, in its first heartbeat or
-        probe). A promotion that arrives in a snapshot: see _note_snapshot_promotion.
+        every log index a leader of its term or a later one showed us before (a leader that
+        already held it when it first called would have shown us its last index, past the
+        entry, in its first heartbeat or probe; a leader of an older term cannot hold it, and
+        what it shows is another branch). A promotion in a snapshot: _note_snapshot_promotion.
         """
-        if entry.index > self._seen_index and not self._is_voter:
+        if not self._is_voter and not self._shown(entry.index, entry.term):
             m = config.get(self._id)
             if m is not None and m.voter:
                 self._promoted()
@@ -876,21 +881,25 @@ class RaftCore:
     def _note_snapshot_promotion(self, meta: SnapshotMeta) -> None:
         """The same for a snapshot that holds our promotion (compacted before it reached us).
 
-        Our latest configuration lists us as a non-voter, at an index no leader had shown us
-        beyond: the promotion the snapshot holds follows it, so it too lies beyond every index
-        a leader showed us.
+        Our latest configuration lists us as a non-voter, at an index no leader (of its term or
+        later) had shown us beyond: the promotion the snapshot holds follows it, so it too lies
+        beyond every index such a leader showed us.
         """
         index, config = self._configs[-1]
         mine = config.get(self._id)
         new = meta.config.get(self._id)
         if (
-            index >= self._seen_index
+            not self._shown(index + 1, self.term_at(index) or 0)
             and mine is not None
             and not mine.voter
             and new is not None
             and new.voter
         ):
             self._promoted()
+
+    def _shown(self, index: int, term: int) -> bool:
+        """A leader of ``term`` or later showed us a log reaching ``index``."""
+        return any(shown >= index for t, shown in self._seen.items() if t >= term)
 
     def _promoted(self) -> None:
         self._catching_up = False
@@ -1484,12 +1493,11 @@ class RaftCore:
 
     def _on_append_entries(self, m: AppendEntries) -> None:
         self._heard_from_leader(m.src)
-        if self._catching_up and not m.entries:
-            # A heartbeat (at the leader's match for us) or a probe (a new leader's or a new
-            # member's first message, at the leader's last index) shows a position in the
-            # leader's log; appends do not count: a reordered one may overtake the one that
-            # carries our promotion.
-            self._seen_index = max(self._seen_index, m.prev_index)
+        # A heartbeat (at the leader's match for us) or a probe (a new leader's or a new
+        # member's first message, at the leader's last index) shows a position in the leader's
+        # log; appends do not count: a reordered one may overtake the one with our promotion.
+        if self._catching_up and not m.entries and m.prev_index > self._seen.get(m.term, 0):
+            self._seen[m.term] = m.prev_index
         prev = m.prev_index
         entries: Sequence[Entry] = m.entries
         commit = self._commit

@@ -474,3 +474,22 @@ def test_a_promotion_compacted_into_a_snapshot_counts_after_the_non_voter_config
     b.restart()
     b.core.step(RequestVote("c", "b", 3, 9, 2, transfer=True))
     assert [m.granted for m in sent(b, VoteResponse)] == [True]
+
+
+def test_what_a_leader_of_an_older_term_showed_does_not_hide_a_newer_promotion() -> None:
+    # a (term 2) showed the new member b its log up to 10; c won term 3 on another branch and
+    # promoted b at 6: a's position says nothing about c's entry 6 (sim seed 400608).
+    b = Node("b", FAST, 0, Disk())
+    b.core.step(AppendEntries("a", "b", 2, 10, 2, (), 5, 0))
+    sent(b)
+    log = node_with("c", [1, 1, 1]).disk.log
+    log.append(config_entry(4, 2, config_of("a", "c")))
+    log.append(config_entry(5, 2, config_of("a", "c", learners="b")))
+    b.core.step(AppendEntries("c", "b", 3, 5, 2, (), 5, 0))
+    b.core.step(AppendEntries("c", "b", 3, 0, 0, tuple(log), 5, 0))
+    promotion = config_entry(6, 3, config_of("a", "b", "c"))
+    b.core.step(AppendEntries("c", "b", 3, 5, 2, (promotion,), 6, 0))
+    b.handle_ready()
+    assert b.disk.hard_state == HardState(3, "c")
+    b.core.step(RequestVote("a", "b", 4, 6, 3, transfer=True))
+    assert [m.granted for m in sent(b, VoteResponse)] == [True]
