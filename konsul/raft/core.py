@@ -57,9 +57,10 @@ leader sent an entry that conflicts with one this node holds as committed: only 
 can cause it).
 Observation (read-only properties): ``node_id, role, term, vote, leader_id, commit_index,
 last_index, last_term, first_index, configuration`` (latest, possibly uncommitted),
-``committed_configuration, snapshot_meta, is_empty, transfer_target`` / ``lead_transferee``
-(the same: the member a leader is handing leadership to, else None), ``match_index(peer)``
-(leader only; NotLeaderError otherwise), ``ticks_since_leader_contact``, and
+``committed_configuration, snapshot_meta, is_empty, catching_up`` (addition: started empty, not
+promoted since), ``transfer_target`` / ``lead_transferee`` (the same: the member a leader is
+handing leadership to, else None), ``match_index(peer)`` (leader only; NotLeaderError
+otherwise), ``ticks_since_leader_contact``, and
 ``term_at(index)`` (the term of an entry still in the log or at the snapshot point, else None).
 
 Semantics worth knowing
@@ -518,6 +519,15 @@ class RaftCore:
     @property
     def is_empty(self) -> bool:
         return self._term == 0 and not self._entries and self._snapshot_meta is None
+
+    @property
+    def catching_up(self) -> bool:
+        """Started empty and not promoted since: this node neither votes nor campaigns.
+
+        A member the configuration lists as a voter while this is true (a lost volume that the
+        leader reached before the operator looked) must be removed and added again.
+        """
+        return self._catching_up
 
     @property
     def transfer_target(self) -> str | None:

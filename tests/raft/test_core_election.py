@@ -448,7 +448,7 @@ def test_a_wiped_member_still_catching_up_after_a_restart_does_not_vote() -> Non
     c.handle_ready()
     assert c.disk.snapshot == meta and c.disk.hard_state == HardState()  # term held back
     c.restart()
-    assert not c.core.is_empty
+    assert not c.core.is_empty and c.core.catching_up
     c.core.step(RequestVote("b", "c", 4, 3, 2, transfer=True))
     assert [m.granted for m in sent(c, VoteResponse)] == [False]
     for _ in range(5 * FAST.heartbeat_timeout_ticks):
@@ -472,6 +472,7 @@ def test_a_promotion_compacted_into_a_snapshot_counts_after_the_non_voter_config
     b.handle_ready()
     assert b.disk.hard_state == HardState(2, "a")  # promoted: the term is durable again
     b.restart()
+    assert not b.core.catching_up
     b.core.step(RequestVote("c", "b", 3, 9, 2, transfer=True))
     assert [m.granted for m in sent(b, VoteResponse)] == [True]
 
