@@ -71,6 +71,9 @@ class RaftStatus:
     last_snapshot_index: int
     address: str
     http_address: str
+    # Started with no Raft state and not promoted since: neither votes nor campaigns. A member
+    # listed as a voter while this is true lost its volume and must be removed and re-added.
+    catching_up: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,7 @@ class Node:
             else 0,
             address=self.settings.raft.advertise_addr,
             http_address=self.settings.http_advertise_addr,
+            catching_up=core.catching_up,
         )
 
     def is_ready(self) -> bool:

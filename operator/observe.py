@@ -53,6 +53,7 @@ async def node_view(session: aiohttp.ClientSession, ip: str) -> NodeView | None:
         last_index=int(status.get("last_index", 0)),
         peer_count=len(status.get("peers") or []),
         ready=ready_code == 200,
+        catching_up=status.get("catching_up") is True,
     )
 
 

@@ -40,11 +40,18 @@ class NodeView:
     last_index: int
     peer_count: int
     ready: bool
+    catching_up: bool = False  # started empty, not promoted since: it never votes until re-added
 
     @property
     def empty(self) -> bool:
         """No Raft state at all: a new node, or one whose volume was lost."""
         return self.term == 0 and self.last_index == 0 and self.peer_count == 0
+
+    @property
+    def lost_state(self) -> bool:
+        """Empty, or refilled by a leader after starting empty (the leader reached it before we
+        looked): either way its volume was lost, and only a remove and re-add makes it vote."""
+        return self.empty or self.catching_up
 
 
 @dataclass(frozen=True)
@@ -258,7 +265,7 @@ def _plan_repair(obs: Observed, healthy: set[str]) -> Plan | None:
     for pod in sorted(obs.pods, key=lambda p: p.ordinal):
         member = obs.member(pod.name)
         # A non-voter is a member still receiving its first entries: empty is expected there.
-        if pod.deleting or pod.node is None or member is None or not pod.node.empty:
+        if pod.deleting or pod.node is None or member is None or not pod.node.lost_state:
             continue
         if not member.voter:
             continue

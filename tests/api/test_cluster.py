@@ -10,7 +10,9 @@ Client = Any
 
 GUIDE_FIELDS = {"node_id", "state", "leader_id", "leader_addr", "peers", "commit_index",
                 "applied_index", "last_index", "fsm_pending"}
-API_FIELDS = {"term", "last_contact_ms", "last_snapshot_index", "address", "http_address"}
+API_FIELDS = {
+    "term", "last_contact_ms", "last_snapshot_index", "address", "http_address", "catching_up"
+}
 
 
 async def test_status_has_the_guide_fields_and_the_api_additions(client: Client) -> None:
@@ -24,6 +26,7 @@ async def test_status_has_the_guide_fields_and_the_api_additions(client: Client)
     assert status["commit_index"] >= status["applied_index"] - status["fsm_pending"]
     assert [p["id"] for p in status["peers"]] == [status["node_id"]]
     assert status["peers"][0]["voter"] is True
+    assert status["catching_up"] is False  # a bootstrapped node votes
     assert resp.headers["X-Konsul-Known-Leader"] == "true"
 
 

@@ -34,6 +34,8 @@ def test_quick_start_builds_three_voters_with_one_leader(tmp_path: Path) -> None
             {"id": n.node_id, "address": n.raft_addr, "voter": True, "http_address": n.http_addr}
             for n in cluster.nodes
         ]
+        # Joined nodes started empty; once promoted they vote like the bootstrapped one.
+        assert [(n.status() or {}).get("catching_up") for n in cluster.nodes] == [False] * 3
         states = sorted((n.status() or {}).get("state", "?") for n in cluster.nodes)
         assert states == ["Follower", "Follower", "Leader"]
         code, _, leader = http("GET", cluster.nodes[2].url + "/cluster/leader")

@@ -305,6 +305,17 @@ def test_member_with_lost_volume_is_removed_then_joined() -> None:
     assert plan(removed).action.kind == P.JOIN
 
 
+def test_a_voter_refilled_after_losing_its_volume_is_removed_then_joined() -> None:
+    # The leader reached the wiped node first: it holds a log again, but reports that it started
+    # empty and was never promoted since. It will not vote until removed and added again.
+    refilled = replace(node(2), catching_up=True)
+    obs = with_pod(world(), 2, node=refilled)
+    result = plan(obs)
+    assert result.action.kind == P.REMOVE and result.action.target == f"{NAME}-2"
+    removed = replace(obs, members=obs.members[:2])
+    assert plan(removed).action.kind == P.JOIN
+
+
 def test_an_empty_non_voter_is_catching_up_not_repaired() -> None:
     obs = world(members=4, replicas=4)
     obs = replace(obs, members=(*obs.members[:3], Member(f"{NAME}-3", "10.0.0.3:7000", False)))
