@@ -93,7 +93,9 @@ Semantics worth knowing
   as it could from any node whose disk was lost; a promotion that a newer leader shows (in a
   probe) before the entry itself reaches the node does not count either. The safety argument
   rests on the operator removing and re-adding a member whose volume was lost: a wiped member
-  that is never removed never votes again. A follower also records the leader it follows as
+  that is never removed never votes again. The operator re-adds the same way a voter that
+  keeps reporting ``catching_up`` (its promotion reached it only inside a snapshot, or before
+  a restart). A follower also records the leader it follows as
   its vote for that term (one hard-state write per term), so a member that restarts empty in
   that term cannot give its vote a second time.
 * A configuration whose only voter is this node makes it leader at once (standalone mode), also

@@ -3,6 +3,12 @@
 * 401488 and 500883 (3 nodes, 6000 fault ticks): a member whose disk was lost counted itself
   caught up after the first leader's snapshot or commit index, and helped elect a leader that
   lacked a committed entry (leader completeness; acknowledged writes lost).
+* 1001537 (3 nodes): the same through a restart: a wiped member that restarted while catching
+  up took what it had recovered for a trusted log.
+* 1006817 and 1007870 (3 nodes): a re-added member got its promotion only inside a snapshot,
+  which it cannot trust, so it stayed a voter that never votes; with a second disk lost no
+  quorum could form (liveness). The operator, like the Kubernetes one, now re-adds a voter
+  that keeps reporting catching up, and no disk is lost meanwhile.
 * 300911 (3 nodes, pipelined runtime): a voter behind a membership change ignored the votes of
   a member it did not know yet, and no leader could ever be elected again (liveness).
 """
@@ -20,9 +26,14 @@ from konsul.raft.sim.__main__ import report
     [
         (401488, SimConfig(nodes=3, steps=6000)),
         (500883, SimConfig(nodes=3, steps=6000)),
+        (1001537, SimConfig(nodes=3)),
+        (1006817, SimConfig(nodes=3)),
+        (1007870, SimConfig(nodes=3)),
         (300911, SimConfig(nodes=3, pipeline=True)),
     ],
     ids=["wiped-member-snapshot-401488", "wiped-member-stale-leader-500883",
+         "wiped-member-restart-1001537", "promotion-in-snapshot-1006817",
+         "promotion-in-snapshot-1007870",
          "vote-from-unknown-member-300911"],
 )
 def test_seed_stays_clean(seed: int, cfg: SimConfig) -> None:

@@ -9,7 +9,10 @@ spells, late fsyncs, whole-disk loss, leadership transfers and membership change
 The operator plays the Kubernetes operator's part: it joins new members, removes leaving ones
 (then stops them), and handles a node whose disk was lost: it comes back empty under the same
 id, is removed from the configuration and joined again as a fresh (non-voting, then promoted)
-member.
+member. Like the Kubernetes operator's planner, it also repairs that way a voter whose node
+still reports catching up some time after its promotion committed (the promotion reached it
+only inside a snapshot it cannot trust, or it restarted before trusting it): such a voter
+never votes, so it uses up the cluster's tolerated failure until it is re-added.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from konsul.raft.core import NotLeaderError, ProposalRejected
+from konsul.raft.types import Configuration
+
+# How long a voter may report catching up (its promotion in flight) before the operator
+# re-adds it; the Kubernetes operator's reconcile period is of the same order.
+STUCK_TICKS = 100
 
 if TYPE_CHECKING:
     from konsul.raft.sim.cluster import Cluster, SimNode
@@ -33,14 +41,16 @@ class Operator:
         self.joining: list[str] = []  # to add (as non-voters; the core promotes them)
         self.leaving: list[str] = []  # to remove, then stop
         self.rejoining: list[str] = []  # wiped: remove, then join again
+        self.stuck_since: dict[str, int] = {}  # voter still catching up -> first tick seen
 
     @property
     def busy(self) -> bool:
         """A membership change is under way, or a wiped member has not rejoined yet (no other
         change starts meanwhile: an empty voter already uses up a four-voter cluster's one
-        tolerated failure)."""
+        tolerated failure), or a node still catches up (a voter that cannot vote yet)."""
         return bool(self.joining or self.leaving or self.rejoining) or any(
-            n.wiped for n in self.c.nodes.values()
+            n.wiped or (n.core is not None and n.core.catching_up)
+            for n in self.c.nodes.values()
         )
 
     def voters_wanted(self) -> int:
@@ -74,6 +84,7 @@ class Operator:
                 continue
             self._change(leader, "remove", node_id)
             return
+        self._find_stuck_voters(committed)
         for node_id in list(self.rejoining):
             node = c.nodes[node_id]
             if node.removed:
@@ -89,7 +100,10 @@ class Operator:
         for node_id in list(self.joining):
             member = committed.get(node_id)
             if member is not None:
-                if member.voter:  # the core promotes a caught-up non-voter by itself
+                # the core promotes a caught-up non-voter by itself; done once the node trusts
+                # its promotion (else _find_stuck_voters takes it over)
+                joiner = c.nodes[node_id].core
+                if member.voter and joiner is not None and not joiner.catching_up:
                     self.joining.remove(node_id)
                     c.nodes[node_id].wiped = False
                 continue
@@ -98,6 +112,22 @@ class Operator:
                 continue
             self._change(leader, "add", node_id)
             return
+
+    def _find_stuck_voters(self, committed: Configuration) -> None:
+        """Voters that have reported catching up for STUCK_TICKS are re-added (see above)."""
+        c = self.c
+        for node_id in committed.voters():
+            node = c.nodes.get(node_id)
+            if node is None or node.core is None or not node.core.catching_up:
+                self.stuck_since.pop(node_id, None)
+                continue
+            since = self.stuck_since.setdefault(node_id, c.now)
+            if c.now - since >= STUCK_TICKS and node_id not in self.rejoining:
+                self.stuck_since.pop(node_id)
+                if node_id in self.joining:
+                    self.joining.remove(node_id)
+                self.rejoining.append(node_id)
+                c.trace.add(c.now, node_id, "stuck", "voter still catching up: re-add it")
 
     def _change(self, leader: SimNode, kind: str, node_id: str) -> None:
         c = self.c

@@ -149,7 +149,8 @@ def _stuck(
             parts.append(f"{node.id}: down{' (removed)' if node.removed else ''}")
             continue
         parts.append(
-            f"{node.id}: {core.role.value} term={core.term} commit={core.commit_index} "
+            f"{node.id}: {core.role.value}{' (catching up)' if core.catching_up else ''} "
+            f"term={core.term} commit={core.commit_index} "
             f"applied={node.fsm.applied} last={core.last_index} "
             f"config={[m.id + ('' if m.voter else '(nv)') for m in core.configuration.members]}"
             f" pending={sorted(node.proposals)[:5]}"
