@@ -196,10 +196,29 @@ def etcd_failover(cluster: EtcdCluster, rounds: int) -> list[float]:
 
 
 def load_keys(url: str, script: str, keys: int, value_bytes: int = 100) -> float:
-    """Write keys 0..keys-1 once each; returns the seconds it took."""
+    """Write keys 0..keys-1 once each (32 connections); returns the seconds it took."""
     started = time.monotonic()
-    env = {"BENCH_SEQUENTIAL": "1", "BENCH_KEYS": str(keys), "BENCH_VALUE_BYTES": str(value_bytes)}
-    wrk(url, script, 32, 3600, env)
+    with tempfile.TemporaryDirectory() as tmp:
+        done = Path(tmp) / "done"
+        env = {
+            **os.environ,
+            "BENCH_LUA": str(LUA),
+            "BENCH_SEQUENTIAL": "1",
+            "BENCH_KEYS": str(keys),
+            "BENCH_VALUE_BYTES": str(value_bytes),
+            "BENCH_DONE_FILE": str(done),
+        }
+        args = ["wrk", "-t1", "-c32", "-d3600s", "-s", str(LUA / script), url]
+        with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True) as proc:
+            # wrk sleeps out -d even once its thread stopped: interrupt it when the script is done
+            wait_until(lambda: done.exists() or proc.poll() is not None, 3600, "keys loaded")
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate()
+        if not done.exists():
+            raise RuntimeError(f"loading {keys} keys failed:\n{out}")
+        bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+        if bad:
+            raise RuntimeError(f"loading {keys} keys: {bad.group(1)} writes refused")
     return time.monotonic() - started
 
 

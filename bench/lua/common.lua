@@ -19,11 +19,12 @@ end
 function key(i) return string.format("bench/%08d", i) end
 
 -- Sequential keys when BENCH_SEQUENTIAL is set (loading), random otherwise.
+-- (Past the last key, loading rewrites the first ones while the last answers come in.)
 local counter = 0
 function next_index()
   if os.getenv("BENCH_SEQUENTIAL") then
     counter = counter + 1
-    return counter - 1
+    return (counter - 1) % KEYS
   end
   return math.random(0, KEYS - 1)
 end
@@ -41,9 +42,15 @@ function key64(i)
   return k
 end
 
--- Loading: with BENCH_SEQUENTIAL the run stops by itself once every key was written once.
+-- Loading: with BENCH_SEQUENTIAL, once every key was answered the thread stops and touches
+-- BENCH_DONE_FILE; wrk's main thread sleeps out its duration, so the caller interrupts it then.
 if os.getenv("BENCH_SEQUENTIAL") then
+  local answered = 0
   function response(status, headers, body)
-    if counter >= KEYS then wrk.thread:stop() end
+    answered = answered + 1
+    if answered == KEYS then
+      io.open(os.getenv("BENCH_DONE_FILE"), "w"):close()
+      wrk.thread:stop()
+    end
   end
 end

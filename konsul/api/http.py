@@ -186,7 +186,11 @@ async def _wait_unless_stopping(waiting: Awaitable[None], stopping: asyncio.Even
 
 
 def read_headers(request: web.Request, index: int) -> dict[str, str]:
-    node = node_of(request)
+    return index_headers(node_of(request), index)
+
+
+def index_headers(node: Node, index: int) -> dict[str, str]:
+    """The headers of every read: the index it reflects and what the node knows of its leader."""
     return {
         "X-Konsul-Index": str(index),
         "X-Konsul-Known-Leader": "true" if node.leader() is not None else "false",

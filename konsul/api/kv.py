@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from konsul.api.http import (
+    error_body,
     flag,
+    index_headers,
+    json_response,
     node_of,
     query_uint,
-    read_error,
     read_json_object,
     read_point,
     read_response,
@@ -19,26 +21,38 @@ from konsul.api.http import (
 from konsul.errors import BadRequest, NotFound
 from konsul.store import commands
 
+if TYPE_CHECKING:
+    from konsul.node import Node
+    from konsul.store import StateMachine
+
 
 def _key(request: web.Request) -> str:
     return commands.validate_key(request.match_info["key"])
 
 
-def _key_index(request: web.Request, key: str) -> int:
+def _key_index(store: StateMachine, key: str) -> int:
     """A key's modify index, or the table's when it is absent (so a delete wakes a watcher)."""
-    store = node_of(request).store
     entry = store.kv_get(key)
     return entry.modify_index if entry is not None else store.kv_index
 
 
 async def get_key(request: web.Request) -> web.StreamResponse:
     key = _key(request)
-    await read_point(request, lambda: _key_index(request, key))
-    entry = node_of(request).store.kv_get(key)
-    index = _key_index(request, key)
+    node = node_of(request)
+    # Always through node.store: a snapshot restore replaces the tables while we wait.
+    await read_point(request, lambda: _key_index(node.store, key))
+    return key_response(node, key)
+
+
+def key_response(node: Node, key: str) -> web.Response:
+    """The answer to a read of one key, 404 included, at the state the node holds now."""
+    store = node.store
+    entry = store.kv_get(key)
+    headers = index_headers(node, _key_index(store, key))
     if entry is None:
-        return read_error(request, NotFound(f"Key {key!r} not found."), index)
-    return read_response(request, entry.to_json(), index)
+        error = NotFound(f"Key {key!r} not found.")
+        return json_response(error_body(error), status=error.status, headers=headers)
+    return json_response(entry.to_json(), headers=headers)
 
 
 async def list_keys(request: web.Request) -> web.StreamResponse:
@@ -58,8 +72,7 @@ async def list_keys(request: web.Request) -> web.StreamResponse:
     return read_response(request, data, index)
 
 
-def _cas(request: web.Request, body: dict[str, Any]) -> int | None:
-    from_query = query_uint(request, "cas")
+def _cas(from_query: int | None, body: dict[str, Any]) -> int | None:
     from_body = body.get("cas")
     if from_body is not None:
         from_body = commands.validate_uint(from_body, "cas")
@@ -75,6 +88,11 @@ _PUT_FIELDS = {"value", "flags", "cas"}
 async def put_key(request: web.Request) -> web.StreamResponse:
     key = _key(request)
     body = await read_json_object(request)
+    return await write(request, set_command(key, body, query_uint(request, "cas")))
+
+
+def set_command(key: str, body: dict[str, Any], cas_from_query: int | None) -> bytes:
+    """The command for ``PUT /kv/<key>`` with this body (400 on unknown or bad fields)."""
     unknown = set(body) - _PUT_FIELDS
     if unknown:
         fields = ", ".join(sorted(unknown))
@@ -82,8 +100,7 @@ async def put_key(request: web.Request) -> web.StreamResponse:
     if "value" not in body:
         raise BadRequest('The body needs a "value" (a string).')
     flags = commands.validate_uint(body.get("flags", 0), "flags")
-    command = commands.kv_set(key, body["value"], flags, _cas(request, body))
-    return await write(request, command)
+    return commands.kv_set(key, body["value"], flags, _cas(cas_from_query, body))
 
 
 async def delete_key(request: web.Request) -> web.StreamResponse:

@@ -79,11 +79,16 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = str(exc.status)
         raise
     finally:
-        route = _route_label(request)
-        method = request.method if request.method in _KNOWN_METHODS else "OTHER"
-        count, latency = _series(request.app, route, method, status)
-        count.inc()
-        latency.observe(time.perf_counter() - start)
+        record_request(request.app, _route_label(request), request.method, status, start)
+
+
+def record_request(
+    app: web.Application, route: str, method: str, status: str, start: float
+) -> None:
+    """Count one answered request and observe its latency (``start``: ``perf_counter()``)."""
+    count, latency = _series(app, route, method if method in _KNOWN_METHODS else "OTHER", status)
+    count.inc()
+    latency.observe(time.perf_counter() - start)
 
 
 # Per app: (route, method, status) -> (counter child, histogram child). prometheus_client's
@@ -168,18 +173,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except asyncio.CancelledError:
         raise
     except Exception:
-        log.exception(
-            "unhandled error",
-            extra={"fields": _fields(request)},
-        )
-        return json_response(
-            {
-                "error": "internal error",
-                "message": "The server hit an unexpected error; it has been logged.",
-                "request_id": request_id(request),
-            },
-            status=500,
-        )
+        return internal_error_response(request)
+
+
+def internal_error_response(request: web.Request) -> web.Response:
+    """A bug: log it with the request's id, answer 500 with that id (call inside ``except``)."""
+    log.exception("unhandled error", extra={"fields": _fields(request)})
+    return json_response(
+        {
+            "error": "internal error",
+            "message": "The server hit an unexpected error; it has been logged.",
+            "request_id": request_id(request),
+        },
+        status=500,
+    )
 
 
 def _fields(request: web.Request) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+from konsul.api.fastpath import FastPath
 from konsul.api.middlewares import HTTP_CODES, REQUEST_ID_HEADER
 
 
@@ -59,7 +60,8 @@ class _JSONServer(Server):
 
 
 class AppRunner(web.AppRunner):
-    """``aiohttp.web.AppRunner`` with JSON protocol errors and handler cancellation on.
+    """``aiohttp.web.AppRunner`` with JSON protocol errors, handler cancellation on, and the
+    hot requests served by ``FastPath``.
 
     With ``handler_cancellation`` a client that hangs up cancels its handler: a blocking read
     then stops waiting (instead of holding a waiter, re-evaluated on every apply, for up to
@@ -74,4 +76,5 @@ class AppRunner(web.AppRunner):
     async def _make_server(self) -> Server:
         server = await super()._make_server()
         server.__class__ = _JSONServer
+        server.request_handler = FastPath(self.app, server.request_handler)
         return server

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 
 from konsul import config
-from konsul.api import create_app
+from konsul.api import AppRunner, create_app
 from konsul.node import Node
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -39,9 +40,17 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     await n.stop()
 
 
+class KonsulTestServer(TestServer):
+    """aiohttp's test server with Konsul's own runner (JSON protocol errors, the fast path), so
+    the tests see what a client of ``python -m konsul`` sees."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return AppRunner(self.app, **kwargs)
+
+
 @pytest.fixture
 async def client(node: Node, aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
-    return await aiohttp_client(create_app(node))
+    return await aiohttp_client(KonsulTestServer(create_app(node)))
 
 
 async def body_of(resp: Any, status: int | None = None) -> Any:
