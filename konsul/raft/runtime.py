@@ -8,6 +8,7 @@ state machine, and turns the core's ``Ready`` batches into effects, strictly in 
 2. a snapshot received from a leader: saved, restored into the state machine, log reset;
 3. log truncation and new entries written, then **one** fdatasync for the whole batch
    (group commit: proposals that arrive while an fsync runs wait in the core and share the next);
+   on the event loop while the disk syncs fast, in a worker thread once it is slow (``_durably``);
 4. messages sent (only now, because they may promise what 1-3 made durable);
 5. ``core.persisted``; committed entries applied and their proposals answered;
 6. linearizable reads released once the state machine has applied up to their read index.
@@ -47,6 +48,11 @@ from konsul.storage.wal import DEFAULT_SEGMENT_BYTES, WriteAheadLog
 log = logging.getLogger("konsul.raft")
 
 TICK_SECONDS = 0.01
+
+# A sync this fast (a moving average) runs on the event loop: handing it to a thread and back
+# costs more (two wake-ups, and under load the worker waits for the GIL to report back). A
+# slower disk gets a worker thread, so that heartbeats and reads go on while it syncs.
+INLINE_SYNC_SECONDS = 0.0005
 
 # What only a leader sends (see RaftRuntime._handle).
 _LEADER_MESSAGES = (AppendEntries, InstallSnapshot, TimeoutNow)
@@ -142,6 +148,7 @@ class RaftRuntime:
         self._wake = asyncio.Event()
         self._applied = asyncio.Event()  # replaced after every applied batch: a cheap broadcast
         self._wal_lock = asyncio.Lock()
+        self._sync_seconds = 0.0  # moving average of the WAL's syncs (see INLINE_SYNC_SECONDS)
         self._snapshot_lock = asyncio.Lock()
         self._snapshot_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -256,7 +263,6 @@ class RaftRuntime:
             self._observe()
 
     async def _handle(self, rd: Ready) -> None:
-        loop = asyncio.get_running_loop()
         # A leader's replication messages need nothing from this Ready to be durable: its term
         # was persisted when it campaigned, and its own entries count towards a majority only
         # once persisted() says so. Sending them first overlaps the followers' fsync with ours.
@@ -268,7 +274,8 @@ class RaftRuntime:
                 late = [m for m in rd.messages if not isinstance(m, _LEADER_MESSAGES)]
         async with self._wal_lock:
             if rd.hard_state is not None:
-                await loop.run_in_executor(None, self.wal.save_hard_state, rd.hard_state)
+                hard_state = rd.hard_state
+                await self._durably(lambda: self.wal.save_hard_state(hard_state))
             if rd.snapshot is not None:
                 await self._install_snapshot(rd.snapshot.meta, rd.snapshot.data)
             if rd.truncate_from is not None:
@@ -276,7 +283,7 @@ class RaftRuntime:
             if rd.entries:
                 self.wal.append(rd.entries)
             if rd.entries or rd.truncate_from is not None:
-                await loop.run_in_executor(None, self.wal.sync)
+                await self._durably(self.wal.sync)
         if late and self.transport is not None:
             self.transport.send(late)
         if rd.entries:
@@ -293,6 +300,19 @@ class RaftRuntime:
                 future.set_exception(NoLeader("Leadership could not be confirmed for this read."))
         if self._snapshot_due() and self._snapshot_task is None:
             self._snapshot_task = asyncio.create_task(self._background_snapshot())
+
+    async def _durably(self, sync: Callable[[], None]) -> None:
+        """Run a WAL write that fsyncs: inline or in a thread (see INLINE_SYNC_SECONDS)."""
+        if self._sync_seconds < INLINE_SYNC_SECONDS:
+            self._timed_sync(sync)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, self._timed_sync, sync)
+
+    def _timed_sync(self, sync: Callable[[], None]) -> None:
+        started = time.perf_counter()
+        sync()
+        # an average over the last few: one slow sync does not send the next ones to a thread
+        self._sync_seconds += (time.perf_counter() - started - self._sync_seconds) / 8
 
     async def _install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -382,7 +402,8 @@ class RaftRuntime:
         self._proposals[index] = _Proposal(term, future)
         self._wake.set()
         try:
-            return await asyncio.wait_for(future, self.propose_timeout)
+            async with asyncio.timeout(self.propose_timeout):  # (wait_for costs a loop turn)
+                return await future
         except TimeoutError:
             self._proposals.pop(index, None)
             raise Unavailable("The write did not commit in time; its outcome is unknown.") from None
@@ -411,7 +432,8 @@ class RaftRuntime:
         self.core.read_index(ctx)
         self._wake.set()
         try:
-            await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                await future
         except TimeoutError:
             self._reads.pop(ctx, None)
             raise NoLeader(

@@ -38,6 +38,9 @@ HELLO_MAGIC = b"KRFT1"
 MAX_HELLO_BYTES = 1024
 MAX_FRAME_BYTES = 64 << 20
 MAX_QUEUED_FRAMES = 4096
+# Beyond this many bytes waiting in the socket's user-space buffer, frames queue (and may be
+# dropped, oldest first) instead of being written directly.
+DIRECT_WRITE_LIMIT = 1 << 20
 CONNECT_TIMEOUT = 1.0
 # How long sent data may stay unacknowledged before the kernel drops the connection. Behind a
 # partition nothing is acknowledged; without a bound the kernel retransmits with exponential
@@ -62,8 +65,24 @@ class _Peer:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     dropped: int = 0
+    # The open connection while the kernel takes our writes without backlog: frames are then
+    # written at once rather than one event-loop turn later by the write loop (a turn each way
+    # of every replication round trip is a good part of a write's latency).
+    writer: asyncio.StreamWriter | None = None
 
     def push(self, frame: bytes) -> None:
+        writer = self.writer
+        if (
+            writer is not None
+            and not self.queue
+            and not writer.is_closing()
+            and writer.transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT
+        ):
+            try:
+                writer.write(frame)
+                return
+            except (OSError, RuntimeError):  # reset under us: the write loop reconnects
+                self.writer = None
         if len(self.queue) >= MAX_QUEUED_FRAMES:
             self.queue.popleft()
             self.dropped += 1
@@ -175,15 +194,21 @@ class TcpTransport:
 
     @staticmethod
     async def _drain(peer: _Peer, writer: asyncio.StreamWriter) -> None:
-        while True:
-            await peer.ready.wait()
-            peer.ready.clear()
-            if writer.is_closing():  # the peer went away while we had nothing to send
-                raise ConnectionResetError(f"connection to {peer.node_id} closed")
-            frames = list(peer.queue)
-            peer.queue.clear()
-            writer.writelines(frames)
-            await writer.drain()
+        try:
+            while True:
+                if not peer.queue:
+                    peer.writer = writer  # push() writes directly until a backlog builds
+                    await peer.ready.wait()
+                peer.writer = None
+                peer.ready.clear()
+                if writer.is_closing():  # the peer went away while we had nothing to send
+                    raise ConnectionResetError(f"connection to {peer.node_id} closed")
+                frames = list(peer.queue)
+                peer.queue.clear()
+                writer.writelines(frames)
+                await writer.drain()
+        finally:
+            peer.writer = None
 
     # ------------------------------------------------------------------------- receiving
 
