@@ -6,7 +6,8 @@ work these requests do not need; ``FastPath`` builds the same answer directly, w
 code (``kv.set_command``, ``kv.key_response``), the same error answers, the same metrics series
 and the same ``X-Request-ID``. Everything else takes the full app: a query string, an escaped
 path, ``Expect: 100-continue``, and a write to a follower (a 307 or forwarding), including one
-that finds leadership gone while it proposes.
+that finds leadership gone while it proposes. An app with middlewares beyond Konsul's own gets
+no fast path at all.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from konsul.api.http import NODE, read_json_object, result_response
 from konsul.api.kv import key_response, set_command
 from konsul.api.middlewares import (
     REQUEST_ID_HEADER,
+    error_middleware,
     internal_error_response,
     konsul_error_response,
+    metrics_middleware,
     record_request,
     request_id,
 )
@@ -40,6 +43,12 @@ ROUTE = "/kv/{key}"
 
 class FastPath:
     """The server's request handler: the hot requests here, the rest to ``full`` (the app)."""
+
+    @staticmethod
+    def applies_to(app: web.Application) -> bool:
+        """Only for an app with Konsul's own middlewares: one more (a test's, an embedder's)
+        must see every request, so the full app serves them all."""
+        return set(app.middlewares) <= {metrics_middleware, error_middleware}
 
     def __init__(self, app: web.Application, full: Handler) -> None:
         self._app = app

@@ -73,16 +73,22 @@ async def read_body(request: web.Request, limit: int = DEFAULT_BODY_LIMIT) -> by
     if cached is not None:
         return cached
     length = request.content_length
-    if length is not None and length > limit:
-        raise TooLarge(f"request body of {length} bytes exceeds the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    if length is not None:
+        if length > limit:
+            raise TooLarge(f"request body of {length} bytes exceeds the limit of {limit} bytes")
+        try:
+            body = await request.content.readexactly(length) if length else b""
+        except asyncio.IncompleteReadError:
+            raise BadRequest(f"request body ended before its {length} bytes") from None
+    else:  # chunked: count as it comes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
     request[_BODY] = body
     return body
 

@@ -76,5 +76,6 @@ class AppRunner(web.AppRunner):
     async def _make_server(self) -> Server:
         server = await super()._make_server()
         server.__class__ = _JSONServer
-        server.request_handler = FastPath(self.app, server.request_handler)
+        if FastPath.applies_to(self.app):
+            server.request_handler = FastPath(self.app, server.request_handler)
         return server

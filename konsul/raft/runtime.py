@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import contextlib
 import logging
 import random
@@ -102,8 +103,10 @@ class SavedSnapshot:
 
 @dataclass(slots=True)
 class _Proposal:
+    index: int
     term: int
     future: asyncio.Future[object]
+    deadline: float  # time.monotonic() after which it is answered "outcome unknown"
 
 
 def _log_continues(meta: SnapshotMeta, entries: list[Entry], first_index: int) -> bool:
@@ -142,6 +145,9 @@ class RaftRuntime:
         )
         self.core = self._recover()
         self._proposals: dict[int, _Proposal] = {}
+        # The same proposals in the order they were made, hence of their deadlines (one timeout
+        # for all): the ticker expires them from the left, cheaper than a timer per write.
+        self._by_deadline: collections.deque[_Proposal] = collections.deque()
         self._reads: dict[int, asyncio.Future[None]] = {}
         self._reads_waiting_apply: list[tuple[int, int]] = []  # (read index, ctx)
         self._next_read_ctx = 1
@@ -235,6 +241,7 @@ class RaftRuntime:
             if not proposal.future.done():
                 proposal.future.set_exception(error)
         self._proposals.clear()
+        self._by_deadline.clear()
         for future in self._reads.values():
             if not future.done():
                 future.set_exception(error)
@@ -247,6 +254,7 @@ class RaftRuntime:
             await asyncio.sleep(TICK_SECONDS)
             self.core.tick()
             self._wake.set()
+            self._expire_proposals()
 
     async def _snapshot_timer(self) -> None:
         while self._running:
@@ -399,14 +407,24 @@ class RaftRuntime:
 
     async def _await_entry(self, index: int, term: int) -> object:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._proposals[index] = _Proposal(term, future)
+        proposal = _Proposal(index, term, future, time.monotonic() + self.propose_timeout)
+        self._proposals[index] = proposal
+        self._by_deadline.append(proposal)
         self._wake.set()
-        try:
-            async with asyncio.timeout(self.propose_timeout):  # (wait_for costs a loop turn)
-                return await future
-        except TimeoutError:
-            self._proposals.pop(index, None)
-            raise Unavailable("The write did not commit in time; its outcome is unknown.") from None
+        return await future
+
+    def _expire_proposals(self) -> None:
+        """Answer the writes that did not commit within the propose timeout."""
+        now = time.monotonic()
+        queue = self._by_deadline
+        while queue and (queue[0].deadline <= now or queue[0].future.done()):
+            proposal = queue.popleft()
+            if self._proposals.get(proposal.index) is proposal:
+                del self._proposals[proposal.index]
+            if not proposal.future.done():
+                proposal.future.set_exception(
+                    Unavailable("The write did not commit in time; its outcome is unknown.")
+                )
 
     async def run_config_change(self, change: Callable[[], tuple[int, int]]) -> None:
         """Propose a membership change (a core method) and wait until it is applied."""

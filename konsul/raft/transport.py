@@ -70,7 +70,7 @@ class _Peer:
     # of every replication round trip is a good part of a write's latency).
     writer: asyncio.StreamWriter | None = None
 
-    def push(self, frame: bytes) -> None:
+    def push(self, frames: list[bytes]) -> None:
         writer = self.writer
         if (
             writer is not None
@@ -79,14 +79,15 @@ class _Peer:
             and writer.transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT
         ):
             try:
-                writer.write(frame)
+                writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
                 return
             except (OSError, RuntimeError):  # reset under us: the write loop reconnects
                 self.writer = None
-        if len(self.queue) >= MAX_QUEUED_FRAMES:
-            self.queue.popleft()
-            self.dropped += 1
-        self.queue.append(frame)
+        for frame in frames:
+            if len(self.queue) >= MAX_QUEUED_FRAMES:
+                self.queue.popleft()
+                self.dropped += 1
+            self.queue.append(frame)
         self.ready.set()
 
 
@@ -136,11 +137,15 @@ class TcpTransport:
     # --------------------------------------------------------------------------- sending
 
     def send(self, messages: Sequence[Message]) -> None:
+        """Send in order; one write per peer for all of its messages (one syscall, not one each)."""
+        frames: dict[str, list[bytes]] = {}
         for msg in messages:
-            peer = self._peer(msg.dst)
+            payload = encode(msg)
+            frames.setdefault(msg.dst, []).append(HEADER.pack(len(payload)) + payload)
+        for node_id, batch in frames.items():
+            peer = self._peer(node_id)
             if peer is not None:
-                frame = encode(msg)
-                peer.push(HEADER.pack(len(frame)) + frame)
+                peer.push(batch)
 
     def _peer(self, node_id: str) -> _Peer | None:
         address = self._resolve(node_id) or self._learned.get(node_id)

@@ -7,12 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from konsul.api import create_app
 from konsul.api.fastpath import ROUTE, FastPath
 from konsul.errors import NotLeader
 from konsul.node import Node
 from konsul.raft.types import Member
-from tests.api.conftest import body_of, error_of
+from tests.api.conftest import KonsulTestServer, body_of, error_of
 
 Client = Any
 
@@ -151,3 +154,24 @@ async def test_expect_continue_is_left_to_the_full_app(client: Client) -> None:
     resp = await client.put("/kv/big", data=b'{"value": "v"}', expect100=True)
     assert (await body_of(resp, 200))["key"] == "big"
     assert (await body_of(await client.get("/kv/big"), 200))["value"] == "v"
+
+
+async def test_an_app_with_a_middleware_of_its_own_gets_no_fast_path(
+    node: Node, aiohttp_client: Any
+) -> None:
+    """A middleware added to the app (a test's follower stand-in, an embedder's auth) must see
+    every request, plain key writes included."""
+    seen: list[str] = []
+
+    @web.middleware
+    async def watching(request: web.Request, handler: Handler) -> web.StreamResponse:
+        seen.append(f"{request.method} {request.path}")
+        return await handler(request)
+
+    app = create_app(node)
+    app.middlewares.append(watching)
+    client = await aiohttp_client(KonsulTestServer(app))
+    assert not isinstance(client.server.runner.server.request_handler, FastPath)
+    await body_of(await client.put("/kv/w", json={"value": "v"}), 200)
+    await body_of(await client.get("/kv/w"), 200)
+    assert seen == ["PUT /kv/w", "GET /kv/w"]
