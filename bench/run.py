@@ -231,16 +231,19 @@ def konsul_memory(root: Path, keys: int) -> dict[str, float]:
         _, _, snap = http("POST", cluster.leader().url + "/cluster/snapshot", timeout=600)
         for node in cluster.nodes:
             node.kill(signal.SIGKILL)
+        # As for etcd: all three launched at once, timed until a write is accepted again.
         started = time.monotonic()
         for node in cluster.nodes:
-            node.start(timeout=600)
-        key = f"bench/{keys - 1:08d}"
+            node.launch()
         wait_until(
-            lambda: http("GET", f"{cluster.nodes[0].url}/kv/{key}?consistent")[0] == 200,
+            lambda: any(konsul_put(n.url, "after", "restart", timeout=1) for n in cluster.nodes),
             600,
             "Konsul to serve again",
         )
         restart_s = time.monotonic() - started
+        key = f"bench/{keys - 1:08d}"
+        code, _, _ = http("GET", f"{cluster.leader().url}/kv/{key}?consistent")
+        assert code == 200, f"the last key loaded is missing after the restart ({code})"
         return {
             "load_s": load_s,
             "rss_mb_per_node": statistics.mean(rss) / 2**20,

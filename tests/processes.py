@@ -72,6 +72,12 @@ class KonsulProcess:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> KonsulProcess:
+        self.launch()
+        wait_until(self.healthy, timeout, f"konsul on {self.url} to answer {self.ready_path}")
+        return self
+
+    def launch(self) -> KonsulProcess:
+        """Start the process without waiting for it to answer (``start`` waits)."""
         if not self.port:
             self.port = free_port(self.host)
         env = {
@@ -88,7 +94,6 @@ class KonsulProcess:
             [sys.executable, "-m", "konsul"], env=env, stdout=log, stderr=log, cwd=REPO
         )
         log.close()
-        wait_until(self.healthy, timeout, f"konsul on {self.url} to answer {self.ready_path}")
         return self
 
     def healthy(self) -> bool:
