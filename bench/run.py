@@ -329,8 +329,9 @@ def render(report: Report) -> str:
         f"{m['etcd']}; fdatasync of the data directory {m['fdatasync_ms']} ms (median). "
         f"Load: {m['load_generator']}; 3 members each on 127.0.0.0/8, 256-byte values.",
         "",
-        "| Cell | Konsul req/s | etcd req/s | ratio | Konsul p50 / p99 ms | etcd p50 / p99 ms |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| Cell | Konsul req/s | etcd req/s | ratio | Konsul p50 / p99 ms | etcd p50 / p99 ms "
+        "| ratio p50 / p99 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report.rows:
         k, e = row.konsul, row.etcd
@@ -338,7 +339,8 @@ def render(report: Report) -> str:
             continue
         lines.append(
             f"| {row.name} | {k.rps:.0f} | {e.rps:.0f} | {ratio(k.rps, e.rps)} | "
-            f"{k.p50_ms:.2f} / {k.p99_ms:.2f} | {e.p50_ms:.2f} / {e.p99_ms:.2f} |"
+            f"{k.p50_ms:.2f} / {k.p99_ms:.2f} | {e.p50_ms:.2f} / {e.p99_ms:.2f} | "
+            f"{ratio(k.p50_ms, e.p50_ms)} / {ratio(k.p99_ms, e.p99_ms)} |"
         )
     if report.failover_ms:
         lines += [
@@ -361,7 +363,48 @@ def render(report: Report) -> str:
                     f"| {metric} | {k[metric]:.1f} | {e[metric]:.1f} | "
                     f"{ratio(k[metric], e[metric])} |"
                 )
+    lines += ["", "The bar (design.md, issue #7):", ""] + [f"- {line}" for line in bar(report)]
     return "\n".join(lines) + "\n"
+
+
+def bar(report: Report) -> list[str]:
+    """Each line of the performance bar, with the measured ratio and whether it holds."""
+    cells = {r.name: r for r in report.rows if r.konsul and r.etcd}
+    out: list[str] = []
+
+    def check(text: str, value: float, ok: bool) -> None:
+        out.append(f"{text}: {value:.2f} — {'met' if ok else 'NOT met'}")
+
+    def cell_ratio(name: str, field_: str) -> float | None:
+        row = cells.get(name)
+        if row is None or row.konsul is None or row.etcd is None:
+            return None
+        etcd = getattr(row.etcd, field_)
+        return getattr(row.konsul, field_) / etcd if etcd else None
+
+    for text, name, field_, limit, at_least in (
+        ("writes c64 throughput, Konsul/etcd (>= 1.0)", "write c64", "rps", 1.0, True),
+        ("writes c64 p99, Konsul/etcd (<= 2.0)", "write c64", "p99_ms", 2.0, False),
+        ("reads c16 default vs serializable (>= 1.0)", "read local c16", "rps", 1.0, True),
+        ("reads c16 consistent vs linearizable (>= 1.0)", "read consistent c16", "rps", 1.0,
+         True),
+        ("write c1 p50, Konsul/etcd (<= 1.5)", "write c1", "p50_ms", 1.5, False),
+    ):
+        value = cell_ratio(name, field_)
+        if value is not None:
+            check(text, value, value >= limit if at_least else value <= limit)
+    fail = report.failover_ms
+    if "konsul" in fail and "etcd" in fail:
+        k, e = statistics.median(fail["konsul"]), statistics.median(fail["etcd"])
+        check("failover median, Konsul seconds (< 1 s and below etcd's)", k / 1000,
+              k < 1000 and k < e)
+    mem_k, mem_e = report.memory.get("konsul"), report.memory.get("etcd")
+    if mem_k and mem_e:
+        rss = mem_k["rss_mb_per_node"] / mem_e["rss_mb_per_node"]
+        check("1M keys RSS per node, Konsul/etcd (<= 2.0)", rss, rss <= 2.0)
+        restart = mem_k["restart_to_serve_s"] / mem_e["restart_to_serve_s"]
+        check("1M keys restart to serving, Konsul/etcd (<= 1.0)", restart, restart <= 1.0)
+    return out
 
 
 def chart(report: Report, path: Path) -> None:
@@ -432,7 +475,9 @@ def main() -> None:
         stem = args.out / f"{time.strftime('%Y-%m-%d')}-{report.machine['host']}"
         args.out.mkdir(parents=True, exist_ok=True)
         stem.with_suffix(".md").write_text(text)
-        stem.with_suffix(".json").write_text(json.dumps(asdict(report), indent=1))
+        stem.with_suffix(".json").write_text(
+            json.dumps({**asdict(report), "bar": bar(report)}, indent=1)
+        )
         chart(report, stem.with_suffix(".png"))
         print(f"written: {stem}.md .json .png")
 
