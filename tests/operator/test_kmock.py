@@ -301,6 +301,11 @@ def test_wiped_pod0_rejoins_as_a_member_never_a_second_cluster(env: Env) -> None
     assert len(leaders) == 1
     assert env.steps().get("Bootstrap") == 1
     assert env.status()["bootstrapped"] is True
+    # Repaired, not merely refilled: the operator removed and re-added it (whether it saw the
+    # node empty or already catching up), and the node votes again.
+    assert env.steps().get("RemoveMember", 0) >= 1 and env.steps().get("Join", 0) >= 3
+    wait_until(lambda: (env.node_status(pod0) or {}).get("catching_up") is False, 30,
+               "pod-0 to vote again")
 
 
 def test_quorum_loss_takes_no_step_and_recovers(env: Env) -> None:
