@@ -212,7 +212,11 @@ def read_response(
 
 def read_error(request: web.Request, exc: KonsulError, index: int) -> web.Response:
     """An error answer to a read (a 404 key) still carries the read headers."""
-    return json_response(error_body(exc), status=exc.status, headers=read_headers(request, index))
+    return index_error(node_of(request), exc, index)
+
+
+def index_error(node: Node, exc: KonsulError, index: int) -> web.Response:
+    return json_response(error_body(exc), status=exc.status, headers=index_headers(node, index))
 
 
 def result_response(result: object) -> web.Response:

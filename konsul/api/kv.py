@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from konsul.api.http import (
-    error_body,
     flag,
+    index_error,
     index_headers,
     json_response,
     node_of,
@@ -48,11 +48,10 @@ def key_response(node: Node, key: str) -> web.Response:
     """The answer to a read of one key, 404 included, at the state the node holds now."""
     store = node.store
     entry = store.kv_get(key)
-    headers = index_headers(node, _key_index(store, key))
+    index = _key_index(store, key)
     if entry is None:
-        error = NotFound(f"Key {key!r} not found.")
-        return json_response(error_body(error), status=error.status, headers=headers)
-    return json_response(entry.to_json(), headers=headers)
+        return index_error(node, NotFound(f"Key {key!r} not found."), index)
+    return json_response(entry.to_json(), headers=index_headers(node, index))
 
 
 async def list_keys(request: web.Request) -> web.StreamResponse:

@@ -79,7 +79,7 @@ class _Peer:
             and writer.transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT
         ):
             try:
-                writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+                writer.write(b"".join(frames))  # (a single frame is not copied)
                 return
             except (OSError, RuntimeError):  # reset under us: the write loop reconnects
                 self.writer = None

@@ -337,24 +337,23 @@ def test_operator_killed_mid_scale_down_converges_after_restart(env: Env) -> Non
     up" and "join"): a new operator process finishes both from what it observes."""
     env.wait_converged(3)
 
-    def count(reason: str) -> int:
-        return sum(1 for e in env.events() if e.get("reason") == reason)
+    def operator_killed_after(reason: str, replicas: int) -> None:
+        """Ask for ``replicas``, kill the operator after its next ``reason`` step, restart it
+        and wait until the cluster converges."""
+        def count() -> int:
+            return sum(1 for e in env.events() if e.get("reason") == reason)
 
-    removes = count("RemoveMember")
-    env.api.patch("KonsulCluster", NAME, {"spec": {"replicas": 1}})
-    wait_until(lambda: count("RemoveMember") > removes, 30, "a first RemoveMember")
-    env.operator.kill()
-    env.operator.start()
-    env.wait_converged(1, timeout=60)
+        before = count()
+        env.api.patch("KonsulCluster", NAME, {"spec": {"replicas": replicas}})
+        wait_until(lambda: count() > before, 30, f"a first {reason}")
+        env.operator.kill()
+        env.operator.start()
+        env.wait_converged(replicas, timeout=60)
+
+    operator_killed_after("RemoveMember", 1)
     assert claims(env) == [f"data-{NAME}-0"] or wait_until(
         lambda: claims(env) == [f"data-{NAME}-0"], 30, "claims of removed members deleted")
-
-    scales = count("ScaleStatefulSet")
-    env.api.patch("KonsulCluster", NAME, {"spec": {"replicas": 3}})
-    wait_until(lambda: count("ScaleStatefulSet") > scales, 30, "the StatefulSet grown")
-    env.operator.kill()
-    env.operator.start()
-    env.wait_converged(3, timeout=60)
+    operator_killed_after("ScaleStatefulSet", 3)
     assert env.status()["bootstrapped"] is True
     assert not env.steps().get("Bootstrap"), "the restarted operator bootstrapped again"
 
