@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= 20000
 RUNS   ?= 50
 
-.PHONY: run test test-deps lint typecheck unit sim jepsen cluster cluster-stop bench bench-quick e2e manifests clean
+.PHONY: run test test-deps lint typecheck unit sim jepsen cluster cluster-stop bench bench-quick e2e manifests clean \
+        k8s-build
 
 # -P keeps the working directory off sys.path: run from here, `python -m` would otherwise take
 # operator/ for the standard library's operator module. (Once Konsul is installed, its editable
@@ -65,6 +66,11 @@ bench-quick: $(STAMP)
 e2e: $(STAMP)
 	scripts/install-helm.sh
 	$(PY) -m pytest -q -p no:cacheprovider -rs --timeout=1800 e2e
+
+## Build the local Kubernetes plane's programs (kube-apiserver, controller-manager, scheduler,
+## kubectl, etcd) from the Go module proxy into ~/.cache/konsul-k8s/, once per version
+k8s-build:
+	scripts/k8s/build.sh
 
 ## Re-render manifests/, the chart's CRD copy and values.schema.json after a chart or CRD change
 manifests: $(STAMP)
