@@ -7,18 +7,6 @@ from dataclasses import replace
 
 import msgpack
 import pytest
-from core_harness import (
-    FAST,
-    Cluster,
-    Disk,
-    MemSnapshots,
-    Node,
-    config_entry,
-    config_of,
-    node_with,
-    sent,
-    single_node,
-)
 
 from konsul.raft.core import ProposalRejected, RaftCore, Role
 from konsul.raft.messages import (
@@ -30,6 +18,18 @@ from konsul.raft.messages import (
     VoteResponse,
 )
 from konsul.raft.types import EntryKind, HardState, Member, SnapshotMeta
+from tests.raft.core_harness import (
+    FAST,
+    Cluster,
+    Disk,
+    MemSnapshots,
+    Node,
+    config_entry,
+    config_of,
+    node_with,
+    sent,
+    single_node,
+)
 
 # ---------------------------------------------------------------- pre-vote
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from core_harness import FAST, Cluster, cmd, node_with, sent
 
 from konsul.raft.core import RaftCore, RaftSafetyError, Role
 from konsul.raft.messages import (
@@ -16,6 +15,7 @@ from konsul.raft.messages import (
     VoteResponse,
 )
 from konsul.raft.types import Entry, EntryKind, HardState
+from tests.raft.core_harness import FAST, Cluster, cmd, node_with, sent
 
 NO_PRE_VOTE = replace(FAST, pre_vote=False)
 # the paper's Raft, one entry per AppendEntries, so Figure 8 can be staged message by message

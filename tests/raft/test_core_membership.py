@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from core_harness import FAST, Cluster, Node, config_entry, config_of, node_with, sent, single_node
 
 from konsul.raft.core import NotLeaderError, ProposalRejected, Role
 from konsul.raft.messages import (
@@ -15,6 +14,16 @@ from konsul.raft.messages import (
     VoteResponse,
 )
 from konsul.raft.types import Entry, EntryKind, Member
+from tests.raft.core_harness import (
+    FAST,
+    Cluster,
+    Node,
+    config_entry,
+    config_of,
+    node_with,
+    sent,
+    single_node,
+)
 
 
 def member(node_id: str) -> Member:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from core_harness import FAST, Cluster, single_node
-
 from konsul.raft.core import ReadState, Role
 from konsul.raft.messages import AppendEntries, AppendResponse, Message, ReadIndexRequest
+from tests.raft.core_harness import FAST, Cluster, single_node
 
 
 def test_leader_read_waits_for_a_majority_to_confirm_its_leadership() -> None:

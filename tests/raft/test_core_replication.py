@@ -6,10 +6,10 @@ import random
 from dataclasses import replace
 
 import pytest
-from core_harness import FAST, Cluster, node_with
 
 from konsul.raft.core import NotLeaderError, Role
 from konsul.raft.messages import AppendEntries, AppendResponse, Message
+from tests.raft.core_harness import FAST, Cluster, node_with
 
 
 def appends_to(c: Cluster, dst: str) -> list[AppendEntries]:

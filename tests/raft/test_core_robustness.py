@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 
-from core_harness import FAST, MemSnapshots, cmd, config_entry, config_of
-
 from konsul.raft.core import NotLeaderError, ProposalRejected, RaftCore, RaftSafetyError, Role
 from konsul.raft.messages import (
     AppendEntries,
@@ -22,6 +20,7 @@ from konsul.raft.messages import (
     VoteResponse,
 )
 from konsul.raft.types import HardState, SnapshotMeta
+from tests.raft.core_harness import FAST, MemSnapshots, cmd, config_entry, config_of
 
 PEERS = ["b", "c", "d", "zz"]  # zz is no member
 

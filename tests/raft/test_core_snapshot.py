@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from core_harness import FAST, Cluster
 
 from konsul.raft.core import RaftCore, Role
 from konsul.raft.messages import AppendEntries, InstallSnapshot, SnapshotResponse
 from konsul.raft.types import SnapshotMeta
+from tests.raft.core_harness import FAST, Cluster
 
 
 def lagging_cluster(writes: int = 20) -> Cluster:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from core_harness import FAST, Cluster, single_node
 
 from konsul.raft.core import NotLeaderError, ProposalRejected, Role
 from konsul.raft.messages import AppendEntries, Message, RequestVote, TimeoutNow
+from tests.raft.core_harness import FAST, Cluster, single_node
 
 
 def test_transfer_to_a_caught_up_voter_happens_at_once() -> None:
