@@ -1,8 +1,8 @@
 """The replicated state machine: KV, services, health checks, transactions, export/import.
 
-Deterministic: it never reads the clock or randomness. Writes arrive as commands built (and
-validated) by ``konsul.store.commands`` and are applied in log order by ``StateMachine.apply``;
-reads go straight to the local replica.
+Deterministic: it never reads the clock or randomness. Writes arrive as commands (the types of
+``konsul.store.schema``) built and validated by ``konsul.store.commands``, and are applied in log
+order by ``StateMachine.apply``; reads go straight to the local replica.
 """
 
 from konsul.store import commands

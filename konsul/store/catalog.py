@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from konsul.store.schema import CheckDef, ServiceDef
 from konsul.store.types import (
     HEARTBEAT_OUTPUT,
     JSON,
@@ -98,23 +99,24 @@ class Catalog:
 
     # ------------------------------------------------------------------------- writes
 
-    def conflicts(self, svc: Mapping[str, Any], claimable: set[str]) -> Rejected | None:
+    def conflicts(self, svc: ServiceDef, claimable: set[str]) -> Rejected | None:
         """A check id of ``svc`` that belongs to another service (not one in ``claimable``)."""
-        sid = svc["id"]
-        for c in svc["checks"]:
-            owner = self.checks.get(c["id"])
-            if owner is not None and owner.service_id != sid and owner.service_id not in claimable:
+        for c in svc.checks:
+            owner = self.checks.get(c.id)
+            if owner is not None and owner.service_id != svc.id and (
+                owner.service_id not in claimable
+            ):
                 return Rejected(
                     409,
-                    f"Check id {c['id']!r} already belongs to service {owner.service_id!r}.",
-                    {"check_id": c["id"], "service_id": owner.service_id},
+                    f"Check id {c.id!r} already belongs to service {owner.service_id!r}.",
+                    {"check_id": c.id, "service_id": owner.service_id},
                 )
         return None
 
     def register(
-        self, index: int, svc: Mapping[str, Any], claimable: set[str] | None = None
+        self, index: int, svc: ServiceDef, claimable: set[str] | None = None
     ) -> ServiceWritten | Rejected:
-        """Upsert an instance (normalised map from ``commands.normalize_service``).
+        """Upsert an instance (as ``commands.normalize_service`` normalised it).
 
         Unchanged checks keep their state; a check whose probe (kind, target, ttl) changed starts
         over. Check ids owned by another service are refused, except, within one import chunk,
@@ -123,25 +125,22 @@ class Catalog:
         rejected = self.conflicts(svc, claimable or set())
         if rejected is not None:
             return rejected
-        sid: str = svc["id"]
+        sid = svc.id
         old = self.services.get(sid)
         checks = self.checks
         new_checks: list[Check] = []
         checks_changed = False
-        for c in svc["checks"]:
-            chk = self._merge_check(index, sid, c, checks.get(c["id"]))
-            checks_changed = checks_changed or chk is not checks.get(c["id"])
+        for c in svc.checks:
+            chk = self._merge_check(index, sid, c, checks.get(c.id))
+            checks_changed = checks_changed or chk is not checks.get(c.id)
             new_checks.append(chk)
         new_ids = tuple(c.id for c in new_checks)
         keep = set(new_ids)
         removed = [cid for cid in old.check_ids if cid not in keep] if old is not None else []
         checks_changed = checks_changed or bool(removed)
-        # Everything is read from the command before anything changes: a command of the wrong
-        # shape (only a forged one: builders never make them) fails here, leaving no trace.
         new = Service(
-            sid, svc["name"], svc["address"], svc["port"], tuple(svc["tags"]), dict(svc["meta"]),
-            new_ids, svc["ttl"],
-            index if old is None else old.create_index, index, index,
+            sid, svc.name, svc.address, svc.port, tuple(svc.tags), dict(svc.meta), new_ids,
+            svc.ttl, index if old is None else old.create_index, index, index,
         )
         for cid in removed:
             del checks[cid]
@@ -167,26 +166,24 @@ class Catalog:
         self.events.append(Event("service_registered", index, sid))
         return ServiceWritten(sid, new.modify_index)
 
-    def _merge_check(self, index: int, sid: str, c: Mapping[str, Any], prev: Check | None
-                     ) -> Check:
-        kind = c["kind"]
+    def _merge_check(self, index: int, sid: str, c: CheckDef, prev: Check | None) -> Check:
         if (
             prev is not None
             and prev.service_id == sid
-            and prev.kind == kind
-            and prev.target == c["target"]
-            and prev.ttl == c["ttl"]
+            and prev.kind == c.kind
+            and prev.target == c.target
+            and prev.ttl == c.ttl
         ):
             if (prev.name, prev.interval, prev.timeout, prev.deregister_critical_after) == (
-                c["name"], c["interval"], c["timeout"], c["dca"]
+                c.name, c.interval, c.timeout, c.dca
             ):
                 return prev
-            return replace(prev, name=c["name"], interval=c["interval"], timeout=c["timeout"],
-                           deregister_critical_after=c["dca"], modify_index=index)
-        output = TTL_INITIAL_OUTPUT if kind == "ttl" else NOT_CHECKED_OUTPUT
+            return replace(prev, name=c.name, interval=c.interval, timeout=c.timeout,
+                           deregister_critical_after=c.dca, modify_index=index)
+        output = TTL_INITIAL_OUTPUT if c.kind == "ttl" else NOT_CHECKED_OUTPUT
         create = index if prev is None or prev.service_id != sid else prev.create_index
-        return Check(c["id"], c["name"], sid, kind, c["target"], c["interval"], c["timeout"],
-                     c["ttl"], c["dca"], "critical", output, create, index, index, index)
+        return Check(c.id, c.name, sid, c.kind, c.target, c.interval, c.timeout, c.ttl, c.dca,
+                     "critical", output, create, index, index, index)
 
     def deregister(self, index: int, sid: str) -> ServiceWritten | Rejected:
         svc = self.services.pop(sid, None)
@@ -294,18 +291,6 @@ class Catalog:
     def export(self) -> list[JSON]:
         return [self.services[i].definition(self.checks_of(self.services[i]))
                 for i in sorted(self.services)]
-
-
-_SERVICE_KEYS = ("id", "name", "address", "port", "tags", "meta", "ttl", "checks")
-_CHECK_KEYS = ("id", "name", "kind", "target", "interval", "timeout", "ttl", "dca")
-
-
-def well_formed(svc: Mapping[str, Any]) -> None:
-    """Raise ValueError unless ``svc`` has the normalised shape ``commands`` produces."""
-    if not all(k in svc for k in _SERVICE_KEYS) or not all(
-        isinstance(c, Mapping) and all(k in c for k in _CHECK_KEYS) for c in svc["checks"]
-    ):
-        raise ValueError(f"malformed service {svc!r}")
 
 
 def not_ttl_message(chk: Check) -> str:

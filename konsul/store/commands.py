@@ -14,7 +14,7 @@ itself never reads a clock): ``check_update(..., from_runner=True)``, ``service_
 its decision on, and applies only if that index is still current: a heartbeat or a report that
 was committed in between wins, on every replica alike.
 
-Normalised forms (what ``apply`` receives) are documented per op in ``konsul.store.machine``.
+Each builder returns the encoded bytes of one command type of ``konsul.store.schema``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,27 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import msgpack
-
 from konsul.durations import parse_duration
 from konsul.errors import BadRequest, TooLarge
+from konsul.store.schema import (
+    CheckDef,
+    CheckExpire,
+    CheckReap,
+    CheckSet,
+    CheckTTL,
+    Import,
+    KVDelete,
+    KVItem,
+    KVSet,
+    ServiceDef,
+    ServiceDeregister,
+    ServiceExpire,
+    ServiceHeartbeat,
+    ServiceRegister,
+    Txn,
+    TxnOp,
+    encode,
+)
 from konsul.store.types import STATUSES
 
 MAX_KEY_BYTES = 512
@@ -59,12 +76,6 @@ TXN_VERBS = ("set", "delete", "cas", "delete-cas", "get", "check-index")
 # C0 and C1 control characters and DEL.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _META_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
-
-
-def encode(command: dict[str, Any]) -> bytes:
-    """msgpack bytes of a command map (builders use it; tests use it to forge commands)."""
-    data: bytes = msgpack.packb(command)
-    return data
 
 
 # ----------------------------------------------------------------------------- field validation
@@ -206,14 +217,13 @@ def kv_set(key: str, value: str, flags: int = 0, cas: int | None = None) -> byte
     exist; N = only if the key's modify_index is N. Applies to ``KVWritten`` or
     ``Rejected(409)`` on a CAS mismatch (details: ``current_index``)."""
     return encode(
-        {
-            "op": "kv_set",
-            "key": validate_key(key),
-            "value": validate_value(value),
-            "flags": flags if flags.__class__ is int and 0 <= flags <= MAX_UINT64
+        KVSet(
+            validate_key(key),
+            validate_value(value),
+            flags if flags.__class__ is int and 0 <= flags <= MAX_UINT64
             else validate_uint(flags, "flags"),
-            "cas": None if cas is None else validate_uint(cas, "cas index"),
-        }
+            None if cas is None else validate_uint(cas, "cas index"),
+        )
     )
 
 
@@ -225,15 +235,9 @@ def kv_delete(key: str, cas: int | None = None, recurse: bool = False) -> bytes:
     if recurse:
         if cas is not None:
             raise BadRequest("cas cannot be combined with recurse.")
-        return encode({"op": "kv_delete", "key": validate_prefix(key), "cas": None,
-                       "recurse": True})
+        return encode(KVDelete(validate_prefix(key), None, True))
     return encode(
-        {
-            "op": "kv_delete",
-            "key": validate_key(key),
-            "cas": None if cas is None else validate_uint(cas, "cas index"),
-            "recurse": False,
-        }
+        KVDelete(validate_key(key), None if cas is None else validate_uint(cas, "cas index"), False)
     )
 
 
@@ -261,11 +265,10 @@ def txn(ops: object) -> bytes:
         raise BadRequest("A transaction needs at least one op.")
     if len(ops) > MAX_TXN_OPS:
         raise BadRequest(f"A transaction holds at most {MAX_TXN_OPS} ops; got {len(ops)}.")
-    return encode({"op": "txn", "ops": [_txn_op(i, op) for i, op in enumerate(ops)]})
+    return encode(Txn([_txn_op(i, op) for i, op in enumerate(ops)]))
 
 
-def _txn_op(i: int, op: object) -> list[Any]:
-    """Normalised op: [verb, key, value | None, flags, index | None]."""
+def _txn_op(i: int, op: object) -> TxnOp:
     if not isinstance(op, Mapping):
         raise BadRequest(f"ops[{i}] must be an object.")
     unknown = set(op) - {"verb", "key", "value", "flags", "index"}
@@ -296,7 +299,7 @@ def _txn_op(i: int, op: object) -> list[Any]:
         raise BadRequest(f"ops[{i}]: {exc.message}") from None
     except TooLarge as exc:
         raise TooLarge(f"ops[{i}]: {exc.message}") from None
-    return [verb, key, value, flags, index]
+    return TxnOp(verb, key, value, flags, index)
 
 
 # ----------------------------------------------------------------------------- services
@@ -317,13 +320,11 @@ def service_register(instance: Mapping[str, Any], ttl: float | str | None = None
     Applies to ``ServiceWritten`` or ``Rejected(409)`` when a check id belongs to another
     service.
     """
-    return encode({"op": "service_register", "service": normalize_service(instance, ttl)})
+    return encode(ServiceRegister(normalize_service(instance, ttl)))
 
 
-def normalize_service(instance: object, ttl: object = None) -> dict[str, Any]:
-    """Validate an instance and return its normalised map (also used by import):
-    ``{"id","name","address","port","tags","meta","ttl","checks": [check...]}`` where a check is
-    ``{"id","name","kind","target","interval","timeout","ttl","dca"}``."""
+def normalize_service(instance: object, ttl: object = None) -> ServiceDef:
+    """Validate an instance and return its normalised form (also used by import)."""
     if not isinstance(instance, Mapping):
         raise BadRequest("A service instance must be an object.")
     unknown = set(instance) - _SERVICE_FIELDS
@@ -356,19 +357,12 @@ def normalize_service(instance: object, ttl: object = None) -> dict[str, Any]:
     checks = [_check(sid, name, i, len(checks_raw), c) for i, c in enumerate(checks_raw)]
     seen: set[str] = set()
     for c in checks:
-        if c["id"] in seen:
-            raise BadRequest(f"Duplicate check id {c['id']!r} in service {sid!r}.")
-        seen.add(c["id"])
-    return {
-        "id": sid,
-        "name": name,
-        "address": address,
-        "port": port,
-        "tags": tags,
-        "meta": meta,
-        "ttl": _optional_duration(ttl, "service ttl"),
-        "checks": checks,
-    }
+        if c.id in seen:
+            raise BadRequest(f"Duplicate check id {c.id!r} in service {sid!r}.")
+        seen.add(c.id)
+    return ServiceDef(
+        sid, name, address, port, tags, meta, _optional_duration(ttl, "service ttl"), checks
+    )
 
 
 def _tags(raw: object) -> list[str]:
@@ -398,7 +392,7 @@ def _meta(raw: object) -> dict[str, str]:
     return out
 
 
-def _check(sid: str, sname: str, pos: int, count: int, raw: object) -> dict[str, Any]:
+def _check(sid: str, sname: str, pos: int, count: int, raw: object) -> CheckDef:
     where = f"checks[{pos}]"
     if not isinstance(raw, Mapping):
         raise BadRequest(f"{where} must be an object.")
@@ -425,8 +419,7 @@ def _check(sid: str, sname: str, pos: int, count: int, raw: object) -> dict[str,
                                     f"{where}.timeout")
     dca = _optional_duration(raw.get("deregister_critical_after"),
                              f"{where}.deregister_critical_after")
-    return {"id": cid, "name": cname, "kind": kind, "target": target, "interval": interval,
-            "timeout": timeout, "ttl": ttl, "dca": dca}
+    return CheckDef(cid, cname, kind, target, interval, timeout, ttl, dca)
 
 
 def _http_target(raw: object, where: str) -> str:
@@ -450,13 +443,13 @@ def _tcp_target(raw: object, where: str) -> str:
 
 def service_deregister(service_id: str) -> bytes:
     """Remove an instance and its checks. Applies to ``ServiceWritten`` or ``Rejected(404)``."""
-    return encode({"op": "service_deregister", "id": validate_id(service_id, "service id")})
+    return encode(ServiceDeregister(validate_id(service_id, "service id")))
 
 
 def service_heartbeat(service_id: str) -> bytes:
     """Record a heartbeat (resets the leader's service-TTL timer) and pass the service's TTL
     checks. Applies to ``ServiceWritten`` or ``Rejected(404)``."""
-    return encode({"op": "service_heartbeat", "id": validate_id(service_id, "service id")})
+    return encode(ServiceHeartbeat(validate_id(service_id, "service id")))
 
 
 def check_update(
@@ -466,32 +459,30 @@ def check_update(
     handler calls ``StateMachine.validate_check_update`` first for a 404/400, and apply refuses
     again (``Rejected(400)``) if the check changed kind in between. With ``from_runner`` (the
     leader's HTTP/TCP check runner) any kind is accepted. Applies to ``CheckWritten``."""
+    update = CheckSet if from_runner else CheckTTL
     return encode(
-        {
-            "op": "check_set" if from_runner else "check_ttl",
-            "id": validate_id(check_id, "check id"),
-            "status": validate_status(status),
-            "output": validate_output(output),
-        }
+        update(
+            validate_id(check_id, "check id"), validate_status(status), validate_output(output)
+        )
     )
 
 
 def service_expire(service_id: str, heartbeat_index: int) -> bytes:
     """Leader: the service's heartbeat TTL ran out. Deregisters it only if its
     ``heartbeat_index`` is still ``heartbeat_index`` (else ``Ignored``)."""
-    return encode({"op": "service_expire", "id": service_id, "seen": int(heartbeat_index)})
+    return encode(ServiceExpire(service_id, int(heartbeat_index)))
 
 
 def check_expire(check_id: str, update_index: int) -> bytes:
     """Leader: a TTL check was not updated within its TTL. Sets it critical ("TTL expired")
     only if its ``update_index`` is still ``update_index`` (else ``Ignored``)."""
-    return encode({"op": "check_expire", "id": check_id, "seen": int(update_index)})
+    return encode(CheckExpire(check_id, int(update_index)))
 
 
 def check_reap(check_id: str, status_index: int) -> bytes:
     """Leader: a check stayed critical for its ``deregister_critical_after``. Deregisters the
     check's service only if the check is still critical with ``status_index`` unchanged."""
-    return encode({"op": "check_reap", "id": check_id, "seen": int(status_index)})
+    return encode(CheckReap(check_id, int(status_index)))
 
 
 # ----------------------------------------------------------------------------- import
@@ -513,7 +504,7 @@ def import_document(doc: object) -> list[bytes]:
         raise BadRequest(f"Unsupported export version {version!r}; this node reads version 1.")
     kv = _import_kv(doc.get("kv"))
     services = _import_services(doc.get("services"))
-    return [encode({"op": "import", "kv": k, "services": s}) for k, s in _chunks(kv, services)]
+    return [encode(Import(k, s)) for k, s in _chunks(kv, services)]
 
 
 def import_chunk(doc_part: object) -> bytes:
@@ -522,16 +513,17 @@ def import_chunk(doc_part: object) -> bytes:
     ``Rejected(409)`` (a check id owned by another service)."""
     if not isinstance(doc_part, Mapping):
         raise BadRequest("An import chunk must be an object.")
-    return encode({"op": "import", "kv": _import_kv(doc_part.get("kv")),
-                   "services": _import_services(doc_part.get("services"))})
+    return encode(
+        Import(_import_kv(doc_part.get("kv")), _import_services(doc_part.get("services")))
+    )
 
 
-def _import_kv(raw: object) -> list[list[Any]]:
+def _import_kv(raw: object) -> list[KVItem]:
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise BadRequest("kv must be a list.")
-    out: list[list[Any]] = []
+    out: list[KVItem] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
         if not isinstance(item, Mapping):
@@ -545,8 +537,8 @@ def _import_kv(raw: object) -> list[list[Any]]:
             if key in seen:
                 raise BadRequest(f"duplicate key {key!r}.")
             seen.add(key)
-            out.append([key, validate_value(item.get("value")),
-                        validate_uint(item.get("flags", 0), "flags")])
+            out.append(KVItem(key, validate_value(item.get("value")),
+                              validate_uint(item.get("flags", 0), "flags")))
         except BadRequest as exc:
             raise BadRequest(f"kv[{i}]: {exc.message}") from None
         except TooLarge as exc:
@@ -554,12 +546,12 @@ def _import_kv(raw: object) -> list[list[Any]]:
     return out
 
 
-def _import_services(raw: object) -> list[dict[str, Any]]:
+def _import_services(raw: object) -> list[ServiceDef]:
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise BadRequest("services must be a list.")
-    out: list[dict[str, Any]] = []
+    out: list[ServiceDef] = []
     ids: set[str] = set()
     check_owner: dict[str, str] = {}
     for i, item in enumerate(raw):
@@ -567,29 +559,29 @@ def _import_services(raw: object) -> list[dict[str, Any]]:
             svc = normalize_service(item)
         except BadRequest as exc:
             raise BadRequest(f"services[{i}]: {exc.message}") from None
-        if svc["id"] in ids:
-            raise BadRequest(f"services[{i}]: duplicate service id {svc['id']!r}.")
-        ids.add(svc["id"])
-        for c in svc["checks"]:
-            owner = check_owner.setdefault(c["id"], svc["id"])
-            if owner != svc["id"]:
+        if svc.id in ids:
+            raise BadRequest(f"services[{i}]: duplicate service id {svc.id!r}.")
+        ids.add(svc.id)
+        for c in svc.checks:
+            owner = check_owner.setdefault(c.id, svc.id)
+            if owner != svc.id:
                 raise BadRequest(
-                    f"services[{i}]: check id {c['id']!r} is also used by service {owner!r}."
+                    f"services[{i}]: check id {c.id!r} is also used by service {owner!r}."
                 )
         out.append(svc)
     return out
 
 
 def _chunks(
-    kv: list[list[Any]], services: list[dict[str, Any]]
-) -> Iterable[tuple[list[list[Any]], list[dict[str, Any]]]]:
+    kv: list[KVItem], services: list[ServiceDef]
+) -> Iterable[tuple[list[KVItem], list[ServiceDef]]]:
     """Bounded parts; an empty document still yields one (empty) chunk so the import commits
     something and reports counts."""
-    k_part: list[list[Any]] = []
-    s_part: list[dict[str, Any]] = []
+    k_part: list[KVItem] = []
+    s_part: list[ServiceDef] = []
     size = 0
     for item in kv:
-        cost = len(item[0]) + len(item[1]) + 16
+        cost = len(item.key) + len(item.value) + 16
         if k_part and (len(k_part) >= IMPORT_CHUNK_ITEMS or size + cost > IMPORT_CHUNK_BYTES):
             yield k_part, []
             k_part, size = [], 0

@@ -3,15 +3,18 @@
 Entries live in a dict as plain tuples ``(value, flags, create_index, modify_index)``: a tuple
 of atomic values is the smallest Python object that holds them, and the garbage collector stops
 tracking such tuples after its first pass, so a million keys do not lengthen every full
-collection. Keys are also kept in a ``SortedKeys`` for prefix listings. Reads build ``KVEntry``
-objects on the way out.
+collection. (It does so for exact tuples only: a ``NamedTuple`` row would stay tracked, which is
+why ``Row`` is a plain tuple, always unpacked into named variables, never indexed.) Keys are
+also kept in a ``SortedKeys`` for prefix listings. Reads build ``KVEntry`` objects on the way
+out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import cast
 
+from konsul.store.schema import TxnOp
 from konsul.store.sortedkeys import SortedKeys
 from konsul.store.types import JSON, KVDeleted, KVEntry, KVWritten, Rejected, TxnDone
 
@@ -20,7 +23,24 @@ _MAX_CHAR = chr(0x10FFFF)
 
 
 def _entry(key: str, row: Row) -> KVEntry:
-    return KVEntry(key, row[0], row[1], row[2], row[3])
+    value, flags, create_index, modify_index = row
+    return KVEntry(key, value, flags, create_index, modify_index)
+
+
+def _modify_index(row: Row | None) -> int:
+    """The row's modify index, 0 for an absent key (what a CAS compares with)."""
+    if row is None:
+        return 0
+    _, _, _, modify_index = row
+    return modify_index
+
+
+def _create_index(row: Row | None, index: int) -> int:
+    """The create index of a write at ``index`` over ``row`` (absent: this write creates it)."""
+    if row is None:
+        return index
+    _, _, create_index, _ = row
+    return create_index
 
 
 def _cas_failed(key: str, expected: int, current: int) -> Rejected:
@@ -116,14 +136,12 @@ class KVTable:
             ) -> KVWritten | Rejected:
         row = self._rows.get(key)
         if cas is not None:
-            current = 0 if row is None else row[3]
+            current = _modify_index(row)
             if current != cas:
                 return _cas_failed(key, cas, current)
         if row is None:
             self._keys.add(key)
-            create = index
-        else:
-            create = row[2]
+        create = _create_index(row, index)
         self._rows[key] = (value, flags, create, index)
         self.index = index
         return KVWritten(key, create, index)
@@ -132,8 +150,9 @@ class KVTable:
         row = self._rows.get(key)
         if row is None:
             return KVDeleted(0)
-        if cas is not None and row[3] != cas:
-            return _cas_failed(key, cas, row[3])
+        current = _modify_index(row)
+        if cas is not None and current != cas:
+            return _cas_failed(key, cas, current)
         del self._rows[key]
         self._keys.remove(key)
         self.index = index
@@ -159,12 +178,10 @@ class KVTable:
         row = self._rows.get(key)
         if row is None:
             self._keys.add(key)
-            self._rows[key] = (value, flags, index, index)
-        else:
-            self._rows[key] = (value, flags, row[2], index)
+        self._rows[key] = (value, flags, _create_index(row, index), index)
         self.index = index
 
-    def txn(self, index: int, ops: list[list[Any]]) -> TxnDone | Rejected:
+    def txn(self, index: int, ops: list[TxnOp]) -> TxnDone | Rejected:
         """All-or-nothing: ops run against an overlay of pending changes; the overlay is
         committed only if no op failed. Every failing op is reported, evaluated against the
         state the earlier ops would have produced."""
@@ -172,18 +189,17 @@ class KVTable:
         overlay: dict[str, Row | None] = {}
         results: list[JSON] = []
         errors: list[JSON] = []
-        for i, op in enumerate(ops):
-            verb: str = op[0]
-            key: str = op[1]
-            want: int = op[4] if op[4] is not None else 0
+        for i, (verb, key, value, flags, expected) in enumerate(ops):
+            want = 0 if expected is None else expected
             row = overlay[key] if key in overlay else rows.get(key)
-            current = 0 if row is None else row[3]
+            current = _modify_index(row)
             if verb == "set" or verb == "cas":
                 if verb == "cas" and current != want:
                     errors.append(_op_error(i, _cas_failed(key, want, current).message))
                     continue
-                create = index if row is None else row[2]
-                overlay[key] = (op[2], op[3], create, index)
+                create = _create_index(row, index)
+                # cast: the builder gives every set and cas op a value
+                overlay[key] = (cast(str, value), flags, create, index)
                 results.append({"key": key, "create_index": create, "modify_index": index})
             elif verb == "delete" or verb == "delete-cas":
                 if verb == "delete-cas" and row is not None and current != want:
@@ -245,5 +261,8 @@ class KVTable:
         self.index = index
 
     def export(self) -> list[JSON]:
-        rows = self._rows
-        return [{"key": k, "value": rows[k][0], "flags": rows[k][1]} for k in self._keys]
+        out: list[JSON] = []
+        for key in self._keys:
+            value, flags, _, _ = self._rows[key]
+            out.append({"key": key, "value": value, "flags": flags})
+        return out

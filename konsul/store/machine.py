@@ -1,23 +1,29 @@
 """StateMachine: applies committed commands in log order; snapshot, restore, export; reads.
 
-Commands (msgpack maps, built by ``konsul.store.commands``), by ``op``:
+Commands (``konsul.store.schema``: one dataclass per ``op``, built by ``konsul.store.commands``).
+The table is rendered from those types by ``schema.command_table()``; a test keeps it so:
 
-==================== ===================================== =====================================
-op                   fields                                result
-==================== ===================================== =====================================
-kv_set               key, value, flags, cas (None|int)     KVWritten | Rejected(409)
-kv_delete            key, cas (None|int), recurse          KVDeleted | Rejected(409)
-txn                  ops: [[verb,key,value,flags,index]]   TxnDone | Rejected(409, errors)
-service_register     service: normalised instance          ServiceWritten | Rejected(409)
-service_deregister   id                                    ServiceWritten | Rejected(404)
-service_heartbeat    id                                    ServiceWritten | Rejected(404)
-check_ttl            id, status, output  (API)             CheckWritten | Rejected(404|400)
-check_set            id, status, output  (leader runner)   CheckWritten | Rejected(404)
-service_expire       id, seen (heartbeat_index)            ServiceWritten | Ignored
-check_expire         id, seen (update_index)               CheckWritten | Ignored
-check_reap           id, seen (status_index)               ServiceWritten | Ignored
-import               kv: [[key,value,flags]], services     Imported | Rejected(409)
-==================== ===================================== =====================================
+==================  ====================================  ================================
+op                  fields                                result
+==================  ====================================  ================================
+kv_set              key, value, flags, cas                KVWritten | Rejected(409)
+kv_delete           key, cas, recurse                     KVDeleted | Rejected(409)
+txn                 ops: [TxnOp]                          TxnDone | Rejected(409, errors)
+service_register    service: ServiceDef                   ServiceWritten | Rejected(409)
+service_deregister  id                                    ServiceWritten | Rejected(404)
+service_heartbeat   id                                    ServiceWritten | Rejected(404)
+check_ttl           id, status, output                    CheckWritten | Rejected(404|400)
+check_set           id, status, output                    CheckWritten | Rejected(404)
+service_expire      id, seen                              ServiceWritten | Ignored
+check_expire        id, seen                              CheckWritten | Ignored
+check_reap          id, seen                              ServiceWritten | Ignored
+import              kv: [KVItem], services: [ServiceDef]  Imported | Rejected(409)
+==================  ====================================  ================================
+
+TxnOp: [verb, key, value, flags, expected_index]
+KVItem: [key, value, flags]
+ServiceDef: {id, name, address, port, tags, meta, ttl, checks}
+CheckDef: {id, name, kind, target, interval, timeout, ttl, dca}
 
 ``apply`` never raises: a command that cannot take effect is a ``Rejected`` result with state
 unchanged; bytes that do not decode to a known command are counted in ``apply_errors`` and
@@ -28,13 +34,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import assert_never
 
 import msgpack
 
 from konsul.errors import BadRequest, NotFound
-from konsul.store.catalog import Catalog, not_ttl_message, well_formed
+from konsul.store.catalog import Catalog, not_ttl_message
 from konsul.store.kv import KVTable
+from konsul.store.schema import (
+    CheckExpire,
+    CheckReap,
+    CheckSet,
+    CheckTTL,
+    Command,
+    Import,
+    KVDelete,
+    KVSet,
+    ServiceDeregister,
+    ServiceExpire,
+    ServiceHeartbeat,
+    ServiceRegister,
+    Txn,
+    reader,
+)
 from konsul.store.types import (
     JSON,
     ApplyResult,
@@ -72,20 +94,6 @@ class StateMachine:
         self.last_applied = 0
         self.apply_errors = 0  # local counter (not replicated state, not in snapshots)
         self.listeners: list[Listener] = []
-        self._ops: dict[str, Callable[[int, dict[str, Any]], ApplyResult]] = {
-            "kv_set": self._kv_set,
-            "kv_delete": self._kv_delete,
-            "txn": self._txn,
-            "service_register": self._service_register,
-            "service_deregister": self._service_deregister,
-            "service_heartbeat": self._service_heartbeat,
-            "check_ttl": self._check_ttl,
-            "check_set": self._check_set,
-            "service_expire": self._service_expire,
-            "check_expire": self._check_expire,
-            "check_reap": self._check_reap,
-            "import": self._import,
-        }
 
     # ------------------------------------------------------------------------- apply
 
@@ -98,14 +106,14 @@ class StateMachine:
             return Ignored(f"entry {index} already applied (last_applied {self.last_applied})")
         self.last_applied = index
         try:
-            cmd = msgpack.unpackb(data)
-            handler = self._ops[cmd["op"]]
+            raw = msgpack.unpackb(data)
+            read = reader(raw["op"])
         except Exception as exc:  # any garbage must end here, not in the runtime
             self.apply_errors += 1
             log.error("undecodable command at index %d: %r", index, exc)
             return Rejected(500, f"Entry {index} is not a valid command.")
         try:
-            result = handler(index, cmd)
+            result = self._dispatch(index, read(raw))
         except Exception as exc:  # a forged command of the right op, wrong shape
             self.apply_errors += 1
             log.exception("command at index %d failed to apply", index)
@@ -129,63 +137,49 @@ class StateMachine:
                 except Exception:  # a listener bug must not break replication
                     log.exception("store listener failed on %r", event)
 
-    def _kv_set(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        return self.kv.set(index, cmd["key"], cmd["value"], cmd["flags"], cmd["cas"])
+    def _dispatch(self, index: int, cmd: Command) -> ApplyResult:
+        match cmd:
+            case KVSet():
+                return self.kv.set(index, cmd.key, cmd.value, cmd.flags, cmd.cas)
+            case KVDelete(recurse=True):
+                return self.kv.delete_prefix(index, cmd.key)
+            case KVDelete():
+                return self.kv.delete(index, cmd.key, cmd.cas)
+            case Txn():
+                return self.kv.txn(index, cmd.ops)
+            case ServiceRegister():
+                return self.catalog.register(index, cmd.service)
+            case ServiceDeregister():
+                return self.catalog.deregister(index, cmd.id)
+            case ServiceHeartbeat():
+                return self.catalog.heartbeat(index, cmd.id)
+            case CheckTTL():
+                return self.catalog.update_check(index, cmd.id, cmd.status, cmd.output, True)
+            case CheckSet():
+                return self.catalog.update_check(index, cmd.id, cmd.status, cmd.output, False)
+            case ServiceExpire():
+                return self.catalog.expire_service(index, cmd.id, cmd.seen)
+            case CheckExpire():
+                return self.catalog.expire_check(index, cmd.id, cmd.seen)
+            case CheckReap():
+                return self.catalog.reap(index, cmd.id, cmd.seen)
+            case Import():
+                return self._import(index, cmd)
+            case _:
+                assert_never(cmd)
 
-    def _kv_delete(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        if cmd["recurse"]:
-            return self.kv.delete_prefix(index, cmd["key"])
-        return self.kv.delete(index, cmd["key"], cmd["cas"])
-
-    def _txn(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        return self.kv.txn(index, cmd["ops"])
-
-    def _service_register(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        return self.catalog.register(index, cmd["service"])
-
-    def _service_deregister(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        return self.catalog.deregister(index, cmd["id"])
-
-    def _service_heartbeat(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        return self.catalog.heartbeat(index, cmd["id"])
-
-    def _check_ttl(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        return self.catalog.update_check(index, cmd["id"], cmd["status"], cmd["output"], True)
-
-    def _check_set(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        return self.catalog.update_check(index, cmd["id"], cmd["status"], cmd["output"], False)
-
-    def _service_expire(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        return self.catalog.expire_service(index, cmd["id"], cmd["seen"])
-
-    def _check_expire(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        return self.catalog.expire_check(index, cmd["id"], cmd["seen"])
-
-    def _check_reap(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        return self.catalog.reap(index, cmd["id"], cmd["seen"])
-
-    def _import(self, index: int, cmd: dict[str, Any]) -> ApplyResult:
-        kv_items: list[list[Any]] = cmd["kv"]
-        services: list[dict[str, Any]] = cmd["services"]
-        # Check every row's shape first: a malformed one (only a forged command: builders never
-        # make them) fails before anything changed, keeping the chunk atomic even then.
-        for row in kv_items:
-            key, value, flags = row
-            if type(key) is not str or type(value) is not str or type(flags) is not int:
-                raise ValueError(f"malformed import row {row!r}")
-        for svc in services:
-            well_formed(svc)
-        claimable = {s["id"] for s in services}
+    def _import(self, index: int, cmd: Import) -> ApplyResult:
+        claimable = {s.id for s in cmd.services}
         # Refuse the whole chunk before touching anything: a chunk is atomic.
-        for svc in services:
+        for svc in cmd.services:
             rejected = self.catalog.conflicts(svc, claimable)
             if rejected is not None:
                 return rejected
-        for key, value, flags in kv_items:
+        for key, value, flags in cmd.kv:
             self.kv.put(index, key, value, flags)
-        for svc in services:
+        for svc in cmd.services:
             self.catalog.register(index, svc, claimable)
-        return Imported(len(kv_items), len(services))
+        return Imported(len(cmd.kv), len(cmd.services))
 
     # ------------------------------------------------------------------------- KV reads
 
