@@ -15,10 +15,12 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY konsul ./konsul
 COPY operator ./operator
+# -P keeps /src off sys.path: from here, `python -m` and `-c` would take the source tree's
+# operator/ for the standard library's operator module (and check the sources, not the install).
 RUN /opt/konsul/bin/pip install . \
-    && /opt/konsul/bin/python -m compileall -q /opt/konsul/lib \
+    && /opt/konsul/bin/python -P -m compileall -q /opt/konsul/lib \
     && /opt/konsul/bin/konsul-operator --help >/dev/null \
-    && /opt/konsul/bin/python -c "import konsul, konsul_operator"
+    && /opt/konsul/bin/python -P -c "import konsul, konsul_operator"
 
 # --- runtime: slim base, no compilers, only the venv, a non-root user ---
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime

@@ -7,7 +7,7 @@ SEEDS  ?= 20000
 RUNS   ?= 50
 
 .PHONY: run test test-deps lint typecheck unit sim jepsen cluster cluster-stop bench bench-quick e2e manifests clean \
-        k8s-build
+        k8s-build image
 
 # -P keeps the working directory off sys.path: run from here, `python -m` would otherwise take
 # operator/ for the standard library's operator module. (Once Konsul is installed, its editable
@@ -71,6 +71,11 @@ e2e: $(STAMP)
 ## kubectl, etcd) from the Go module proxy into ~/.cache/konsul-k8s/, once per version
 k8s-build:
 	scripts/k8s/build.sh
+
+## The image konsul:<version> from the Dockerfile, with podman on base images made here by
+## debootstrap (no Docker engine or registry needed); podman's settings: scripts/image/containers.conf
+image:
+	scripts/image/build.sh
 
 ## Re-render manifests/, the chart's CRD copy and values.schema.json after a chart or CRD change
 manifests: $(STAMP)
