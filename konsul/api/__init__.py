@@ -1,6 +1,7 @@
 """Konsul's HTTP API (aiohttp): ``create_app(node)``.
 
-One module per resource (kv, txn, services, health, cluster, data, metrics); cross-cutting
+One module per resource (kv, txn, services, health, cluster, data, metrics), and Consul's
+``/v1`` surface as a sub-application of its own (``konsul.api.v1``); cross-cutting
 concerns in two middlewares (metrics, errors) and a response hook (``X-Request-ID``); blocking
 reads are released when the app shuts down. Serve it with ``konsul.api.AppRunner`` (JSON even for
 unparseable requests, handlers cancelled when their client hangs up). ``docs/api.md`` documents
@@ -24,6 +25,8 @@ from konsul.api.middlewares import (
     metrics_middleware,
 )
 from konsul.api.runner import AppRunner
+from konsul.api.v1 import PREFIX as V1_PREFIX
+from konsul.api.v1 import create_v1_app
 
 if TYPE_CHECKING:
     from konsul.node import Node
@@ -46,6 +49,7 @@ def create_app(node: Node) -> web.Application:
     app.cleanup_ctx.append(session_context)
     for module in (kv, txn, services, health, cluster, data, metrics):
         module.add_routes(app)
+    app.add_subapp(V1_PREFIX, create_v1_app(node))
     return app
 
 
