@@ -37,10 +37,12 @@ typecheck: $(STAMP)
 	ln -sfn ../../operator build/typecheck/konsul_operator
 	cd build/typecheck && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p konsul -p konsul_operator
 
-# System tools the tests drive for real: ip/nft (partition tests), helm and promtool (chart).
+# System tools the tests drive for real: ip/nft (partition tests), helm and promtool (chart),
+# python-consul and VictoriaMetrics (Consul clients of the /v1 tests).
 test-deps: $(STAMP)
 	scripts/install-test-deps.sh
 	scripts/install-helm.sh
+	scripts/install-consul-clients.sh
 
 unit: $(STAMP) test-deps
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -122,6 +122,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/agent/service/{id}", service)
     app.router.add_get("/agent/checks", checks)
     app.router.add_put("/agent/service/register", register)
-    app.router.add_put("/agent/service/deregister/{id}", deregister)
-    app.router.add_put("/agent/check/{verb:pass|warn|fail}/{id}", ttl)
+    # Consul before 1.0 took these writes as GET too, and python-consul 0.7.1 still sends them so.
+    for method in ("PUT", "GET"):
+        app.router.add_route(method, "/agent/service/deregister/{id}", deregister)
+        app.router.add_route(method, "/agent/check/{verb:pass|warn|fail}/{id}", ttl)
     app.router.add_put("/agent/check/update/{id}", update)
