@@ -18,7 +18,6 @@ from konsul.api.http import node_of, read_body
 from konsul.api.v1 import shapes
 from konsul.api.v1.commit import client_address, commit
 from konsul.api.v1.definition import fields, service_instance
-from konsul.api.v1.edge import text
 from konsul.errors import BadRequest, NotFound
 from konsul.store import Rejected, commands
 
@@ -28,9 +27,9 @@ def _json(data: Any) -> web.Response:
 
 
 def _done(result: object) -> web.Response:
-    """Consul answers agent writes with an empty 200; a refusal is its text."""
+    """Consul answers agent writes with an empty 200; a refusal is its error."""
     if isinstance(result, Rejected):
-        return text(result.message, result.status)
+        raise result.to_error()
     return web.Response(status=200)
 
 
@@ -78,7 +77,7 @@ async def register(request: web.Request) -> web.StreamResponse:
 async def deregister(request: web.Request) -> web.StreamResponse:
     service_id = request.match_info["id"]
     result = await commit(request, commands.service_deregister(service_id))
-    if isinstance(result, Rejected) and result.status == 404:
+    if isinstance(result, Rejected) and isinstance(result.to_error(), NotFound):
         raise NotFound(
             f'Unknown service ID "{service_id}". Ensure that the service ID is passed, '
             "not the service name."
@@ -109,7 +108,7 @@ async def _update(request: web.Request, status: object, output: str) -> web.Resp
     if not isinstance(status, str) or status not in ("passing", "warning", "critical"):
         raise BadRequest(f"Invalid check status: {status!r}")
     result = await commit(request, commands.check_update(check_id, status, output))
-    if isinstance(result, Rejected) and result.status == 404:
+    if isinstance(result, Rejected) and isinstance(result.to_error(), NotFound):
         raise NotFound(f'Unknown check ID "{check_id}". Ensure that the check ID is passed, '
                        "not the check name.")
     return _done(result)

@@ -6,8 +6,8 @@ clients read them that way (py-consul puts the body in its exception, the Go cli
 this middleware sits on the ``/v1`` sub-application only, inside the app's own middlewares, and
 turns every exception into an answer before they could see it.
 
-Konsul errors keep their status except where Consul differs: Consul reports "no leader" and a
-write whose outcome is unknown as a plain 500, so the same happens here.
+The statuses are Consul's, decided here for every Konsul error: Consul reports "no leader" and
+a write whose outcome is unknown as a plain 500, so the same happens here.
 """
 
 from __future__ import annotations
@@ -19,17 +19,19 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from konsul.api.middlewares import request_id
-from konsul.errors import ClusteringDisabled, KonsulError, NoLeader, NotLeader, Unavailable
+from konsul.errors import BadRequest, Conflict, KonsulError, NoLeader, NotFound, Timeout, TooLarge
 
 log = logging.getLogger("konsul.api.v1")
 
-# Konsul's own errors whose status Consul spells differently (every other keeps its status).
-CONSUL_STATUS: dict[type[KonsulError], int] = {
-    NoLeader: 500,
-    Unavailable: 500,
-    ClusteringDisabled: 500,
-    NotLeader: 500,  # never reaches a client: writes are forwarded (see commit.py)
-}
+# Konsul's errors as Consul's statuses; anything else (no leader, an unknown outcome, a node
+# that is stopping) is Consul's catch-all 500.
+CONSUL_STATUS: tuple[tuple[type[KonsulError], int], ...] = (
+    (BadRequest, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (TooLarge, 413),
+    (Timeout, 504),
+)
 NO_LEADER = "No cluster leader"
 NOT_FOUND = "Invalid URL path: not a recognized HTTP API endpoint"
 
@@ -47,7 +49,7 @@ def text(body: str, status: int = 200, headers: dict[str, str] | None = None) ->
 
 
 def error_text(exc: KonsulError) -> web.Response:
-    status = CONSUL_STATUS.get(type(exc), exc.status)
+    status = next((s for cls, s in CONSUL_STATUS if isinstance(exc, cls)), 500)
     message = NO_LEADER if isinstance(exc, NoLeader) else exc.message
     return text(message, status)
 

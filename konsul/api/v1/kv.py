@@ -15,9 +15,8 @@ from aiohttp import web
 
 from konsul.api.http import node_of, read_body
 from konsul.api.v1.commit import commit
-from konsul.api.v1.edge import text
 from konsul.api.v1.query import answer, meta_headers, not_found, read_point
-from konsul.errors import BadRequest, TooLarge
+from konsul.errors import BadRequest, Conflict, TooLarge
 from konsul.store import KVDeleted, KVEntry, KVWritten, Rejected, commands
 
 if TYPE_CHECKING:
@@ -148,10 +147,11 @@ def _boolean(result: object, done: type) -> web.Response:
     error it is."""
     if isinstance(result, done):
         return _json_bool(True)
-    if isinstance(result, Rejected) and result.status == 409:
-        return _json_bool(False)
     if isinstance(result, Rejected):
-        return text(result.message, result.status)
+        refusal = result.to_error()
+        if isinstance(refusal, Conflict):
+            return _json_bool(False)
+        raise refusal
     return _json_bool(True)
 
 

@@ -89,8 +89,13 @@ async def block(request: web.Request, index_fn: IndexFn, after: int, wait: float
     stopping = request.config_dict[STOPPING]
     if index_fn() > after or stopping.is_set():
         return
-    wait += random.uniform(0, wait / JITTER_FRACTION)
-    await _wait_unless_stopping(node_of(request).wait_for(index_fn, after, wait), stopping)
+    waiting = node_of(request).wait_for(index_fn, after, jittered(wait, random.random()))
+    await _wait_unless_stopping(waiting, stopping)
+
+
+def jittered(wait: float, draw: float) -> float:
+    """The wait plus up to a sixteenth of it (``draw`` in [0, 1)), as Consul staggers."""
+    return wait + wait / JITTER_FRACTION * draw
 
 
 def meta_headers(request: web.Request, read: Read, index: int) -> dict[str, str]:

@@ -22,9 +22,8 @@ from aiohttp import web
 
 from konsul.api.http import TXN_BODY_LIMIT, node_of, read_body
 from konsul.api.v1.commit import commit
-from konsul.api.v1.edge import text
 from konsul.api.v1.kv import entry_json, stored_value
-from konsul.errors import BadRequest, TooLarge
+from konsul.errors import BadRequest, Conflict, TooLarge
 from konsul.store import KVEntry, Rejected, TxnDone, commands
 
 _VERBS = {
@@ -94,8 +93,9 @@ async def txn(request: web.Request) -> web.StreamResponse:
     konsul_ops = [_op(i, raw) for i, raw in enumerate(ops)]
     result = await commit(request, commands.txn(konsul_ops))
     if isinstance(result, Rejected):
-        if result.status != 409:
-            return text(result.message, result.status)
+        refusal = result.to_error()
+        if not isinstance(refusal, Conflict):
+            raise refusal
         errors = [{"OpIndex": e["op_index"], "What": e["message"]}
                   for e in result.details.get("errors", [])]
         return _json({"Results": None, "Errors": errors}, 409)
