@@ -93,6 +93,8 @@ def test_errors_are_consul_text_on_v1_and_json_on_the_native_api(
         ("GET", "/v1/health/state/sick", 400, b"Invalid check state"),
         ("PUT", "/v1/kv/x?acquire=abc", 400, None),
         ("DELETE", "/v1/kv/x?recurse&cas=1", 400, None),
+        ("GET", "/v1/health/service/x?filter=Service.Port==80", 400, None),
+        ("GET", "/v1/agent/services?filter=Service==x", 400, None),
     ]
     for method, path, status, body in cases:
         reply = call(method, standalone.url + path, b"" if method != "GET" else None)

@@ -18,6 +18,7 @@ from konsul.api.http import node_of, read_body
 from konsul.api.v1 import shapes
 from konsul.api.v1.commit import client_address, commit
 from konsul.api.v1.definition import fields, service_instance
+from konsul.api.v1.query import refuse_filter
 from konsul.errors import BadRequest, NotFound
 from konsul.store import Rejected, commands
 
@@ -42,6 +43,7 @@ async def members(request: web.Request) -> web.StreamResponse:
 
 
 async def services(request: web.Request) -> web.StreamResponse:
+    refuse_filter(request)
     store = node_of(request).store
     return _json({s.id: shapes.agent_service(s) for s in store.services()})
 
@@ -55,6 +57,7 @@ async def service(request: web.Request) -> web.StreamResponse:
 
 
 async def checks(request: web.Request) -> web.StreamResponse:
+    refuse_filter(request)
     node = node_of(request)
     store = node.store
     on = shapes.home(shapes.nodes(node))

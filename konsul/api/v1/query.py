@@ -48,7 +48,15 @@ class Read:
     wait: float  # seconds, already capped
 
 
+def refuse_filter(request: web.Request) -> None:
+    """Consul's ``?filter=`` expressions are not implemented: refused, never silently ignored
+    (an ignored filter would answer more than was asked for)."""
+    if request.query.get("filter"):
+        raise BadRequest("Konsul does not support ?filter expressions")
+
+
 def read_options(request: web.Request) -> Read:
+    refuse_filter(request)
     query = request.query
     stale, consistent = "stale" in query, "consistent" in query
     if stale and consistent:
