@@ -8,8 +8,6 @@ import logging
 import signal
 import sys
 
-from aiohttp import web
-
 from konsul import config, logs
 from konsul.logs import event
 
@@ -18,7 +16,7 @@ log = logging.getLogger("konsul")
 
 async def serve(settings: config.Settings) -> None:
     # Imported here so that a configuration error is reported before heavy imports.
-    from konsul.api import AppRunner, create_app
+    from konsul.api import AppRunner, Site, create_app
     from konsul.node import Node
 
     node = Node(settings)
@@ -26,14 +24,15 @@ async def serve(settings: config.Settings) -> None:
     # konsul.api.AppRunner: even what aiohttp answers before any middleware runs is JSON.
     runner = AppRunner(create_app(node), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    tls = node.tls.http_server if node.tls is not None else None
+    site = Site(runner, settings.host, settings.port, ssl_context=tls)
     await site.start()
     event(
         log,
         logging.INFO,
         "konsul started",
         node_id=node.node_id,
-        http=f"{settings.host}:{settings.port}",
+        http=f"{settings.http_scheme}://{settings.host}:{settings.port}",
         clustered=settings.raft.enabled,
         data_dir=settings.data_dir,
     )
@@ -61,8 +60,14 @@ def main() -> None:
         runner = asyncio.run
     else:
         runner = uvloop.run
-    with contextlib.suppress(KeyboardInterrupt):
-        runner(serve(settings))
+    from konsul.tls import TlsError
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            runner(serve(settings))
+    except TlsError as exc:  # unusable certificate files: a configuration error too
+        print(f"konsul: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

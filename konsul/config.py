@@ -47,6 +47,21 @@ class RaftSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """``KONSUL_TLS_*``: with a certificate and key the API serves HTTPS only, and a clustered
+    node speaks mutual TLS to its peers (which needs the CA)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+    verify_incoming: bool = False  # the HTTP API also requires a client certificate
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     host: str
     port: int
@@ -55,6 +70,12 @@ class Settings:
     http_advertise_addr: str
     forward_writes: bool
     raft: RaftSettings
+    tls: TlsSettings = TlsSettings()
+
+    @property
+    def http_scheme(self) -> str:
+        """How every node of the cluster is reached over HTTP (all share one TLS setting)."""
+        return "https" if self.tls.enabled else "http"
 
 
 def _bool(text: str) -> bool:
@@ -143,7 +164,30 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         http_advertise_addr=http_advertise,
         forward_writes=read.get("KONSUL_FORWARD_WRITES", "false", _bool, "true or false"),
         raft=raft,
+        tls=_load_tls(read, raft.enabled),
     )
+
+
+def _load_tls(read: _Reader, clustered: bool) -> TlsSettings:
+    tls = TlsSettings(
+        cert_file=read.text("KONSUL_TLS_CERT_FILE", "").strip(),
+        key_file=read.text("KONSUL_TLS_KEY_FILE", "").strip(),
+        ca_file=read.text("KONSUL_TLS_CA_FILE", "").strip(),
+        verify_incoming=read.get(
+            "KONSUL_TLS_VERIFY_INCOMING", "false", _bool, "true or false"
+        ),
+    )
+    if bool(tls.cert_file) != bool(tls.key_file):
+        missing = "KONSUL_TLS_KEY_FILE" if tls.cert_file else "KONSUL_TLS_CERT_FILE"
+        raise ConfigError(missing, "", "a file path (certificate and key go together)")
+    if tls.ca_file and not tls.enabled:
+        raise ConfigError(
+            "KONSUL_TLS_CERT_FILE", "", "a file path (KONSUL_TLS_CA_FILE needs a certificate)"
+        )
+    if not tls.ca_file and tls.enabled and (tls.verify_incoming or clustered):
+        why = "client certificates" if tls.verify_incoming else "mutual TLS between members"
+        raise ConfigError("KONSUL_TLS_CA_FILE", "", f"a file path (the CA that signs {why})")
+    return tls
 
 
 def _load_raft(read: _Reader, data_dir: str) -> RaftSettings:

@@ -67,6 +67,13 @@ class TooLarge(KonsulError):
     status = 413
 
 
+class PeerNotTrusted(KonsulError):
+    """A server to add presented a TLS certificate that does not verify for its address."""
+
+    code = "peer not trusted"
+    status = 502
+
+
 class Timeout(KonsulError):
     code = "timeout"
     status = 504

@@ -74,6 +74,26 @@ class Metrics:
         self.services = Gauge(
             "konsul_services", "Number of registered service instances", registry=r
         )
+        # TLS (only moves when KONSUL_TLS_* is set).
+        self.tls_refused = Counter(
+            "konsul_raft_tls_refused_connections",
+            "Raft connections refused during the TLS handshake, by direction (inbound: a peer"
+            " dialled us; outbound: we dialled it) and reason (certificate, not_tls, timeout,"
+            " tls_error, aborted)",
+            ["direction", "reason"],
+            registry=r,
+        )
+        self.tls_reloads = Counter(
+            "konsul_tls_reloads",
+            "Times changed TLS files were re-read, by result (ok, failed)",
+            ["result"],
+            registry=r,
+        )
+        self.tls_cert_expiry = Gauge(
+            "konsul_tls_certificate_expiry_timestamp_seconds",
+            "When this node's certificate expires (seconds since the epoch)",
+            registry=r,
+        )
 
     def set_role(self, role: str) -> None:
         self.raft_state.set(ROLE_VALUES.get(role, 0))

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from konsul.errors import (
     NoLeader,
     NotFound,
     NotLeader,
+    PeerNotTrusted,
     Timeout,
     Unavailable,
 )
@@ -50,6 +52,7 @@ from konsul.raft.transport import TcpTransport, split_host_port
 from konsul.raft.types import Configuration, Member
 from konsul.storage.wal import DEFAULT_SEGMENT_BYTES
 from konsul.store import StateMachine
+from konsul.tls import Tls
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,8 @@ class Node:
         self.settings = settings
         self.clustered = settings.raft.enabled
         self.metrics = Metrics()
+        # Read (and checked) now: unusable TLS files stop the node before it serves anything.
+        self.tls = Tls(settings.tls, self.metrics) if settings.tls.enabled else None
         self.store = StateMachine()
         os.makedirs(settings.raft.data_dir, exist_ok=True)
         self.node_id = settings.raft.node_id if self.clustered else _standalone_id(settings)
@@ -131,6 +136,7 @@ class Node:
                 resolve=self._address_of,
                 deliver=self.runtime.receive,
                 on_unreachable=self.runtime.peer_unreachable,
+                tls=self.tls,
             )
             await transport.start()
             self.runtime.transport = transport
@@ -141,6 +147,24 @@ class Node:
             self.runtime.poke()
         self.started = True
         self._background.append(asyncio.create_task(CheckRunner(self).run(), name="check-runner"))
+        if self.tls is not None:
+            self._background.append(asyncio.create_task(self._watch_tls(), name="tls-reload"))
+
+    async def _watch_tls(self) -> None:
+        """Re-read the certificate files when they change (a renewed Secret, a rotation)."""
+        assert self.tls is not None
+        while True:
+            await asyncio.sleep(TLS_RELOAD_INTERVAL)
+            self.tls.reload_if_changed()
+
+    def http_url(self, address: str) -> str:
+        """The base URL of another node's API (every member shares one TLS setting)."""
+        return f"{self.settings.http_scheme}://{address}"
+
+    def client_ssl(self) -> ssl.SSLContext | bool:
+        """What node-to-node HTTP calls pass as aiohttp's ``ssl``: our client context, which
+        checks the other node's certificate and presents ours (``True``: aiohttp's default)."""
+        return self.tls.client() if self.tls is not None else True
 
     async def before_shutdown(self) -> None:
         """On SIGTERM a clustered leader hands leadership over first: no election timeout."""
@@ -268,7 +292,7 @@ class Node:
         if clash is not None and clash.id != member.id:
             raise Conflict(f"Address {member.address} already belongs to member {clash.id!r}.")
         if current is None:
-            await _probe_tcp(member.address, JOIN_REACH_TIMEOUT)
+            await _probe(member.address, JOIN_REACH_TIMEOUT, self.tls)
             if not member.http_address:
                 member = await self._with_http_address(member)
             await self._change(lambda: self.core.propose_add(member))
@@ -284,9 +308,10 @@ class Node:
         guess = f"{host}:{self.settings.port}"
         try:
             timeout = aiohttp.ClientTimeout(total=2)
+            url = self.http_url(guess) + "/cluster/status"
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(f"http://{guess}/cluster/status") as resp,
+                session.get(url, ssl=self.client_ssl()) as resp,
             ):
                 body = await resp.json()
             if body.get("node_id") == member.id and body.get("http_address"):
@@ -340,8 +365,11 @@ class Node:
         leader = self.leader()
         if leader is None or not leader.http_address:
             raise NoLeader("Leadership moved but the new leader is not known yet; retry.")
-        url = f"http://{leader.http_address}/cluster/leave/{node_id}"
-        async with aiohttp.ClientSession() as session, session.delete(url) as resp:
+        url = self.http_url(leader.http_address) + f"/cluster/leave/{node_id}"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.delete(url, ssl=self.client_ssl()) as resp,
+        ):
             if resp.status != 200:
                 raise Unavailable(f"The new leader refused to remove {node_id!r}: {resp.status}.")
             body = await resp.json()
@@ -363,6 +391,7 @@ class Node:
 
 
 JOIN_REACH_TIMEOUT = 5.0
+TLS_RELOAD_INTERVAL = 1.0
 
 log = logging.getLogger("konsul.node")
 
@@ -372,18 +401,47 @@ def _is_voter(config: Configuration, node_id: str) -> bool:
     return member is not None and member.voter
 
 
-async def _probe_tcp(address: str, timeout: float) -> None:
-    """Refuse to add a server nobody can reach: the configuration would only gain a dead voter."""
+async def _probe(address: str, timeout: float, tls: Tls | None) -> None:
+    """Refuse to add a server nobody can reach, or (with TLS) one whose certificate does not
+    verify for that address: the configuration would only gain a voter nobody can talk to."""
     try:
         host, port = split_host_port(address)
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except ValueError:
         raise BadRequest(f"address must be host:port; got {address!r}.") from None
+    try:
+        context = tls.client() if tls is not None else None
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                host, port, ssl=context, server_hostname=host if context else None
+            ),
+            timeout,
+        )
+    except ssl.SSLCertVerificationError as exc:  # (before OSError: it is one)
+        _refused(tls, address, exc)
+        raise PeerNotTrusted(
+            f"The TLS certificate of {address} did not verify ({exc.verify_message}); "
+            "the configuration is unchanged."
+        ) from None
+    except (ssl.SSLError, ConnectionResetError, ConnectionAbortedError) as exc:
+        if tls is None:
+            raise Timeout(
+                f"{address} closed the connection; the configuration is unchanged."
+            ) from None
+        _refused(tls, address, exc)
+        raise PeerNotTrusted(
+            f"{address} did not complete a TLS handshake (it does not speak TLS, or refused "
+            f"our certificate: {exc or type(exc).__name__}); the configuration is unchanged."
+        ) from None
     except (OSError, TimeoutError):
         raise Timeout(
             f"Could not reach {address} within {timeout:g}s; the configuration is unchanged."
         ) from None
     writer.close()
+
+
+def _refused(tls: Tls | None, address: str, exc: BaseException) -> None:
+    if tls is not None:
+        tls.refused("outbound", address, exc)
 
 
 _STATE_NAMES = {

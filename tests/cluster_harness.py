@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.certs import CertDir
 from tests.processes import KonsulProcess, http, wait_until
 
 HTTP_PORT, RAFT_PORT = 8500, 7000
@@ -63,7 +64,7 @@ class ClusterNode(KonsulProcess):
 
     def status(self) -> dict[str, Any] | None:
         try:
-            code, _, body = http("GET", self.url + "/cluster/status", timeout=2)
+            code, _, body = self.call("GET", "/cluster/status", timeout=2)
         except OSError:
             return None
         return body if code == 200 else None
@@ -79,6 +80,9 @@ class LocalCluster:
     env: dict[str, str] = field(default_factory=dict)
     prefix: str = field(default_factory=free_subnet)
     nodes: list[ClusterNode] = field(default_factory=list)
+    # TLS on the API and between members: each node gets a certificate for its address.
+    certs: CertDir | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request (a token)
 
     def __post_init__(self) -> None:
         for n in range(1, self.size + 1):
@@ -96,6 +100,10 @@ class LocalCluster:
             "KONSUL_RAFT_BOOTSTRAP": "true" if bootstrap or n == 1 else "false",
             **self.env,
         }
+        context = None
+        if self.certs is not None:
+            env.update(self.certs.member_env(node_id, [host]))
+            context = self.certs.client_context()
         return ClusterNode(
             data_dir=self.root / node_id,
             host=host,
@@ -103,6 +111,8 @@ class LocalCluster:
             env=env,
             node_id=node_id,
             ready_path="/health/live",
+            ssl_context=context,
+            headers=dict(self.headers),
         )
 
     # ---------------------------------------------------------------------------- lifecycle
@@ -120,10 +130,8 @@ class LocalCluster:
 
     def join(self, node: ClusterNode, via: ClusterNode | None = None) -> dict[str, Any]:
         target = via or self.leader()
-        code, _, body = http(
-            "POST",
-            target.url + "/cluster/join",
-            {"node_id": node.node_id, "address": node.raft_addr},
+        code, _, body = target.call(
+            "POST", "/cluster/join", {"node_id": node.node_id, "address": node.raft_addr},
             timeout=40,
         )
         assert code == 200, f"join {node.node_id} -> {code} {body}"
@@ -146,7 +154,7 @@ class LocalCluster:
     @staticmethod
     def _ready(node: ClusterNode) -> bool:
         try:
-            code, _, _ = http("GET", node.url + "/health/ready", timeout=1)
+            code, _, _ = node.call("GET", "/health/ready", timeout=1)
         except OSError:
             return False
         return code == 200
@@ -205,7 +213,7 @@ def time_until_write_accepted(nodes: list[ClusterNode], key: str, timeout: float
     while time.monotonic() - started < timeout:
         for node in nodes:
             try:
-                code, _, _ = http("PUT", f"{node.url}/kv/{key}", {"value": "x"}, timeout=0.5)
+                code, _, _ = node.call("PUT", f"/kv/{key}", {"value": "x"}, timeout=0.5)
             except OSError:
                 continue
             if code == 200:
@@ -310,8 +318,9 @@ class WriteLoad:
                 self.refusals += 1
             redirected = code == 307 and isinstance(body, dict)
             leader = body.get("leader_http_addr") if redirected else None
-            if leader and f"http://{leader}" in urls:
-                target = urls.index(f"http://{leader}")
+            leader_url = f"{url.partition('://')[0]}://{leader}"
+            if leader and leader_url in urls:
+                target = urls.index(leader_url)
             else:
                 target += 1
                 time.sleep(0.01)

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -41,15 +42,22 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05
 
 
 def http(
-    method: str, url: str, body: Any = None, timeout: float = 10.0
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 10.0,
+    *,
+    context: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], Any]:
-    """One JSON request; returns (status, headers, decoded body) for any status code."""
+    """One JSON request; returns (status, headers, decoded body) for any status code.
+    ``context``: the TLS context of an ``https://`` URL; ``headers``: e.g. a token."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             raw = resp.read()
             return resp.status, dict(resp.headers), json.loads(raw) if raw else None
     except urllib.error.HTTPError as err:
@@ -66,10 +74,21 @@ class KonsulProcess:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     ready_path: str = "/health/ready"  # what start() waits for
+    # With KONSUL_TLS_* in env: the context our requests use (it trusts the node's CA).
+    ssl_context: ssl.SSLContext | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request (a token)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def call(
+        self, method: str, path: str, body: Any = None, timeout: float = 10.0
+    ) -> tuple[int, dict[str, str], Any]:
+        """``http`` to this node, with its TLS context and headers."""
+        return http(method, self.url + path, body, timeout, context=self.ssl_context,
+                    headers=self.headers)
 
     def start(self, timeout: float = 20.0) -> KonsulProcess:
         self.launch()
@@ -100,7 +119,7 @@ class KonsulProcess:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"konsul exited with {self.proc.returncode}:\n{self.logs()}")
         try:
-            status, _, _ = http("GET", self.url + self.ready_path, timeout=1.0)
+            status, _, _ = self.call("GET", self.ready_path, timeout=1.0)
         except OSError:
             return False
         return status == 200
@@ -117,4 +136,4 @@ class KonsulProcess:
         self.kill(signal.SIGTERM)
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
-        return http(method, self.url + path, body)
+        return self.call(method, path, body)

@@ -24,7 +24,7 @@ from konsul.api.middlewares import (
     init_metrics_cache,
     metrics_middleware,
 )
-from konsul.api.runner import AppRunner
+from konsul.api.runner import AppRunner, Site
 from konsul.api.v1 import PREFIX as V1_PREFIX
 from konsul.api.v1 import create_v1_app
 
@@ -53,4 +53,4 @@ def create_app(node: Node) -> web.Application:
     return app
 
 
-__all__ = ["AppRunner", "create_app"]
+__all__ = ["AppRunner", "Site", "create_app"]

@@ -37,12 +37,14 @@ async def forward_to_leader(request: web.Request, leader: Member) -> web.Respons
         raise Unavailable(f"the leader {leader.id} has no known HTTP address to forward to")
     body = await read_body(request, IMPORT_BODY_LIMIT)
     headers = {name: request.headers[name] for name in _PASS_REQUEST if name in request.headers}
-    headers[FORWARDED_HEADER] = node_of(request).settings.raft.node_id
-    url = f"http://{leader.http_address}{request.raw_path}"
+    node = node_of(request)
+    headers[FORWARDED_HEADER] = node.settings.raft.node_id
+    url = node.http_url(leader.http_address) + request.raw_path
     session = request.app[SESSION]
     try:
         async with session.request(
-            request.method, url, data=body, headers=headers, allow_redirects=False
+            request.method, url, data=body, headers=headers, allow_redirects=False,
+            ssl=node.client_ssl(),
         ) as upstream:
             payload = await upstream.read()
             out = {k: upstream.headers[k] for k in _PASS_RESPONSE if k in upstream.headers}

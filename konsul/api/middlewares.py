@@ -132,7 +132,8 @@ def konsul_error_response(exc: KonsulError) -> web.Response:
 def not_leader_response(request: web.Request, exc: NotLeader) -> web.Response:
     response = konsul_error_response(exc)
     if exc.leader.http_address:
-        response.headers["Location"] = f"http://{exc.leader.http_address}{request.raw_path}"
+        base = node_of(request).http_url(exc.leader.http_address)
+        response.headers["Location"] = base + request.raw_path
     return response
 
 

@@ -1,14 +1,21 @@
-"""An ``AppRunner`` whose protocol-level errors are JSON too.
+"""An ``AppRunner`` whose protocol-level errors are JSON too, and a ``Site`` that serves it.
 
 aiohttp answers requests it cannot even parse (an unknown method, a malformed header, a bad
 request line) before any middleware runs, with a ``text/plain`` (or, for a 500 to a browser,
 HTML) body. The contract is "errors are always JSON", so the request handler that produces
 those answers is swapped for one that writes our error shape. Use ``AppRunner(create_app(node))``
 exactly like ``aiohttp.web.AppRunner``.
+
+Connections cannot pin the node: one idle for ``IDLE_TIMEOUT`` (nothing sent yet, or nothing
+since its last answer) is closed, one that started a request head and has not finished it
+within ``HEADER_TIMEOUT`` too (a client sending a byte at a time), and ``Site`` bounds a TLS
+handshake by ``HANDSHAKE_TIMEOUT``. A request being served (a blocking read) is never idle.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -21,6 +28,10 @@ from aiohttp.web_server import Server
 
 from konsul.api.fastpath import FastPath
 from konsul.api.middlewares import HTTP_CODES, REQUEST_ID_HEADER
+from konsul.tls import HANDSHAKE_TIMEOUT
+
+IDLE_TIMEOUT = 60.0
+HEADER_TIMEOUT = 10.0
 
 
 class _JSONRequestHandler(RequestHandler):
@@ -51,6 +62,20 @@ class _JSONRequestHandler(RequestHandler):
         response.force_close()
         return response
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Still waiting for a complete request head after these bytes: the connection must
+        # finish it within HEADER_TIMEOUT of its first byte. aiohttp's keep-alive timer closes
+        # a connection that waits for a head past its deadline; pull that deadline in.
+        handle = self._keepalive_handle
+        if self._messages or self._request_in_progress or handle is None:
+            return  # a complete head is queued, or these bytes are a request's body
+        deadline = self._loop.time() + HEADER_TIMEOUT
+        if deadline < self._next_keepalive_close_time:
+            self._next_keepalive_close_time = deadline
+            handle.cancel()
+            self._keepalive_handle = self._loop.call_at(deadline, self._process_keepalive)
+
 
 class _JSONServer(Server):
     def __call__(self) -> RequestHandler:
@@ -71,6 +96,7 @@ class AppRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
         kwargs.setdefault("handler_cancellation", True)
+        kwargs.setdefault("keepalive_timeout", IDLE_TIMEOUT)
         super().__init__(app, **kwargs)
 
     async def _make_server(self) -> Server:
@@ -79,3 +105,36 @@ class AppRunner(web.AppRunner):
         if FastPath.applies_to(self.app):
             server.request_handler = FastPath(self.app, server.request_handler)
         return server
+
+
+class Site(web.TCPSite):
+    """``aiohttp.web.TCPSite`` whose TLS handshakes must finish within ``HANDSHAKE_TIMEOUT``
+    (aiohttp leaves asyncio's default of a minute)."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    ) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        self._handshake_timeout = handshake_timeout
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site; TCPSite.start would listen too
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            server,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=self._handshake_timeout if self._ssl_context else None,
+            backlog=self._backlog,
+            reuse_address=True,
+        )
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port

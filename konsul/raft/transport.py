@@ -10,6 +10,11 @@ large or does not decode closes that one connection and nothing else.
 Queues are bounded: Raft tolerates lost messages (it retries), so a peer that cannot keep up
 loses its oldest queued frames instead of growing the leader's memory without limit.
 
+With TLS (``tls``), every connection is mutual TLS: the listener requires a certificate the CA
+signed before a single byte reaches the hello or frame decoder (``konsul.raft.inbound``), and
+the dialer presents ours and checks that the peer's names the host it dialled (the member's
+advertise address). Refused handshakes, either way, go to ``tls.refused`` (logged, counted).
+
 Connection loss is reported to the runtime (``on_unreachable``): a follower whose connection to
 or from its leader breaks may start its pre-vote at once instead of waiting out the full
 heartbeat timeout. That is what makes the replacement of a crashed leader fast.
@@ -22,14 +27,18 @@ import collections
 import contextlib
 import logging
 import socket
+import ssl
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgpack
 
 from konsul.logs import event
+from konsul.raft.inbound import InboundConnection
 from konsul.raft.messages import DecodeError, Message, decode, encode
+from konsul.tls import HANDSHAKE_TIMEOUT
 
 log = logging.getLogger("konsul.raft.transport")
 
@@ -42,6 +51,8 @@ MAX_QUEUED_FRAMES = 4096
 # dropped, oldest first) instead of being written directly.
 DIRECT_WRITE_LIMIT = 1 << 20
 CONNECT_TIMEOUT = 1.0
+# A connection must identify itself (after its TLS handshake, if any) within this long.
+HELLO_TIMEOUT = 5.0
 # How long sent data may stay unacknowledged before the kernel drops the connection. Behind a
 # partition nothing is acknowledged; without a bound the kernel retransmits with exponential
 # backoff for many minutes, and after healing our frames wait for its next retransmission (up to
@@ -91,6 +102,14 @@ class _Peer:
         self.ready.set()
 
 
+class PeerTls(Protocol):
+    """What the transport needs for mutual TLS (``konsul.tls.Tls``)."""
+
+    def peer_server(self) -> ssl.SSLContext: ...
+    def client(self) -> ssl.SSLContext: ...
+    def refused(self, direction: str, peer: object, exc: BaseException) -> None: ...
+
+
 class TcpTransport:
     def __init__(
         self,
@@ -100,8 +119,12 @@ class TcpTransport:
         resolve: Callable[[str], str | None],
         deliver: Callable[[Message], None],
         on_unreachable: Callable[[str], None],
+        tls: PeerTls | None = None,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
         self.node_id = node_id
+        self._tls = tls
+        self._handshake_timeout = handshake_timeout
         self.bind_addr = bind_addr
         self._hello = _hello_frame(node_id, advertise_addr)
         self._resolve = resolve
@@ -110,19 +133,38 @@ class TcpTransport:
         self._on_unreachable = on_unreachable
         self._peers: dict[str, _Peer] = {}
         self._server: asyncio.Server | None = None
-        self._inbound: set[asyncio.StreamWriter] = set()
+        self._inbound: set[InboundConnection] = set()
+        self._serving: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         host, port = split_host_port(self.bind_addr)
-        self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._accept, host, port, reuse_address=True
+        )
+
+    def _accept(self) -> InboundConnection:
+        context = self._tls.peer_server() if self._tls is not None else None
+        return InboundConnection(context, self._handshake_timeout, self._start_serving,
+                                 self._refused)
+
+    def _start_serving(self, reader: asyncio.StreamReader, conn: InboundConnection) -> None:
+        self._inbound.add(conn)
+        task = asyncio.get_running_loop().create_task(self._serve(reader, conn))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
+    def _refused(self, conn: InboundConnection, exc: BaseException) -> None:
+        if self._tls is not None:
+            self._tls.refused("inbound", _peer_name(conn), exc)
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
         # Closing an inbound connection ends its reader normally; cancelling the task would make
         # asyncio's stream protocol log the cancellation as an error.
-        for writer in list(self._inbound):
-            writer.close()
+        for conn in list(self._inbound):
+            conn.close()
         tasks = [p.task for p in self._peers.values() if p.task]
         for task in tasks:
             task.cancel()
@@ -175,10 +217,10 @@ class TcpTransport:
         host, port = split_host_port(peer.address)
         while True:
             try:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port), CONNECT_TIMEOUT
-                )
-            except (OSError, TimeoutError):
+                _, writer = await asyncio.wait_for(self._dial(host, port), CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                if isinstance(exc, ssl.SSLError) and self._tls is not None:
+                    self._tls.refused("outbound", peer.address, exc)
                 self._on_unreachable(peer.node_id)
                 await asyncio.sleep(backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2)
@@ -196,6 +238,17 @@ class TcpTransport:
                 self._on_unreachable(peer.node_id)
             finally:
                 writer.close()
+
+    async def _dial(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._tls is None:
+            return await asyncio.open_connection(host, port)
+        # server_hostname: the peer's certificate must name the host we dialled.
+        return await asyncio.open_connection(
+            host, port, ssl=self._tls.client(), server_hostname=host,
+            ssl_handshake_timeout=CONNECT_TIMEOUT,
+        )
 
     @staticmethod
     async def _drain(peer: _Peer, writer: asyncio.StreamWriter) -> None:
@@ -217,12 +270,12 @@ class TcpTransport:
 
     # ------------------------------------------------------------------------- receiving
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._inbound.add(writer)
+    async def _serve(self, reader: asyncio.StreamReader, conn: InboundConnection) -> None:
         sender: str | None = None
         try:
-            sender, address = await _read_hello(reader)
-            self._learned[sender] = address
+            hello = await asyncio.wait_for(_read_hello(reader), HELLO_TIMEOUT)
+            sender = hello[0]
+            self._learned[sender] = hello[1]
             while True:
                 header = await reader.readexactly(HEADER.size)
                 (length,) = HEADER.unpack(header)
@@ -235,12 +288,20 @@ class TcpTransport:
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             if sender is not None:
                 self._on_unreachable(sender)
+        except TimeoutError:
+            event(log, logging.WARNING, "no hello in time, closing connection",
+                  peer=_peer_name(conn))
         except DecodeError as exc:
-            peer = writer.get_extra_info("peername")
-            event(log, logging.WARNING, "bad frame, closing connection", peer=peer, error=exc)
+            event(log, logging.WARNING, "bad frame, closing connection", peer=_peer_name(conn),
+                  error=exc)
         finally:
-            writer.close()
-            self._inbound.discard(writer)
+            conn.close()
+            self._inbound.discard(conn)
+
+
+def _peer_name(conn: InboundConnection) -> str:
+    peer = conn.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
 
 
 def _bound_unacknowledged(writer: asyncio.StreamWriter) -> None:
