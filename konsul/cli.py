@@ -346,6 +346,18 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--retries", type=int, default=argparse.SUPPRESS,
                         help="retries while no leader is known or no node answers (default 8, "
                              "with a backoff from 50ms to 1s)")
+    common.add_argument("--token", default=argparse.SUPPRESS,
+                        help="ACL token (default $KONSUL_HTTP_TOKEN)")
+    common.add_argument("--token-file", default=argparse.SUPPRESS, metavar="FILE",
+                        help="read the ACL token from a file (default $KONSUL_HTTP_TOKEN_FILE)")
+    common.add_argument("--ca-file", default=argparse.SUPPRESS, metavar="FILE",
+                        help="CA certificate(s) that sign the nodes' certificates, for https:// "
+                             "addresses (default $KONSUL_CACERT)")
+    common.add_argument("--client-cert", default=argparse.SUPPRESS, metavar="FILE",
+                        help="client certificate, when the nodes require one "
+                             "(default $KONSUL_CLIENT_CERT)")
+    common.add_argument("--client-key", default=argparse.SUPPRESS, metavar="FILE",
+                        help="its private key (default $KONSUL_CLIENT_KEY)")
     parser = argparse.ArgumentParser(
         prog="konsulctl", description="Talk to a Konsul cluster.", parents=[common]
     )
@@ -444,8 +456,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             addresses,
             timeout=getattr(args, "timeout", 10.0),
             retries=getattr(args, "retries", DEFAULT_RETRIES),
+            token=getattr(args, "token", None),
+            token_file=getattr(args, "token_file", None),
+            ca_file=getattr(args, "ca_file", None),
+            client_cert=getattr(args, "client_cert", None),
+            client_key=getattr(args, "client_key", None),
         )
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:  # a bad address, an unreadable token file
         print(f"konsulctl: {exc}", file=sys.stderr)
         return 2
     handler: Handler = args.handler

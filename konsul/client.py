@@ -1,12 +1,18 @@
 """Python client for Konsul's HTTP API: ``Client`` (blocking, stdlib only) and ``AsyncClient``.
 
-Both take one or several node addresses (``host:port`` or ``http://host:port``; by default
-``KONSUL_HTTP_ADDR``, comma-separated, else ``127.0.0.1:8500``) and:
+Both take one or several node addresses (``host:port``, ``http://host:port`` or
+``https://host:port``; by default ``KONSUL_HTTP_ADDR``, comma-separated, else
+``127.0.0.1:8500``), and what a secured cluster asks for (``Security``: a token, the CA that
+signed the nodes' certificates, a client certificate; by default from ``KONSUL_HTTP_TOKEN``,
+``KONSUL_HTTP_TOKEN_FILE``, ``KONSUL_CACERT``, ``KONSUL_CLIENT_CERT``, ``KONSUL_CLIENT_KEY``),
+and:
 
 - follow a follower's ``307`` to the leader and remember it, so later writes go there directly;
 - move on to the next address when a node cannot be reached (for a write, only when the request
   certainly never reached the node: a refused connection, not a reset mid-request);
 - retry ``503 no leader`` (an election is under way) with a bounded exponential backoff;
+- send the token (``X-Konsul-Token``) and use the TLS settings on every request, redirects and
+  retries included, and never follow a redirect from HTTPS down to plain HTTP;
 - raise typed errors (``NotFound``, ``Conflict``, ``BadRequest``, ``TooLarge``, ``Unavailable``,
   ...; all ``KonsulHTTPError`` with ``status``, ``code``, ``message`` and the JSON ``body``).
 
@@ -26,6 +32,7 @@ import asyncio
 import http.client
 import json
 import os
+import ssl
 import time
 import urllib.parse
 from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
@@ -35,6 +42,7 @@ from typing import Any, Generic, TypeVar
 
 DEFAULT_ADDR = "127.0.0.1:8500"
 ENV_ADDR = "KONSUL_HTTP_ADDR"
+TOKEN_HEADER = "X-Konsul-Token"
 MAX_REDIRECTS = 5
 # Retries of 503 "no leader" and of unreachable nodes: 0.05s doubling to 1s, 8 times (≈ 4.5 s),
 # enough to ride out an election or a rolling restart without hanging a caller forever.
@@ -67,6 +75,10 @@ class KonsulHTTPError(KonsulClientError):
 
 class BadRequest(KonsulHTTPError):
     """400: malformed input."""
+
+
+class PermissionDenied(KonsulHTTPError):
+    """403: the token (or the anonymous token, when none is sent) may not do this."""
 
 
 class NotFound(KonsulHTTPError):
@@ -105,6 +117,7 @@ class ServerError(KonsulHTTPError):
 _ERRORS: dict[int, type[KonsulHTTPError]] = {
     307: NotLeaderError,
     400: BadRequest,
+    403: PermissionDenied,
     404: NotFound,
     405: BadRequest,
     409: Conflict,
@@ -162,13 +175,57 @@ class Call:
         return f"{self.path}?{urllib.parse.urlencode(self.query)}"
 
 
-def normalize_address(addr: str) -> str:
-    """``host:port`` or ``http://host:port[/]`` → ``http://host:port``."""
+@dataclass(frozen=True, slots=True)
+class Security:
+    """A token and TLS settings; ``Security.from_env()`` reads the ``KONSUL_*`` defaults."""
+
+    token: str | None = None
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    @classmethod
+    def from_env(
+        cls,
+        token: str | None = None,
+        token_file: str | None = None,
+        ca_file: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+    ) -> Security:
+        """Given values win over the environment; a token file is read (and stripped) now."""
+        env = os.environ
+        token_file = token_file or env.get("KONSUL_HTTP_TOKEN_FILE") or None
+        if token is None and token_file:
+            with open(token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        return cls(
+            token=token or env.get("KONSUL_HTTP_TOKEN") or None,
+            ca_file=ca_file or env.get("KONSUL_CACERT") or None,
+            client_cert=client_cert or env.get("KONSUL_CLIENT_CERT") or None,
+            client_key=client_key or env.get("KONSUL_CLIENT_KEY") or None,
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {TOKEN_HEADER: self.token} if self.token else {}
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """For ``https://`` addresses: trusts ``ca_file`` (else the system's CAs), presents the
+        client certificate if there is one."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.client_cert:
+            context.load_cert_chain(self.client_cert, self.client_key)
+        return context
+
+
+def normalize_address(addr: str, scheme: str = "http") -> str:
+    """``host:port`` or ``http(s)://host:port[/]`` → ``http(s)://host:port`` (``scheme`` for a
+    bare ``host:port``)."""
     addr = addr.strip().rstrip("/")
     if not addr:
         raise ValueError("empty address")
     if "://" not in addr:
-        addr = f"http://{addr}"
+        addr = f"{scheme}://{addr}"
     parsed = urllib.parse.urlsplit(addr)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError(f"not an HTTP address: {addr!r}")
@@ -241,6 +298,7 @@ class _State:
     bases: list[str]
     retries: int
     timeout: float
+    security: Security = Security()
     current: int = 0
     last_index: int | None = None
     last_known_leader: bool | None = None
@@ -262,7 +320,8 @@ class _State:
             if parts.scheme and parts.netloc:
                 return f"{parts.scheme}://{parts.netloc}"
         elif isinstance(result.data, dict) and result.data.get("leader_http_addr"):
-            return normalize_address(str(result.data["leader_http_addr"]))
+            scheme = urllib.parse.urlsplit(base).scheme
+            return normalize_address(str(result.data["leader_http_addr"]), scheme)
         return ""
 
     def point_at(self, target: str) -> None:
@@ -356,6 +415,13 @@ class _Plan:
             return None
         if result.status == 307 and self.redirects < MAX_REDIRECTS:
             target = state.redirect_target(result, base)
+            if target.startswith("http://") and base.startswith("https://"):
+                # The token and the data would travel in the clear.
+                raise NotLeaderError(
+                    307, "not leader",
+                    f"refusing to follow a redirect from {base} to plain HTTP ({target})",
+                    result.data,
+                )
             if target and target not in self.unreachable:
                 state.point_at(target)
                 self.redirects += 1
@@ -559,10 +625,17 @@ class _Endpoints(Generic[R]):
 # ---------------------------------------------------------------- blocking client
 
 
+def _state(
+    addresses: str | Sequence[str] | None, retries: int, timeout: float, **security: str | None
+) -> _State:
+    return _State(resolve_addresses(addresses), retries, timeout, Security.from_env(**security))
+
+
 class Client(_Endpoints[Any]):
     """Blocking client over ``http.client`` with one keep-alive connection per node.
 
-    Not thread-safe: use one per thread.
+    ``token``, ``token_file``, ``ca_file``, ``client_cert``, ``client_key``: see ``Security``
+    (each defaults to its ``KONSUL_*`` variable). Not thread-safe: use one per thread.
     """
 
     def __init__(
@@ -571,9 +644,16 @@ class Client(_Endpoints[Any]):
         *,
         timeout: float = 10.0,
         retries: int = DEFAULT_RETRIES,
+        token: str | None = None,
+        token_file: str | None = None,
+        ca_file: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
     ) -> None:
-        self._state = _State(resolve_addresses(addresses), retries, timeout)
+        self._state = _state(addresses, retries, timeout, token=token, token_file=token_file,
+                             ca_file=ca_file, client_cert=client_cert, client_key=client_key)
         self._conns: dict[str, http.client.HTTPConnection] = {}
+        self._ssl: ssl.SSLContext | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -636,9 +716,15 @@ class Client(_Endpoints[Any]):
         conn = self._conns.get(base)
         reused = conn is not None
         if conn is None:
-            secure = parts.scheme == "https"
-            cls = http.client.HTTPSConnection if secure else http.client.HTTPConnection
-            conn = cls(parts.hostname or "", parts.port, timeout=timeout)
+            if parts.scheme == "https":
+                if self._ssl is None:
+                    self._ssl = self._state.security.ssl_context()
+                conn = http.client.HTTPSConnection(
+                    parts.hostname or "", parts.port, timeout=timeout, context=self._ssl
+                )
+            else:
+                conn = http.client.HTTPConnection(parts.hostname or "", parts.port,
+                                                  timeout=timeout)
             try:
                 conn.connect()
             except OSError as exc:
@@ -649,7 +735,7 @@ class Client(_Endpoints[Any]):
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
         body = json.dumps(call.body).encode() if call.has_body else None
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **self._state.security.headers()}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -697,9 +783,16 @@ class AsyncClient(_Endpoints[Awaitable[Any]]):
         *,
         timeout: float = 10.0,
         retries: int = DEFAULT_RETRIES,
+        token: str | None = None,
+        token_file: str | None = None,
+        ca_file: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
     ) -> None:
-        self._state = _State(resolve_addresses(addresses), retries, timeout)
+        self._state = _state(addresses, retries, timeout, token=token, token_file=token_file,
+                             ca_file=ca_file, client_cert=client_cert, client_key=client_key)
         self._session: Any = None
+        self._ssl: ssl.SSLContext | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -742,9 +835,11 @@ class AsyncClient(_Endpoints[Awaitable[Any]]):
             self._session = aiohttp.ClientSession()
         timeout = aiohttp.ClientTimeout(total=self._state.timeout_for(call))
         body = json.dumps(call.body).encode() if call.has_body else None
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **self._state.security.headers()}
         if body is not None:
             headers["Content-Type"] = "application/json"
+        if base.startswith("https://") and self._ssl is None:
+            self._ssl = self._state.security.ssl_context()
         try:
             async with self._session.request(
                 call.method,
@@ -753,6 +848,7 @@ class AsyncClient(_Endpoints[Awaitable[Any]]):
                 headers=headers,
                 allow_redirects=False,
                 timeout=timeout,
+                ssl=self._ssl if base.startswith("https://") else True,
             ) as response:
                 raw = await response.read()
                 headers_out = {k.lower(): v for k, v in response.headers.items()}
@@ -780,7 +876,9 @@ __all__ = [
     "KonsulHTTPError",
     "NotFound",
     "NotLeaderError",
+    "PermissionDenied",
     "Result",
+    "Security",
     "ServerError",
     "TooLarge",
     "Unavailable",

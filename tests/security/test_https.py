@@ -20,6 +20,7 @@ from konsul import node as node_module
 from konsul.api import AppRunner, Site, create_app
 from konsul.api import runner as runner_module
 from konsul.api.fastpath import FastPath
+from konsul.client import AsyncClient, Call, Client, NotLeaderError, Result, _Plan, _State
 from konsul.node import Node
 from konsul.tls import TlsError
 from tests.api.conftest import settings_for, wait_until
@@ -180,3 +181,29 @@ def test_unusable_tls_settings_are_refused_at_start(tmp_path: Path) -> None:
     (tmp_path / "tls" / "node.key").write_text("not a key")
     with pytest.raises(TlsError, match=r"node\.crt"):
         Node(settings_for(tmp_path / "data", **env))
+
+
+async def test_the_client_presents_its_certificate_and_never_downgrades_a_redirect(
+    tmp_path: Path,
+) -> None:
+    s = await serve(tmp_path, KONSUL_TLS_VERIFY_INCOMING="true")
+    try:
+        cert, key = s.certs.member("app", ["app.example"])
+        ca = str(s.certs.ca_file)
+
+        def use_it() -> str:
+            with Client([s.url], ca_file=ca, client_cert=str(cert), client_key=str(key)) as c:
+                c.kv_put("k", "v")
+                return str(c.kv_get("k")["value"])
+
+        assert await asyncio.to_thread(use_it) == "v"
+        async with AsyncClient([s.url], ca_file=ca, client_cert=str(cert),
+                               client_key=str(key)) as ac:
+            assert (await ac.kv_get("k"))["value"] == "v"
+    finally:
+        await s.runner.cleanup()
+        await s.node.stop()
+    state = _State(["https://10.0.0.1:8500"], 3, 1.0)
+    moved = Result(307, {"error": "not leader"}, {"location": "http://10.0.0.2:8500/kv/k"})
+    with pytest.raises(NotLeaderError, match="plain HTTP"):
+        _Plan(state, Call("PUT", "/kv/k")).answered("https://10.0.0.1:8500", moved)

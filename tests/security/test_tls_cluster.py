@@ -14,6 +14,8 @@ import functools
 import os
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import pytest
 from cryptography import x509
 
 from konsul import pki
+from konsul.client import Client
 from konsul.raft.messages import RequestVote, encode
 from konsul.raft.transport import HEADER, _hello_frame
 from tests.certs import CertDir
@@ -220,3 +223,25 @@ def test_certificates_renewed_on_disk_are_used_without_a_restart(cluster: LocalC
         load.wait_acks(len(load.acks) + 30)
     assert {n.node_id: n.proc.pid for n in cluster.nodes if n.proc} == pids  # no restart
     assert not load.server_errors() and not load.uncertain, load.outcomes
+
+
+def test_the_client_and_konsulctl_follow_redirects_over_tls(cluster: LocalCluster) -> None:
+    assert cluster.certs is not None
+    ca = str(cluster.certs.ca_file)
+    leader = cluster.leader()
+    follower = next(n for n in cluster.running() if n is not leader)
+    with Client([follower.url], ca_file=ca) as client:
+        client.kv_put("client/tls", "yes")  # a 307 from the follower, followed over TLS
+        assert client.addresses[-1] == leader.url
+        assert client.kv_get("client/tls", consistent=True)["value"] == "yes"
+    run = functools.partial(
+        subprocess.run, capture_output=True, text=True, timeout=30,
+        env={k: v for k, v in os.environ.items() if not k.startswith("KONSUL_")},
+    )
+    ctl = [sys.executable, "-m", "konsul.cli", "--addr", follower.url]
+    done = run([*ctl, "--ca-file", ca, "kv", "put", "cli/tls", "on"])
+    assert done.returncode == 0, done.stderr
+    done = run([*ctl, "kv", "get", "cli/tls"], env={**os.environ, "KONSUL_CACERT": ca})
+    assert (done.returncode, done.stdout) == (0, "on\n"), done.stderr
+    done = run([*ctl, "kv", "get", "cli/tls"])  # the system's CAs do not know ours
+    assert done.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in done.stderr
