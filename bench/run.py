@@ -1,10 +1,16 @@
 """Konsul side by side with etcd on the same machine: same load generator, same values, same keys.
 
-    python -m bench.run            # the full matrix (about 30 minutes)
+    python -m bench.run            # the full matrix (about 45 minutes)
     python -m bench.run --quick    # one short round of everything but the 1M-key test
+    python -m bench.run --tls-only # only the TLS column (add --quick for a short round)
 
 Each system runs as three members on loopback with fsync on. The result of every cell is a ratio
-Konsul/etcd; the table goes to stdout and to bench/results/<date>-<host>.{md,json,png}.
+Konsul/etcd; the table goes to stdout and to bench/results/<date>-<host>.{md,json,png}. The TLS
+column runs the matrix again with TLS on both sides: Konsul with KONSUL_TLS_* (HTTPS API, mutual
+TLS between members), etcd with --cert-file/--key-file and --peer-cert-file/--peer-key-file/
+--peer-trusted-ca-file/--peer-client-cert-auth (HTTPS client API, mutual TLS between members),
+certificates from one CA. Neither asks the load generator for a client certificate (etcd's
+--trusted-ca-file would: wrk cannot present one). It also reports what TLS costs Konsul.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from bench.systems import (
     konsul_put,
     rss_bytes,
 )
+from tests.certs import CertDir
 from tests.cluster_harness import LocalCluster
 from tests.processes import http, wait_until
 
@@ -61,6 +68,7 @@ class Row:
 class Report:
     machine: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
+    tls_rows: list[Row] = field(default_factory=list)
     failover_ms: dict[str, list[float]] = field(default_factory=dict)
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -155,6 +163,24 @@ def etcd_target(cluster: EtcdCluster) -> Target:
         {"BENCH_SERIALIZABLE": "1"},
         {},
     )
+
+
+def tls_matrix(root: Path, seconds: float, repeats: int) -> list[Row]:
+    """The matrix again with TLS on both systems (certificates from one CA)."""
+    certs = CertDir(root / "tls")
+    print("etcd with TLS:", flush=True)
+    etcd = EtcdCluster(root / "etcd-tls", certs=certs).start()
+    try:
+        etcd_cells = matrix(etcd_target(etcd), seconds, repeats)
+    finally:
+        etcd.stop()
+    print("konsul with TLS:", flush=True)
+    konsul = konsul_cluster(root / "konsul-tls", certs).start()
+    try:
+        konsul_cells = matrix(konsul_target(konsul), seconds, repeats)
+    finally:
+        konsul.stop()
+    return [Row(n, konsul_cells[n], etcd_cells[n]) for n in konsul_cells]
 
 
 # --------------------------------------------------------------------------------- failover
@@ -328,20 +354,18 @@ def render(report: Report) -> str:
         f"Machine: {m['cores']} cores, {m['cpu']}, Linux {m['kernel']}, Python {m['python']}, "
         f"{m['etcd']}; fdatasync of the data directory {m['fdatasync_ms']} ms (median). "
         f"Load: {m['load_generator']}; 3 members each on 127.0.0.0/8, 256-byte values.",
-        "",
-        "| Cell | Konsul req/s | etcd req/s | ratio | Konsul p50 / p99 ms | etcd p50 / p99 ms "
-        "| ratio p50 / p99 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in report.rows:
-        k, e = row.konsul, row.etcd
-        if k is None or e is None:
-            continue
-        lines.append(
-            f"| {row.name} | {k.rps:.0f} | {e.rps:.0f} | {ratio(k.rps, e.rps)} | "
-            f"{k.p50_ms:.2f} / {k.p99_ms:.2f} | {e.p50_ms:.2f} / {e.p99_ms:.2f} | "
-            f"{ratio(k.p50_ms, e.p50_ms)} / {ratio(k.p99_ms, e.p99_ms)} |"
-        )
+    if report.rows:
+        lines += ["", *_table(report.rows)]
+    if report.tls_rows:
+        lines += ["", "With TLS on both sides (client API and between members):", "",
+                  *_table(report.tls_rows)]
+    cost = tls_cost(report)
+    if cost:
+        lines += ["", "| What TLS costs Konsul | plain | TLS | TLS / plain |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {name} | {plain:.2f} | {tls:.2f} | {ratio(tls, plain)} |"
+                  for name, plain, tls in cost]
     if report.failover_ms:
         lines += [
             "",
@@ -367,30 +391,70 @@ def render(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| Cell | Konsul req/s | etcd req/s | ratio | Konsul p50 / p99 ms | etcd p50 / p99 ms "
+        "| ratio p50 / p99 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        k, e = row.konsul, row.etcd
+        if k is None or e is None:
+            continue
+        lines.append(
+            f"| {row.name} | {k.rps:.0f} | {e.rps:.0f} | {ratio(k.rps, e.rps)} | "
+            f"{k.p50_ms:.2f} / {k.p99_ms:.2f} | {e.p50_ms:.2f} / {e.p99_ms:.2f} | "
+            f"{ratio(k.p50_ms, e.p50_ms)} / {ratio(k.p99_ms, e.p99_ms)} |"
+        )
+    return lines
+
+
+def tls_cost(report: Report) -> list[tuple[str, float, float]]:
+    """(what, Konsul plain, Konsul with TLS) for the cells of the bar."""
+    plain = {r.name: r.konsul for r in report.rows if r.konsul}
+    tls = {r.name: r.konsul for r in report.tls_rows if r.konsul}
+    out = []
+    for what, name, field_ in (
+        ("writes c64, req/s", "write c64", "rps"),
+        ("write c1, p50 ms", "write c1", "p50_ms"),
+        ("reads c16 default, req/s", "read local c16", "rps"),
+    ):
+        a, b = plain.get(name), tls.get(name)
+        if a is not None and b is not None:
+            out.append((what, getattr(a, field_), getattr(b, field_)))
+    return out
+
+
 def bar(report: Report) -> list[str]:
     """Each line of the performance bar, with the measured ratio and whether it holds."""
-    cells = {r.name: r for r in report.rows if r.konsul and r.etcd}
     out: list[str] = []
 
     def check(text: str, value: float, ok: bool) -> None:
         out.append(f"{text}: {value:.2f} — {'met' if ok else 'NOT met'}")
 
-    def cell_ratio(name: str, field_: str) -> float | None:
-        row = cells.get(name)
+    def cell_ratio(rows: list[Row], name: str, field_: str) -> float | None:
+        row = next((r for r in rows if r.name == name), None)
         if row is None or row.konsul is None or row.etcd is None:
             return None
         etcd = getattr(row.etcd, field_)
         return getattr(row.konsul, field_) / etcd if etcd else None
 
-    for text, name, field_, limit, at_least in (
-        ("writes c64 throughput, Konsul/etcd (>= 1.0)", "write c64", "rps", 1.0, True),
-        ("writes c64 p99, Konsul/etcd (<= 2.0)", "write c64", "p99_ms", 2.0, False),
-        ("reads c16 default vs serializable (>= 1.0)", "read local c16", "rps", 1.0, True),
-        ("reads c16 consistent vs linearizable (>= 1.0)", "read consistent c16", "rps", 1.0,
+    for text, rows, name, field_, limit, at_least in (
+        ("writes c64 throughput, Konsul/etcd (>= 1.0)", report.rows, "write c64", "rps", 1.0,
          True),
-        ("write c1 p50, Konsul/etcd (<= 1.5)", "write c1", "p50_ms", 1.5, False),
+        ("writes c64 p99, Konsul/etcd (<= 2.0)", report.rows, "write c64", "p99_ms", 2.0,
+         False),
+        ("reads c16 default vs serializable (>= 1.0)", report.rows, "read local c16", "rps",
+         1.0, True),
+        ("reads c16 consistent vs linearizable (>= 1.0)", report.rows, "read consistent c16",
+         "rps", 1.0, True),
+        ("write c1 p50, Konsul/etcd (<= 1.5)", report.rows, "write c1", "p50_ms", 1.5, False),
+        ("TLS: writes c64 throughput, Konsul/etcd (>= 1.0)", report.tls_rows, "write c64",
+         "rps", 1.0, True),
+        ("TLS: write c1 p50, Konsul/etcd (<= 1.5)", report.tls_rows, "write c1", "p50_ms", 1.5,
+         False),
     ):
-        value = cell_ratio(name, field_)
+        value = cell_ratio(rows, name, field_)
         if value is not None:
             check(text, value, value >= limit if at_least else value <= limit)
     fail = report.failover_ms
@@ -438,6 +502,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one short round, no 1M-key test")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys for the memory test")
+    parser.add_argument("--tls-only", action="store_true", help="only the TLS column")
     args = parser.parse_args()
     seconds, repeats, rounds = (5, 1, 3) if args.quick else (20, 3, 10)
 
@@ -448,22 +513,24 @@ def main() -> None:
     report = Report(machine_facts(root))
     print(json.dumps(report.machine, indent=1), flush=True)
     try:
-        print("etcd:", flush=True)
-        etcd = EtcdCluster(root / "etcd").start()
-        try:
-            etcd_cells = matrix(etcd_target(etcd), seconds, repeats)
-            report.failover_ms["etcd"] = etcd_failover(etcd, rounds)
-        finally:
-            etcd.stop()
-        print("konsul:", flush=True)
-        konsul = konsul_cluster(root / "konsul").start()
-        try:
-            konsul_cells = matrix(konsul_target(konsul), seconds, repeats)
-            report.failover_ms["konsul"] = konsul_failover(konsul, rounds)
-        finally:
-            konsul.stop()
-        report.rows = [Row(n, konsul_cells[n], etcd_cells[n]) for n in konsul_cells]
-        if not args.quick:
+        if not args.tls_only:
+            print("etcd:", flush=True)
+            etcd = EtcdCluster(root / "etcd").start()
+            try:
+                etcd_cells = matrix(etcd_target(etcd), seconds, repeats)
+                report.failover_ms["etcd"] = etcd_failover(etcd, rounds)
+            finally:
+                etcd.stop()
+            print("konsul:", flush=True)
+            konsul = konsul_cluster(root / "konsul").start()
+            try:
+                konsul_cells = matrix(konsul_target(konsul), seconds, repeats)
+                report.failover_ms["konsul"] = konsul_failover(konsul, rounds)
+            finally:
+                konsul.stop()
+            report.rows = [Row(n, konsul_cells[n], etcd_cells[n]) for n in konsul_cells]
+        report.tls_rows = tls_matrix(root, seconds, repeats)
+        if not args.quick and not args.tls_only:
             report.memory["etcd"] = etcd_memory(root, args.keys)
             report.memory["konsul"] = konsul_memory(root, args.keys)
     finally:
@@ -471,7 +538,7 @@ def main() -> None:
 
     text = render(report)
     print(text)
-    if not args.quick:
+    if not args.quick and not args.tls_only:
         stem = args.out / f"{time.strftime('%Y-%m-%d')}-{report.machine['host']}"
         args.out.mkdir(parents=True, exist_ok=True)
         stem.with_suffix(".md").write_text(text)

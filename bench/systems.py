@@ -1,5 +1,6 @@
 """The two systems under test, started the same way: three members on loopback, fsync on,
-data directories side by side on one filesystem."""
+data directories side by side on one filesystem; with ``certs``, both with TLS on the client API
+and mutual TLS between members (certificates from one CA, ``tests.certs``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import base64
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -15,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.certs import CertDir
 from tests.cluster_harness import LocalCluster
 from tests.processes import wait_until
 
 
-def post_json(url: str, body: Any, timeout: float = 2.0) -> tuple[int, Any]:
+def post_json(
+    url: str, body: Any, timeout: float = 2.0, context: ssl.SSLContext | None = None
+) -> tuple[int, Any]:
     req = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
@@ -27,7 +32,7 @@ def post_json(url: str, body: Any, timeout: float = 2.0) -> tuple[int, Any]:
         headers={"Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, None
@@ -50,10 +55,15 @@ class EtcdMember:
     peer_port: int
     data_dir: Path
     proc: subprocess.Popen[bytes] | None = None
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.peer_port}"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -64,17 +74,38 @@ class EtcdCluster:
     root: Path
     base_port: int = 23790
     members: list[EtcdMember] = field(default_factory=list)
+    certs: CertDir | None = None  # TLS: --cert-file etc. for clients, --peer-* between members
 
     def __post_init__(self) -> None:
+        scheme = "https" if self.certs else "http"
         for i in range(1, 4):
             self.members.append(
                 EtcdMember(
-                    f"e{i}", self.base_port + i, self.base_port + 10 + i, self.root / f"e{i}"
+                    f"e{i}", self.base_port + i, self.base_port + 10 + i, self.root / f"e{i}",
+                    scheme=scheme,
                 )
             )
 
+    @property
+    def context(self) -> ssl.SSLContext | None:
+        return self.certs.client_context() if self.certs else None
+
+    def _tls_flags(self, m: EtcdMember) -> list[str]:
+        if self.certs is None:
+            return []
+        cert, key = self.certs.member(m.name, ["127.0.0.1"])
+        ca = str(self.certs.ca_file)
+        # No --trusted-ca-file on the client side: etcd 3.4 takes it to mean "require client
+        # certificates", which wrk cannot present. Konsul runs without KONSUL_TLS_VERIFY_INCOMING
+        # to match: both serve HTTPS to clients, both speak mutual TLS between members.
+        return [
+            "--cert-file", str(cert), "--key-file", str(key),
+            "--peer-cert-file", str(cert), "--peer-key-file", str(key),
+            "--peer-trusted-ca-file", ca, "--peer-client-cert-auth",
+        ]
+
     def _start_member(self, m: EtcdMember, state: str) -> None:
-        cluster = ",".join(f"{x.name}=http://127.0.0.1:{x.peer_port}" for x in self.members)
+        cluster = ",".join(f"{x.name}={x.peer_url}" for x in self.members)
         log = open(self.root / f"{m.name}.log", "ab")  # noqa: SIM115 - owned by the child
         m.proc = subprocess.Popen(
             [
@@ -88,9 +119,9 @@ class EtcdCluster:
                 "--advertise-client-urls",
                 m.url,
                 "--listen-peer-urls",
-                f"http://127.0.0.1:{m.peer_port}",
+                m.peer_url,
                 "--initial-advertise-peer-urls",
-                f"http://127.0.0.1:{m.peer_port}",
+                m.peer_url,
                 "--initial-cluster",
                 cluster,
                 "--initial-cluster-state",
@@ -101,6 +132,7 @@ class EtcdCluster:
                 "zap",
                 "--log-outputs",
                 "stderr",
+                *self._tls_flags(m),
             ],
             stdout=log,
             stderr=log,
@@ -119,7 +151,8 @@ class EtcdCluster:
 
     def status(self, m: EtcdMember) -> dict[str, Any] | None:
         try:
-            code, body = post_json(m.url + "/v3/maintenance/status", {}, timeout=1)
+            code, body = post_json(m.url + "/v3/maintenance/status", {}, timeout=1,
+                                   context=self.context)
         except OSError:
             return None
         return body if code == 200 else None
@@ -143,7 +176,8 @@ class EtcdCluster:
             "value": base64.b64encode(value.encode()).decode(),
         }
         try:
-            code, _ = post_json(m.url + "/v3/kv/put", body, timeout=timeout)
+            code, _ = post_json(m.url + "/v3/kv/put", body, timeout=timeout,
+                                context=self.context)
         except OSError:
             return False
         return code == 200
@@ -165,16 +199,18 @@ class EtcdCluster:
 # ----------------------------------------------------------------------------------- Konsul
 
 
-def konsul_cluster(root: Path) -> LocalCluster:
-    return LocalCluster(root, size=3)
+def konsul_cluster(root: Path, certs: CertDir | None = None) -> LocalCluster:
+    return LocalCluster(root, size=3, certs=certs)
 
 
-def konsul_put(url: str, key: str, value: str, timeout: float = 0.5) -> bool:
+def konsul_put(
+    url: str, key: str, value: str, timeout: float = 0.5, context: ssl.SSLContext | None = None
+) -> bool:
     req = urllib.request.Request(
         f"{url}/kv/{key}", data=json.dumps({"value": value}).encode(), method="PUT"
     )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return resp.status == 200
     except (urllib.error.HTTPError, OSError):
         return False
