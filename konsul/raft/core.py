@@ -130,13 +130,13 @@ Safety hooks (small methods the simulator overrides to prove it catches broken c
 from __future__ import annotations
 
 import random
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any, Protocol
 
+from konsul.raft.log import RaftLog
 from konsul.raft.messages import (
     AppendEntries,
     AppendResponse,
@@ -175,10 +175,6 @@ _ANY_TERM = 1 << 62  # RaftCore._seen: shown in every term
 _CONFIG = EntryKind.CONFIG
 _COMMAND = EntryKind.COMMAND
 _REPLICATION = (AppendEntries, InstallSnapshot, TimeoutNow)
-
-
-def _term_of(entry: Entry) -> int:
-    return entry.term
 
 
 class Role(Enum):
@@ -342,26 +338,14 @@ class RaftCore:
         self._role = Role.FOLLOWER
         self._leader: str | None = None
 
-        # The log: _entries[k] has index _base + 1 + k; _base_term is the term at _base (None
-        # when unknown: trailing entries recovered in front of a snapshot).
-        self._snapshot_meta = snapshot
-        self._base = snapshot.index if snapshot else 0
-        self._base_term: int | None = snapshot.term if snapshot else 0
-        self._entries: list[Entry] = []
-        self._load_entries(entries)
-
-        commit = snapshot.index if snapshot else 0
-        self._commit = commit
-        self._emitted = commit  # last index handed out in Ready.committed
-        self._applied = commit
-        self._persisted = self.last_index  # everything storage recovered is durable
-        self._unstable_from = self.last_index + 1  # first index not yet handed out in a Ready
+        self._log = RaftLog(snapshot, entries)
+        commit = self._log.commit
 
         # Configurations: _configs[0] is the latest committed one, the rest are uncommitted.
         self._configs: list[tuple[int, Configuration]] = [
             (commit, snapshot.config if snapshot else _EMPTY_CONFIG)
         ]
-        for e in self._entries:
+        for e in self._log.entries:
             if e.kind is _CONFIG and e.index > commit:
                 self._configs.append((e.index, decode_configuration(e.data)))
         self._config = _EMPTY_CONFIG
@@ -418,7 +402,6 @@ class RaftCore:
         # output
         self._msgs: list[Message] = []
         self._hs_dirty = False
-        self._truncate_from: int | None = None
         self._received: ReceivedSnapshot | None = None
         self._read_states: list[ReadState] = []
         self._dropped_reads: list[int] = []
@@ -439,32 +422,6 @@ class RaftCore:
         self._apply_latest_config()
         self._reset_election_timer()
         self._maybe_standalone()
-
-    def _load_entries(self, entries: Sequence[Entry]) -> None:
-        if not entries:
-            return
-        first, last = entries[0].index, entries[-1].index
-        if last - first + 1 != len(entries):
-            raise ValueError("recovered entries are not contiguous")
-        snap = self._snapshot_meta
-        if first > self._base + 1:
-            raise ValueError(f"recovered entries start at {first}, after {self._base + 1}")
-        if snap is None:
-            if first != 1:
-                raise ValueError("recovered entries without a snapshot must start at 1")
-            self._entries = list(entries)
-            return
-        if last < snap.index:
-            return  # the snapshot covers all of them
-        if first <= snap.index:
-            if entries[snap.index - first].term != snap.term:
-                raise ValueError("recovered log disagrees with the snapshot")
-            # keep the trailing entries in front of the snapshot (followers may need them)
-            self._base = first - 1
-            self._base_term = None
-            self._entries = list(entries)
-        else:
-            self._entries = list(entries)
 
     # ------------------------------------------------------------------ observation
 
@@ -490,21 +447,19 @@ class RaftCore:
 
     @property
     def commit_index(self) -> int:
-        return self._commit
+        return self._log.commit
 
     @property
     def last_index(self) -> int:
-        return self._base + len(self._entries)
+        return self._log.last_index
 
     @property
     def last_term(self) -> int:
-        if self._entries:
-            return self._entries[-1].term
-        return self._base_term or 0
+        return self._log.last_term
 
     @property
     def first_index(self) -> int:
-        return self._base + 1
+        return self._log.first_index
 
     @property
     def configuration(self) -> Configuration:
@@ -516,11 +471,11 @@ class RaftCore:
 
     @property
     def snapshot_meta(self) -> SnapshotMeta | None:
-        return self._snapshot_meta
+        return self._log.snapshot
 
     @property
     def is_empty(self) -> bool:
-        return self._term == 0 and not self._entries and self._snapshot_meta is None
+        return self._term == 0 and not self._log.entries and self._log.snapshot is None
 
     @property
     def catching_up(self) -> bool:
@@ -553,17 +508,7 @@ class RaftCore:
 
     def term_at(self, index: int) -> int | None:
         """The term of the entry at ``index`` if the log (or its snapshot) still knows it."""
-        base = self._base
-        if index > base:
-            k = index - base - 1
-            entries = self._entries
-            return entries[k].term if k < len(entries) else None
-        if index == base:
-            return self._base_term
-        snap = self._snapshot_meta
-        if snap is not None and index == snap.index:
-            return snap.term
-        return None
+        return self._log.term_at(index)
 
     # ------------------------------------------------------------------ safety hooks
 
@@ -578,11 +523,11 @@ class RaftCore:
 
     def _self_match_index(self) -> int:
         """The leader's own log counts towards a majority only once it is durable."""
-        return self._persisted
+        return self._log.persisted
 
     def _applicable_index(self) -> int:
         """Ready.committed never reaches past what is durable locally."""
-        return min(self._commit, self._persisted)
+        return min(self._log.commit, self._log.persisted)
 
     def _quorum_index(self) -> int:
         """The highest index a majority of the voters (of the latest configuration) stores."""
@@ -658,8 +603,8 @@ class RaftCore:
             raise NotLeaderError(self._leader)
         if self._transferee is not None:
             raise ProposalRejected("leadership transfer in progress")
-        index = self._base + len(self._entries) + 1
-        self._entries.append(make_entry(index, self._term, _COMMAND, data))
+        index = self._log.last_index + 1
+        self._log.entries.append(make_entry(index, self._term, _COMMAND, data))
         self._needs_flush = True
         return index, self._term
 
@@ -670,9 +615,9 @@ class RaftCore:
             raise NotLeaderError(self._leader)
         if self._transferee is not None:
             raise ProposalRejected("leadership transfer in progress")
-        first = self._base + len(self._entries) + 1
+        first = self._log.last_index + 1
         term = self._term
-        self._entries.extend(
+        self._log.entries.extend(
             [make_entry(i, term, _COMMAND, d) for i, d in enumerate(datas, first)]
         )
         self._needs_flush = True
@@ -746,24 +691,13 @@ class RaftCore:
         self._hs_dirty = True
         self._role = Role.CANDIDATE
         self._votes = {self._id: True}
-        self._entries.append(Entry(1, 1, _CONFIG, encode_configuration(config)))
+        self._log.entries.append(Entry(1, 1, _CONFIG, encode_configuration(config)))
         self._configs.append((1, config))
         self._apply_latest_config()
         self._maybe_standalone()
 
     def compact(self, meta: SnapshotMeta, trailing: int) -> None:
-        if self._snapshot_meta is not None and meta.index <= self._snapshot_meta.index:
-            return
-        if meta.index > self._emitted:
-            raise ValueError(f"snapshot {meta.index} is past the applied index {self._emitted}")
-        if meta.index > self._base and self.term_at(meta.index) != meta.term:
-            raise ValueError("snapshot term disagrees with the log")
-        self._snapshot_meta = meta
-        keep_from = max(self._base, meta.index - max(trailing, 0))
-        if keep_from > self._base:
-            self._base_term = self.term_at(keep_from)
-            del self._entries[: keep_from - self._base]
-            self._base = keep_from
+        self._log.compact(meta, trailing)
 
     def peer_unreachable(self, peer_id: str) -> None:
         if self._role is Role.LEADER:
@@ -781,15 +715,12 @@ class RaftCore:
             self._election_elapsed = self._randomized_timeout - delay
 
     def persisted(self, index: int, term: int) -> None:
-        if index <= self._persisted or self.term_at(index) != term:
-            return  # stale: that entry was since truncated and replaced
-        self._persisted = min(index, self._unstable_from - 1)
-        if self._role is Role.LEADER:
+        if self._log.persisted_to(index, term) and self._role is Role.LEADER:
             self._maybe_commit()
 
     def applied(self, index: int) -> None:
-        if index > self._applied:
-            self._applied = index
+        if index > self._log.applied:
+            self._log.applied = index
 
     # ------------------------------------------------------------------ output
 
@@ -800,9 +731,9 @@ class RaftCore:
             self._msgs
             or (self._hs_dirty and not self._catching_up)
             or self._received is not None
-            or self._truncate_from is not None
-            or self._unstable_from <= self._base + len(self._entries)
-            or self._applicable_index() > self._emitted
+            or self._log.truncate_from is not None
+            or self._log.has_unstable()
+            or self._applicable_index() > self._log.applying
             or self._read_states
             or self._dropped_reads
         )
@@ -826,20 +757,17 @@ class RaftCore:
         if self._received is not None:
             rd.snapshot = self._received
             self._received = None
-        rd.truncate_from = self._truncate_from
-        self._truncate_from = None
-        base = self._base
-        last = base + len(self._entries)
-        if self._unstable_from <= last:
-            rd.entries = self._entries[self._unstable_from - base - 1 :]
-            self._unstable_from = last + 1
+        log = self._log
+        rd.truncate_from = log.truncate_from
+        log.truncate_from = None
+        if log.has_unstable():
+            rd.entries = log.take_unstable()
         if self._msgs:
             rd.messages = self._msgs
         self._msgs = held
         hi = self._applicable_index()
-        if hi > self._emitted:
-            rd.committed = self._entries[self._emitted - base : hi - base]
-            self._emitted = hi
+        if hi > log.applying:
+            rd.committed = log.take_committed(hi)
         if self._read_states:
             rd.read_states = self._read_states
             self._read_states = []
@@ -1044,7 +972,7 @@ class RaftCore:
             m.id: _Progress(nxt, 0) for m in self._config.members if m.id != self._id
         }
         index = nxt
-        self._entries.append(Entry(index, self._term, EntryKind.NOOP))
+        self._log.entries.append(Entry(index, self._term, EntryKind.NOOP))
         self._term_start = index
         self._needs_flush = True
         self._maybe_commit()
@@ -1107,7 +1035,7 @@ class RaftCore:
             self._msgs.append(
                 AppendEntries(
                     self._id, pid, self._term, match, self.term_at(match) or 0, (),
-                    self._commit, self._read_seq,
+                    self._log.commit, self._read_seq,
                 )
             )
         self._needs_flush = True
@@ -1119,7 +1047,7 @@ class RaftCore:
             return
         if self._reads_unsent:
             self._read_seq += 1
-            seq, index = self._read_seq, self._commit
+            seq, index = self._read_seq, self._log.commit
             for src, ctx in self._reads_unsent:
                 self._reads_pending.append((seq, index, src, ctx))
             self._reads_unsent = []
@@ -1143,11 +1071,11 @@ class RaftCore:
         if prev_term is None:
             self._start_snapshot(pid, pr)
             return False
-        lo = prev - self._base
-        entries = tuple(self._entries[lo : lo + self._cfg.max_append_entries])
+        entries = self._log.slice(prev, self._cfg.max_append_entries)
         self._msgs.append(
             AppendEntries(
-                self._id, pid, self._term, prev, prev_term, entries, self._commit, self._read_seq
+                self._id, pid, self._term, prev, prev_term, entries, self._log.commit,
+                self._read_seq,
             )
         )
         if entries and pr.state is _PState.REPLICATE:
@@ -1157,7 +1085,7 @@ class RaftCore:
         return True
 
     def _start_snapshot(self, pid: str, pr: _Progress) -> None:
-        meta = self._snapshot_meta
+        meta = self._log.snapshot
         if meta is None:
             return  # cannot happen: the log is only compacted behind a snapshot
         pr.state = _PState.SNAPSHOT
@@ -1169,7 +1097,7 @@ class RaftCore:
 
     def _send_snapshot_chunk(self, pid: str, pr: _Progress) -> None:
         meta = pr.snap_meta
-        latest = self._snapshot_meta
+        latest = self._log.snapshot
         if meta is None or (latest is not None and latest.index > meta.index):
             # a newer snapshot replaced it (the old one may be pruned): start over with that
             assert latest is not None
@@ -1237,39 +1165,26 @@ class RaftCore:
                 pr.match = 0
         else:
             return
-        hint, _ = self._find_conflict_by_term(
+        hint, _ = self._log.find_conflict_by_term(
             min(m.conflict_index, self.last_index), m.conflict_term
         )
         pr.become_probe()
         pr.next = max(min(m.reject_index, hint + 1), pr.match + 1)
         self._needs_flush = True
 
-    def _find_conflict_by_term(self, index: int, term: int) -> tuple[int, int]:
-        """The last index <= ``index`` whose entry has a term <= ``term`` (and that term).
-
-        Terms never decrease along a log, so this is a binary search.
-        """
-        base = self._base
-        if index <= base:
-            return index, self.term_at(index) or 0
-        k = bisect_right(self._entries, term, 0, index - base, key=_term_of)
-        if k == 0:
-            return base, self._base_term or 0
-        return base + k, self._entries[k - 1].term
-
     def _maybe_commit(self) -> None:
         index = self._quorum_index()
-        if index > self._commit and self._may_commit(index):
-            self._commit = index
+        if index > self._log.commit and self._may_commit(index):
+            self._log.commit = index
             self._on_commit_advanced()
 
     def _on_commit_advanced(self) -> None:
         configs = self._configs
-        while len(configs) > 1 and configs[1][0] <= self._commit:
+        while len(configs) > 1 and configs[1][0] <= self._log.commit:
             configs.pop(0)
         if self._role is not Role.LEADER:
             return
-        if self._reads_wait_commit and self._commit >= self._term_start:
+        if self._reads_wait_commit and self._log.commit >= self._term_start:
             waiting, self._reads_wait_commit = self._reads_wait_commit, []
             for src, ctx in waiting:
                 self._leader_read(src, ctx)
@@ -1294,13 +1209,13 @@ class RaftCore:
             self._role is not Role.LEADER
             or self._transferee is not None
             or len(self._configs) > 1
-            or self._commit < self._term_start
+            or self._log.commit < self._term_start
         ):
             return
         for m in self._config.members:
             if not m.voter:
                 pr = self._progress.get(m.id)
-                if pr is not None and pr.match >= self._commit:
+                if pr is not None and pr.match >= self._log.commit:
                     members = tuple(
                         Member(x.id, x.address, True, x.http_address) if x.id == m.id else x
                         for x in self._config.members
@@ -1313,7 +1228,7 @@ class RaftCore:
             raise NotLeaderError(self._leader)
         if self._transferee is not None:
             raise ProposalRejected("leadership transfer in progress")
-        if self._commit < self._term_start:
+        if self._log.commit < self._term_start:
             # a new leader must commit an entry of its term before changing the configuration
             raise ProposalRejected("leader has not committed an entry of its term yet")
         if len(self._configs) > 1:
@@ -1321,7 +1236,7 @@ class RaftCore:
 
     def _append_config(self, config: Configuration) -> tuple[int, int]:
         index = self.last_index + 1
-        self._entries.append(Entry(index, self._term, _CONFIG, encode_configuration(config)))
+        self._log.entries.append(Entry(index, self._term, _CONFIG, encode_configuration(config)))
         self._configs.append((index, config))
         self._apply_latest_config()
         self._needs_flush = True
@@ -1383,10 +1298,10 @@ class RaftCore:
     # ------------------------------------------------------------------ reads
 
     def _leader_read(self, src: str, ctx: int) -> None:
-        if self._commit < self._term_start:
+        if self._log.commit < self._term_start:
             self._reads_wait_commit.append((src, ctx))  # commit index not known to be current
         elif self._sole_voter:
-            self._answer_read(src, ctx, self._commit)
+            self._answer_read(src, ctx, self._log.commit)
         else:
             self._reads_unsent.append((src, ctx))
             self._needs_flush = True
@@ -1512,7 +1427,7 @@ class RaftCore:
             self._seen[m.term] = m.prev_index
         prev = m.prev_index
         entries: Sequence[Entry] = m.entries
-        commit = self._commit
+        commit = self._log.commit
         if prev < commit:
             # Entries through our commit index are committed: they match the leader's.
             skip = min(commit - prev, len(entries))
@@ -1521,7 +1436,7 @@ class RaftCore:
             entries = entries[skip:]
             prev += skip
         elif self.term_at(prev) != m.prev_term:
-            hint_index, hint_term = self._find_conflict_by_term(
+            hint_index, hint_term = self._log.find_conflict_by_term(
                 min(prev, self.last_index), m.prev_term
             )
             self._msgs.append(
@@ -1536,7 +1451,7 @@ class RaftCore:
         if m.commit > commit:
             new_commit = min(m.commit, last_new)
             if new_commit > commit:
-                self._commit = new_commit
+                self._log.commit = new_commit
                 self._on_commit_advanced()
         self._msgs.append(
             AppendResponse(self._id, m.src, self._term, True, last_new, 0, 0, 0, m.read_ctx)
@@ -1553,26 +1468,15 @@ class RaftCore:
 
     def _merge(self, entries: Sequence[Entry]) -> None:
         """Append entries (the first follows a matching entry), truncating at a conflict."""
-        last = self._base + len(self._entries)
-        if entries[0].index <= last:
-            log = self._entries
-            base = self._base
-            i, n = 0, len(entries)
-            while i < n:
-                e = entries[i]
-                if e.index > last:
-                    break
-                if log[e.index - base - 1].term != e.term:
-                    self._truncate(e.index)
-                    break
-                i += 1
-            entries = entries[i:]
-            if not entries:
-                return
+        entries = self._log.new_entries(entries)
+        if not entries:
+            return
+        if entries[0].index <= self._log.last_index:
+            self._truncate(entries[0].index)
         self._append(entries)
 
     def _append(self, entries: Sequence[Entry]) -> None:
-        self._entries.extend(entries)
+        self._log.append(entries)
         changed = False
         for e in entries:
             if e.kind is _CONFIG:
@@ -1586,17 +1490,12 @@ class RaftCore:
             self._apply_latest_config()
 
     def _truncate(self, index: int) -> None:
-        if index <= self._commit:
+        commit = self._log.commit
+        if index <= commit:
             raise RaftSafetyError(
-                f"{self._id}: asked to overwrite committed entry {index} (commit {self._commit})"
+                f"{self._id}: asked to overwrite committed entry {index} (commit {commit})"
             )
-        del self._entries[index - self._base - 1 :]
-        if index < self._unstable_from:
-            self._unstable_from = index
-            if self._truncate_from is None or index < self._truncate_from:
-                self._truncate_from = index
-        if self._persisted >= index:
-            self._persisted = index - 1
+        self._log.truncate(index)
         configs = self._configs
         if configs[-1][0] >= index:
             while len(configs) > 1 and configs[-1][0] >= index:
@@ -1606,7 +1505,7 @@ class RaftCore:
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
         self._heard_from_leader(m.src)
         meta = m.meta
-        if meta.index <= self._commit:
+        if meta.index <= self._log.commit:
             self._incoming = None
             self._snapshot_reply(m.src, meta.index, 0, True)
             return
@@ -1614,7 +1513,7 @@ class RaftCore:
             if self.term_at(meta.index) == meta.term:
                 # our log already holds the snapshot's last entry: it is committed, keep the log
                 self._incoming = None
-                self._commit = meta.index
+                self._log.commit = meta.index
                 self._on_commit_advanced()
                 self._snapshot_reply(m.src, meta.index, 0, True)
                 return
@@ -1638,14 +1537,7 @@ class RaftCore:
 
     def _install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         """Reset the log to the snapshot (Ready.snapshot tells the runtime to do the same)."""
-        self._entries = []
-        self._base = meta.index
-        self._base_term = meta.term
-        self._snapshot_meta = meta
-        self._commit = self._emitted = self._persisted = meta.index
-        self._applied = max(self._applied, meta.index)
-        self._unstable_from = meta.index + 1
-        self._truncate_from = None
+        self._log.restore(meta)
         self._received = ReceivedSnapshot(meta, data)
         if self._catching_up:
             self._note_snapshot_promotion(meta)
