@@ -130,10 +130,9 @@ Safety hooks (small methods the simulator overrides to prove it catches broken c
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum
+from enum import Enum
 from typing import Any, Protocol
 
 from konsul.raft.log import RaftLog
@@ -154,6 +153,9 @@ from konsul.raft.messages import (
     encode_configuration,
     make_entry,
 )
+from konsul.raft.progress import Progress, ProgressState
+from konsul.raft.quorum import VoteResult, majority, quorum_index, vote_result
+from konsul.raft.read_only import ForwardedReads, ReadIndexQueue
 from konsul.raft.types import Configuration, Entry, EntryKind, HardState, Member, SnapshotMeta
 
 __all__ = [
@@ -259,59 +261,6 @@ class RaftSafetyError(RuntimeError):
     """A leader asked this node to overwrite a committed entry: some node broke Raft's rules."""
 
 
-class _PState(IntEnum):
-    PROBE = 0  # one AppendEntries at a time until the follower's match point is known
-    REPLICATE = 1  # optimistic pipelining: up to max_inflight AppendEntries in flight
-    SNAPSHOT = 2  # sending InstallSnapshot chunks, one at a time
-
-
-class _Progress:
-    """The leader's view of one follower."""
-
-    __slots__ = (
-        "inflight",
-        "last_active",
-        "match",
-        "next",
-        "probe_sent",
-        "read_ack",
-        "snap_elapsed",
-        "snap_meta",
-        "snap_offset",
-        "snap_size",
-        "stall",
-        "state",
-    )
-
-    def __init__(self, next_index: int, now: int) -> None:
-        self.match = 0
-        self.next = next_index
-        self.state = _PState.PROBE
-        self.inflight: deque[int] = deque()  # last index of each AppendEntries in flight
-        self.probe_sent = False
-        self.last_active = now  # leader tick of the follower's last message (check-quorum)
-        self.read_ack = 0  # highest read round the follower echoed
-        self.stall = 0  # ticks in REPLICATE with entries in flight and no progress
-        self.snap_meta: SnapshotMeta | None = None
-        self.snap_offset = 0
-        self.snap_size = 0
-        self.snap_elapsed = 0
-
-    def become_probe(self) -> None:
-        self.state = _PState.PROBE
-        self.next = self.match + 1
-        self.inflight.clear()
-        self.probe_sent = False
-        self.snap_meta = None
-
-    def become_replicate(self) -> None:
-        self.state = _PState.REPLICATE
-        self.next = self.match + 1
-        self.inflight.clear()
-        self.stall = 0
-        self.snap_meta = None
-
-
 class RaftCore:
     """One Raft node's consensus state. See the module docstring for how to drive it."""
 
@@ -366,15 +315,12 @@ class RaftCore:
         self._votes: dict[str, bool] = {}
 
         # leader
-        self._progress: dict[str, _Progress] = {}
+        self._progress: dict[str, Progress] = {}
         self._term_start = 0  # index of this leader's NOOP
         self._transferee: str | None = None
         self._transfer_elapsed = 0
         self._timeout_now_sent = False
-        self._read_seq = 0
-        self._reads_unsent: list[tuple[str, int]] = []
-        self._reads_pending: deque[tuple[int, int, str, int]] = deque()  # seq, index, src, ctx
-        self._reads_wait_commit: list[tuple[str, int]] = []
+        self._reads = ReadIndexQueue()
         self._needs_flush = False
 
         # follower
@@ -394,8 +340,7 @@ class RaftCore:
         # shown in a term >= t may predate our start (a leader of an older term does not hold
         # it). After a restart what we recovered counts as shown, in any term.
         self._seen: dict[int, int] = {_ANY_TERM: self.last_index}
-        # reads forwarded to the leader: ctx -> tick after which we give up on its answer
-        self._forwarded_reads: dict[int, int] = {}
+        self._forwarded_reads = ForwardedReads()  # reads waiting for the leader's answer
         self._ticks = 0
         self._incoming: tuple[SnapshotMeta, bytearray] | None = None
 
@@ -531,17 +476,12 @@ class RaftCore:
 
     def _quorum_index(self) -> int:
         """The highest index a majority of the voters (of the latest configuration) stores."""
-        voters = self._voters
-        if not voters:
-            return 0
         progress = self._progress
         me = self._id
-        matches = [
+        return quorum_index(
             self._self_match_index() if v == me else (progress[v].match if v in progress else 0)
-            for v in voters
-        ]
-        matches.sort(reverse=True)
-        return matches[len(matches) // 2]
+            for v in self._voters
+        )
 
     # ------------------------------------------------------------------ inputs
 
@@ -551,7 +491,7 @@ class RaftCore:
             self._tick_leader()
             return
         if self._forwarded_reads:
-            self._expire_forwarded_reads()
+            self._dropped_reads += self._forwarded_reads.expire(self._ticks)
         self._contact_elapsed += 1
         self._election_elapsed += 1
         if self._election_elapsed >= self._randomized_timeout:
@@ -672,7 +612,7 @@ class RaftCore:
         if self._role is Role.LEADER:
             self._leader_read(self._id, ctx)
         elif self._leader is not None:
-            self._forwarded_reads[ctx] = self._ticks + self._cfg.election_timeout_ticks
+            self._forwarded_reads.add(ctx, self._ticks + self._cfg.election_timeout_ticks)
             self._msgs.append(ReadIndexRequest(self._id, self._leader, self._term, ctx))
         else:
             self._dropped_reads.append(ctx)
@@ -702,7 +642,7 @@ class RaftCore:
     def peer_unreachable(self, peer_id: str) -> None:
         if self._role is Role.LEADER:
             pr = self._progress.get(peer_id)
-            if pr is not None and pr.state is _PState.REPLICATE:
+            if pr is not None and pr.state is ProgressState.REPLICATE:
                 pr.become_probe()
             return
         if peer_id != self._leader:
@@ -875,32 +815,15 @@ class RaftCore:
         self._reset_election_timer()
 
     def _step_down_leader(self) -> None:
-        for _seq, _index, src, ctx in self._reads_pending:
+        for src, ctx in self._reads.drain():
             self._refuse_read(src, ctx)
-        for src, ctx in (*self._reads_unsent, *self._reads_wait_commit):
-            self._refuse_read(src, ctx)
-        self._reads_pending.clear()
-        self._reads_unsent = []
-        self._reads_wait_commit = []
         self._progress = {}
         self._transferee = None
         self._needs_flush = False
 
-    def _expire_forwarded_reads(self) -> None:
-        """A forwarded read whose answer got lost fails after an election timeout."""
-        reads = self._forwarded_reads
-        now = self._ticks
-        while reads:
-            ctx, deadline = next(iter(reads.items()))  # the oldest: deadlines follow insertion
-            if deadline > now:
-                break
-            del reads[ctx]
-            self._dropped_reads.append(ctx)
-
     def _drop_forwarded_reads(self) -> None:
         if self._forwarded_reads:
-            self._dropped_reads.extend(self._forwarded_reads)
-            self._forwarded_reads.clear()
+            self._dropped_reads += self._forwarded_reads.drop_all()
 
     def _campaign(self, *, pre: bool, transfer: bool = False) -> None:
         if self._role is Role.LEADER:
@@ -940,14 +863,14 @@ class RaftCore:
         if src not in self._voters:
             return
         self._votes.setdefault(src, granted)
-        quorum = len(self._voters) // 2 + 1
         yes = sum(1 for g in self._votes.values() if g)
-        if yes >= quorum:
+        result = vote_result(yes, len(self._votes) - yes, len(self._voters))
+        if result is VoteResult.WON:
             if self._role is Role.PRE_CANDIDATE:
                 self._campaign(pre=False)
             else:
                 self._become_leader()
-        elif len(self._votes) - yes >= quorum:
+        elif result is VoteResult.LOST:
             self._become_follower(self._term, None)
 
     def _maybe_standalone(self) -> None:
@@ -969,7 +892,7 @@ class RaftCore:
         self._leader_unreachable = False
         nxt = self.last_index + 1
         self._progress = {
-            m.id: _Progress(nxt, 0) for m in self._config.members if m.id != self._id
+            m.id: Progress(nxt, 0) for m in self._config.members if m.id != self._id
         }
         index = nxt
         self._log.entries.append(Entry(index, self._term, EntryKind.NOOP))
@@ -1008,7 +931,7 @@ class RaftCore:
                 pr = progress.get(v)
                 if pr is not None and pr.last_active > since:
                     active += 1
-        return active >= len(voters) // 2 + 1
+        return active >= majority(len(voters))
 
     def _heartbeat(self, *, periodic: bool) -> None:
         """Empty AppendEntries at each follower's match point (they always fit its log)."""
@@ -1016,14 +939,14 @@ class RaftCore:
         stall_limit = max(2 * cfg.commit_ticks, cfg.heartbeat_timeout_ticks // 2)
         for pid, pr in self._progress.items():
             state = pr.state
-            if state is _PState.SNAPSHOT:
+            if state is ProgressState.SNAPSHOT:
                 if periodic:
                     pr.snap_elapsed += cfg.commit_ticks
                     if pr.snap_elapsed >= stall_limit:  # chunk or its answer was lost: resend
                         self._send_snapshot_chunk(pid, pr)
                 continue
             if periodic:
-                if state is _PState.PROBE:
+                if state is ProgressState.PROBE:
                     pr.probe_sent = False  # the flush sends the probe again (it was maybe lost)
                     continue
                 if pr.inflight:
@@ -1035,7 +958,7 @@ class RaftCore:
             self._msgs.append(
                 AppendEntries(
                     self._id, pid, self._term, match, self.term_at(match) or 0, (),
-                    self._log.commit, self._read_seq,
+                    self._log.commit, self._reads.round,
                 )
             )
         self._needs_flush = True
@@ -1045,27 +968,23 @@ class RaftCore:
         self._needs_flush = False
         if self._role is not Role.LEADER:
             return
-        if self._reads_unsent:
-            self._read_seq += 1
-            seq, index = self._read_seq, self._log.commit
-            for src, ctx in self._reads_unsent:
-                self._reads_pending.append((seq, index, src, ctx))
-            self._reads_unsent = []
+        if self._reads.unsent:
+            self._reads.start_round(self._log.commit)
             self._heartbeat(periodic=False)
             self._needs_flush = False
         last = self.last_index
         max_inflight = self._cfg.max_inflight
         for pid, pr in self._progress.items():
             state = pr.state
-            if state is _PState.REPLICATE:
+            if state is ProgressState.REPLICATE:
                 while len(pr.inflight) < max_inflight and pr.next <= last:
                     if not self._send_entries(pid, pr):
                         break
-            elif state is _PState.PROBE and not pr.probe_sent:
+            elif state is ProgressState.PROBE and not pr.probe_sent:
                 pr.probe_sent = True
                 self._send_entries(pid, pr)
 
-    def _send_entries(self, pid: str, pr: _Progress) -> bool:
+    def _send_entries(self, pid: str, pr: Progress) -> bool:
         prev = pr.next - 1
         prev_term = self.term_at(prev)
         if prev_term is None:
@@ -1075,35 +994,28 @@ class RaftCore:
         self._msgs.append(
             AppendEntries(
                 self._id, pid, self._term, prev, prev_term, entries, self._log.commit,
-                self._read_seq,
+                self._reads.round,
             )
         )
-        if entries and pr.state is _PState.REPLICATE:
-            last_sent = entries[-1].index
-            pr.inflight.append(last_sent)
-            pr.next = last_sent + 1
+        if entries:
+            pr.sent_entries(entries[-1].index)
         return True
 
-    def _start_snapshot(self, pid: str, pr: _Progress) -> None:
+    def _start_snapshot(self, pid: str, pr: Progress) -> None:
         meta = self._log.snapshot
         if meta is None:
             return  # cannot happen: the log is only compacted behind a snapshot
-        pr.state = _PState.SNAPSHOT
-        pr.inflight.clear()
-        pr.snap_meta = meta
-        pr.snap_offset = 0
-        pr.snap_size = self._snapshots.snapshot_size(meta)
+        pr.become_snapshot(meta, self._snapshots.snapshot_size(meta))
         self._send_snapshot_chunk(pid, pr)
 
-    def _send_snapshot_chunk(self, pid: str, pr: _Progress) -> None:
+    def _send_snapshot_chunk(self, pid: str, pr: Progress) -> None:
         meta = pr.snap_meta
         latest = self._log.snapshot
         if meta is None or (latest is not None and latest.index > meta.index):
             # a newer snapshot replaced it (the old one may be pruned): start over with that
             assert latest is not None
-            meta = pr.snap_meta = latest
-            pr.snap_offset = 0
-            pr.snap_size = self._snapshots.snapshot_size(latest)
+            meta = latest
+            pr.switch_snapshot(latest, self._snapshots.snapshot_size(latest))
         pr.snap_elapsed = 0
         offset = pr.snap_offset
         size = max(0, min(self._cfg.snapshot_chunk_bytes, pr.snap_size - offset))
@@ -1120,27 +1032,13 @@ class RaftCore:
         pr.last_active = self._leader_ticks
         if m.read_ctx > pr.read_ack:
             pr.read_ack = m.read_ctx
-            if self._reads_pending:
+            if self._reads.pending:
                 self._check_reads()
         if not m.success:
             self._on_append_rejected(pr, m)
             return
-        match_index = min(m.match_index, self.last_index)  # a confused peer cannot overreach
-        advanced = match_index > pr.match
-        if advanced:
-            pr.match = match_index
-            pr.stall = 0
-            if pr.next <= pr.match:
-                pr.next = pr.match + 1
-        state = pr.state
-        if state is _PState.PROBE:
-            if pr.match >= pr.next - 1:  # the probe matched (not just a heartbeat answer)
-                pr.become_replicate()
-        elif state is _PState.REPLICATE:
-            inflight = pr.inflight
-            while inflight and inflight[0] <= match_index:
-                inflight.popleft()
-        if advanced:
+        # (a confused peer cannot overreach our log)
+        if pr.maybe_update(min(m.match_index, self.last_index)):
             if m.src in self._voters:
                 self._maybe_commit()
             else:
@@ -1149,28 +1047,12 @@ class RaftCore:
                 self._maybe_send_timeout_now()
         self._needs_flush = True
 
-    def _on_append_rejected(self, pr: _Progress, m: AppendResponse) -> None:
-        state = pr.state
-        if state is _PState.REPLICATE:
-            if m.reject_index < pr.match:
-                return  # stale
-            # A refusal at exactly the match point is stale or means the follower lost its
-            # disk: probing tells which.
-        elif state is _PState.PROBE:
-            if m.reject_index != pr.next - 1:
-                return  # stale
-            if m.reject_index <= pr.match:
-                # The follower refuses what it had acknowledged: its disk was wiped. Forget its
-                # match (counting it lower is always safe) and rebuild its log from the hint.
-                pr.match = 0
-        else:
-            return
+    def _on_append_rejected(self, pr: Progress, m: AppendResponse) -> None:
         hint, _ = self._log.find_conflict_by_term(
             min(m.conflict_index, self.last_index), m.conflict_term
         )
-        pr.become_probe()
-        pr.next = max(min(m.reject_index, hint + 1), pr.match + 1)
-        self._needs_flush = True
+        if pr.maybe_decrease_to(m.reject_index, hint):
+            self._needs_flush = True
 
     def _maybe_commit(self) -> None:
         index = self._quorum_index()
@@ -1184,9 +1066,8 @@ class RaftCore:
             configs.pop(0)
         if self._role is not Role.LEADER:
             return
-        if self._reads_wait_commit and self._log.commit >= self._term_start:
-            waiting, self._reads_wait_commit = self._reads_wait_commit, []
-            for src, ctx in waiting:
+        if self._reads.waiting_commit and self._log.commit >= self._term_start:
+            for src, ctx in self._reads.take_waiting_commit():
                 self._leader_read(src, ctx)
         if not self._is_voter and len(configs) == 1:
             self._leave_after_removal()
@@ -1256,13 +1137,13 @@ class RaftCore:
         nxt = self.last_index + 1
         for mid in self._members:
             if mid != self._id and mid not in progress:
-                progress[mid] = _Progress(nxt, self._leader_ticks)
+                progress[mid] = Progress(nxt, self._leader_ticks)
         for mid in [p for p in progress if p not in self._members]:
             del progress[mid]
         if self._transferee is not None and self._transferee not in self._voters:
             self._transferee = None
         self._maybe_commit()
-        if self._reads_pending:
+        if self._reads.pending:
             self._check_reads()
 
     def _maybe_send_timeout_now(self) -> None:
@@ -1282,16 +1163,14 @@ class RaftCore:
             return
         pr.last_active = self._leader_ticks
         if m.done:
-            if m.index > pr.match:
-                pr.match = m.index
-                if m.src in self._voters:
-                    self._maybe_commit()
-            if pr.state is _PState.SNAPSHOT:
+            if pr.snapshot_reached(m.index) and m.src in self._voters:
+                self._maybe_commit()
+            if pr.state is ProgressState.SNAPSHOT:
                 pr.become_probe()
                 self._needs_flush = True
             return
         meta = pr.snap_meta
-        if pr.state is _PState.SNAPSHOT and meta is not None and meta.index == m.index:
+        if pr.state is ProgressState.SNAPSHOT and meta is not None and meta.index == m.index:
             pr.snap_offset = min(m.next_offset, pr.snap_size)
             self._send_snapshot_chunk(m.src, pr)
 
@@ -1299,26 +1178,22 @@ class RaftCore:
 
     def _leader_read(self, src: str, ctx: int) -> None:
         if self._log.commit < self._term_start:
-            self._reads_wait_commit.append((src, ctx))  # commit index not known to be current
+            self._reads.waiting_commit.append((src, ctx))  # our commit index may lag
         elif self._sole_voter:
             self._answer_read(src, ctx, self._log.commit)
         else:
-            self._reads_unsent.append((src, ctx))
+            self._reads.unsent.append((src, ctx))
             self._needs_flush = True
 
     def _check_reads(self) -> None:
-        acks = []
-        for v in self._voters:
-            if v == self._id:
-                acks.append(self._read_seq)
-            else:
-                pr = self._progress.get(v)
-                acks.append(pr.read_ack if pr else 0)
-        acks.sort(reverse=True)
-        confirmed = acks[len(acks) // 2] if acks else 0
-        pending = self._reads_pending
-        while pending and pending[0][0] <= confirmed:
-            _seq, index, src, ctx = pending.popleft()
+        """Answer the reads whose heartbeat round a majority has echoed."""
+        reads = self._reads
+        progress = self._progress
+        echoed = quorum_index(
+            reads.round if v == self._id else (progress[v].read_ack if v in progress else 0)
+            for v in self._voters
+        )
+        for src, ctx, index in reads.confirmed(echoed):
             self._answer_read(src, ctx, index)
 
     def _answer_read(self, src: str, ctx: int, index: int) -> None:
@@ -1343,7 +1218,7 @@ class RaftCore:
             self._msgs.append(ReadIndexResponse(self._id, m.src, self._term, m.ctx, 0))
 
     def _on_read_index_response(self, m: ReadIndexResponse) -> None:
-        if self._forwarded_reads.pop(m.ctx, None) is None:
+        if not self._forwarded_reads.answered(m.ctx):
             return
         if m.index > 0:
             self._read_states.append(ReadState(m.ctx, m.index))
