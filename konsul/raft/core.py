@@ -135,6 +135,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+from konsul.raft.catchup import CatchUp
+from konsul.raft.confchange import Configurations, with_learner, with_voter, without
+from konsul.raft.errors import NotLeaderError, ProposalRejected, RaftSafetyError
 from konsul.raft.log import RaftLog
 from konsul.raft.messages import (
     AppendEntries,
@@ -173,7 +176,6 @@ __all__ = [
 
 _NO_HARD_STATE = HardState()
 _EMPTY_CONFIG = Configuration()
-_ANY_TERM = 1 << 62  # RaftCore._seen: shown in every term
 _CONFIG = EntryKind.CONFIG
 _COMMAND = EntryKind.COMMAND
 _REPLICATION = (AppendEntries, InstallSnapshot, TimeoutNow)
@@ -245,22 +247,6 @@ class Ready:
     dropped_reads: list[int] = field(default_factory=list)
 
 
-class NotLeaderError(Exception):
-    def __init__(self, leader_id: str | None) -> None:
-        super().__init__(f"not the leader (leader: {leader_id})")
-        self.leader_id = leader_id
-
-
-class ProposalRejected(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class RaftSafetyError(RuntimeError):
-    """A leader asked this node to overwrite a committed entry: some node broke Raft's rules."""
-
-
 class RaftCore:
     """One Raft node's consensus state. See the module docstring for how to drive it."""
 
@@ -289,14 +275,14 @@ class RaftCore:
 
         self._log = RaftLog(snapshot, entries)
         commit = self._log.commit
+        # the hard state last handed out in a Ready (or recovered): Ready.hard_state is the
+        # current one when it differs
+        self._saved_hard_state = hard_state
 
-        # Configurations: _configs[0] is the latest committed one, the rest are uncommitted.
-        self._configs: list[tuple[int, Configuration]] = [
-            (commit, snapshot.config if snapshot else _EMPTY_CONFIG)
-        ]
-        for e in self._log.entries:
-            if e.kind is _CONFIG and e.index > commit:
-                self._configs.append((e.index, decode_configuration(e.data)))
+        self._configs = Configurations(
+            commit, snapshot.config if snapshot else _EMPTY_CONFIG, self._log.entries
+        )
+        # this node's view of the latest configuration (_apply_latest_config)
         self._config = _EMPTY_CONFIG
         self._voters: list[str] = []
         self._members: set[str] = set()
@@ -324,29 +310,14 @@ class RaftCore:
         self._needs_flush = False
 
         # follower
-        # A node that starts empty may be a member whose disk was wiped: it may have
-        # acknowledged entries it no longer has, and no message tells it how far that went (a
-        # leader's commit index lags, a snapshot index says less, the first leader to call may
-        # be a stale one, and the node itself may have led). So it neither votes nor campaigns
-        # until its log holds a configuration entry that makes it a voter again and that was
-        # appended after it started (its promotion after a re-add, see _note_promotion).
-        # The state survives restarts through HardState: while catching up the node writes no
-        # hard state (it never votes, so it has no vote to keep), and its durable term stays 0.
-        # A durable term of 0 with a log therefore means "started empty, not promoted since";
-        # every other node has written the term of its entries (or bootstrapped in term 1).
-        self._catching_up = self._term == 0
-        # term -> the highest log index the leader of that term has shown us while we catch up
-        # (the prev_index of heartbeats and probes): a promotion of term t at or below an index
-        # shown in a term >= t may predate our start (a leader of an older term does not hold
-        # it). After a restart what we recovered counts as shown, in any term.
-        self._seen: dict[int, int] = {_ANY_TERM: self.last_index}
+        # started empty: no vote, no campaign until promoted (konsul/raft/catchup.py)
+        self._catchup = CatchUp(hard_state.term, self._log.last_index)
         self._forwarded_reads = ForwardedReads()  # reads waiting for the leader's answer
         self._ticks = 0
         self._incoming: tuple[SnapshotMeta, bytearray] | None = None
 
         # output
         self._msgs: list[Message] = []
-        self._hs_dirty = False
         self._received: ReceivedSnapshot | None = None
         self._read_states: list[ReadState] = []
         self._dropped_reads: list[int] = []
@@ -412,7 +383,7 @@ class RaftCore:
 
     @property
     def committed_configuration(self) -> Configuration:
-        return self._configs[0][1]
+        return self._configs.committed
 
     @property
     def snapshot_meta(self) -> SnapshotMeta | None:
@@ -429,7 +400,7 @@ class RaftCore:
         A member the configuration lists as a voter while this is true (a lost volume that the
         leader reached before the operator looked) must be removed and added again.
         """
-        return self._catching_up
+        return self._catchup.active
 
     @property
     def transfer_target(self) -> str | None:
@@ -512,7 +483,7 @@ class RaftCore:
         # may need our vote. A removed server that keeps running cannot disrupt all the same:
         # its pre-votes are refused while we hear from a leader, and its RequestVotes are
         # ignored then too (check-quorum), since a non-member cannot claim a leadership
-        # transfer. An empty node refuses votes by itself (_catching_up).
+        # transfer. A node that started empty refuses votes by itself (konsul/raft/catchup.py).
         if t is ReadIndexRequest and src not in self._members:
             return
         if (t is PreVote or t is RequestVote) and self.is_empty:
@@ -565,22 +536,11 @@ class RaftCore:
 
     def propose_add(self, member: Member) -> tuple[int, int]:
         self._check_config_change()
-        for m in self._config.members:
-            if m.id == member.id:
-                raise ProposalRejected(f"{member.id} is already a member")
-            if member.address and m.address == member.address:
-                raise ProposalRejected(f"address {member.address} is already used by {m.id}")
-        learner = Member(member.id, member.address, False, member.http_address)
-        return self._append_config(Configuration((*self._config.members, learner)))
+        return self._append_config(with_learner(self._config, member))
 
     def propose_remove(self, node_id: str) -> tuple[int, int]:
         self._check_config_change()
-        if self._config.get(node_id) is None:
-            raise ProposalRejected(f"{node_id} is not a member")
-        remaining = tuple(m for m in self._config.members if m.id != node_id)
-        if not any(m.voter for m in remaining):
-            raise ProposalRejected("cannot remove the last voter")
-        return self._append_config(Configuration(remaining))
+        return self._append_config(without(self._config, node_id))
 
     def transfer_leadership(self, target: str | None) -> str:
         if self._role is not Role.LEADER:
@@ -625,14 +585,13 @@ class RaftCore:
         config = Configuration((Member(member.id, member.address, True, member.http_address),))
         # We vote for ourselves in term 1, write the configuration as entry 1 and, as the only
         # voter, win at once.
-        self._catching_up = False
+        self._catchup.active = False
         self._term = 1
         self._vote = self._id
-        self._hs_dirty = True
         self._role = Role.CANDIDATE
         self._votes = {self._id: True}
         self._log.entries.append(Entry(1, 1, _CONFIG, encode_configuration(config)))
-        self._configs.append((1, config))
+        self._configs.append(1, config)
         self._apply_latest_config()
         self._maybe_standalone()
 
@@ -669,7 +628,7 @@ class RaftCore:
             self._flush()
         return bool(
             self._msgs
-            or (self._hs_dirty and not self._catching_up)
+            or self._hard_state_changed()
             or self._received is not None
             or self._log.truncate_from is not None
             or self._log.has_unstable()
@@ -683,10 +642,8 @@ class RaftCore:
             self._flush()
         rd = Ready()
         held: list[Message] = []
-        if self._hs_dirty and not self._catching_up:
-            # (a node catching up holds its hard state back: see _catching_up in __init__)
-            rd.hard_state = HardState(self._term, self._vote)
-            self._hs_dirty = False
+        if self._hard_state_changed():
+            rd.hard_state = self._saved_hard_state = HardState(self._term, self._vote)
             if self._role is Role.LEADER and self._msgs:
                 # A leader's replication messages never share a Ready with a hard-state change
                 # (a single voter becomes leader in the same step as its term bump), so a
@@ -716,6 +673,12 @@ class RaftCore:
             self._dropped_reads = []
         return rd
 
+    def _hard_state_changed(self) -> bool:
+        """Term or vote differ from the last hard state handed out (a node catching up holds
+        its own back: konsul/raft/catchup.py, step 7)."""
+        saved = self._saved_hard_state
+        return (self._term != saved.term or self._vote != saved.vote) and not self._catchup.active
+
     # ------------------------------------------------------------------ roles and elections
 
     def _reset_election_timer(self) -> None:
@@ -729,65 +692,14 @@ class RaftCore:
         self._randomized_timeout = t + self._rng.randrange(t)
 
     def _may_campaign(self) -> bool:
-        return self._is_voter and not self._catching_up
-
-    def _note_promotion(self, entry: Entry, config: Configuration) -> None:
-        """A node that started empty may vote again once its re-add has reached it.
-
-        Safety: the danger is a vote (or a campaign) that helps elect a leader lacking an
-        entry that was committed with the acknowledgement of this member's lost disk. The
-        operator removes and re-adds a member whose volume was lost; a brand-new node is added
-        as a non-voter and promoted by the leader once it has caught up. Either way the
-        configuration entry that makes this node a voter again was appended by a leader after
-        the node started empty. Once the removal committed, the cluster stopped counting the
-        old disk's acknowledgements; the promotion entry follows, in the leader's log, every
-        entry committed before it, and log matching puts those entries in our log with it. So
-        a node that holds its own promotion, appended after it started, holds every entry
-        whose commitment may have counted on its lost disk.
-        A promotion entry cannot tell when it was appended; two checks keep an old one (from
-        before the disk was lost, e.g. a node that joined, was promoted and lost its disk
-        soon after) from counting: it must arrive as a log entry that turns this node from a
-        non-voter (or non-member) into a voter in our own log, and its index must lie beyond
-        every log index a leader of its term or a later one showed us before (a leader that
-        already held it when it first called would have shown us its last index, past the
-        entry, in its first heartbeat or probe; a leader of an older term cannot hold it, and
-        what it shows is another branch). A promotion in a snapshot: _note_snapshot_promotion.
-        """
-        if not self._is_voter and not self._shown(entry.index, entry.term):
-            m = config.get(self._id)
-            if m is not None and m.voter:
-                self._promoted()
-
-    def _note_snapshot_promotion(self, meta: SnapshotMeta) -> None:
-        """The same for a snapshot that holds our promotion (compacted before it reached us).
-
-        Our latest configuration lists us as a non-voter, at an index no leader (of its term or
-        later) had shown us beyond: the promotion the snapshot holds follows it, so it too lies
-        beyond every index such a leader showed us.
-        """
-        index, config = self._configs[-1]
-        mine = config.get(self._id)
-        new = meta.config.get(self._id)
-        if (
-            not self._shown(index + 1, self.term_at(index) or 0)
-            and mine is not None
-            and not mine.voter
-            and new is not None
-            and new.voter
-        ):
-            self._promoted()
-
-    def _shown(self, index: int, term: int) -> bool:
-        """A leader of ``term`` or later showed us a log reaching ``index``."""
-        return any(shown >= index for t, shown in self._seen.items() if t >= term)
+        return self._is_voter and not self._catchup.active
 
     def _promoted(self) -> None:
-        self._catching_up = False
-        # from now on the term is durable again (ready() held it back), with the leader that
-        # promoted us as our vote: a later disk loss cannot vote twice in this term
+        """Our promotion reached us: we vote again, and our term is durable again with the
+        leader that promoted us as our vote (konsul/raft/catchup.py, steps 4 and 7)."""
+        self._catchup.active = False
         if self._vote is None and self._leader is not None:
             self._vote = self._leader
-        self._hs_dirty = True
 
     def _in_lease(self) -> bool:
         """We heard from a live leader within the heartbeat timeout (or we are that leader)."""
@@ -803,7 +715,6 @@ class RaftCore:
         if term > self._term:
             self._term = term
             self._vote = None
-            self._hs_dirty = True
         if self._role is Role.LEADER:
             self._step_down_leader()
         if leader != self._leader:
@@ -843,7 +754,6 @@ class RaftCore:
             return
         self._term += 1
         self._vote = self._id
-        self._hs_dirty = True
         self._role = Role.CANDIDATE
         self._votes = {self._id: True}
         self._drop_forwarded_reads()
@@ -875,7 +785,7 @@ class RaftCore:
 
     def _maybe_standalone(self) -> None:
         """A configuration whose only voter is this node: lead at once, no timeout."""
-        if not self._sole_voter or self._role is Role.LEADER or self._catching_up:
+        if not self._sole_voter or self._role is Role.LEADER or self._catchup.active:
             return
         if self._role is Role.CANDIDATE and self._vote == self._id:
             self._become_leader()
@@ -1062,14 +972,13 @@ class RaftCore:
 
     def _on_commit_advanced(self) -> None:
         configs = self._configs
-        while len(configs) > 1 and configs[1][0] <= self._log.commit:
-            configs.pop(0)
+        configs.commit_to(self._log.commit)
         if self._role is not Role.LEADER:
             return
         if self._reads.waiting_commit and self._log.commit >= self._term_start:
             for src, ctx in self._reads.take_waiting_commit():
                 self._leader_read(src, ctx)
-        if not self._is_voter and len(configs) == 1:
+        if not self._is_voter and not configs.pending:
             self._leave_after_removal()
             return
         self._maybe_promote()
@@ -1089,7 +998,7 @@ class RaftCore:
         if (
             self._role is not Role.LEADER
             or self._transferee is not None
-            or len(self._configs) > 1
+            or self._configs.pending
             or self._log.commit < self._term_start
         ):
             return
@@ -1097,11 +1006,7 @@ class RaftCore:
             if not m.voter:
                 pr = self._progress.get(m.id)
                 if pr is not None and pr.match >= self._log.commit:
-                    members = tuple(
-                        Member(x.id, x.address, True, x.http_address) if x.id == m.id else x
-                        for x in self._config.members
-                    )
-                    self._append_config(Configuration(members))
+                    self._append_config(with_voter(self._config, m.id))
                     return
 
     def _check_config_change(self) -> None:
@@ -1112,20 +1017,20 @@ class RaftCore:
         if self._log.commit < self._term_start:
             # a new leader must commit an entry of its term before changing the configuration
             raise ProposalRejected("leader has not committed an entry of its term yet")
-        if len(self._configs) > 1:
+        if self._configs.pending:
             raise ProposalRejected("a configuration change is already in progress")
 
     def _append_config(self, config: Configuration) -> tuple[int, int]:
         index = self.last_index + 1
         self._log.entries.append(Entry(index, self._term, _CONFIG, encode_configuration(config)))
-        self._configs.append((index, config))
+        self._configs.append(index, config)
         self._apply_latest_config()
         self._needs_flush = True
         return index, self._term
 
     def _apply_latest_config(self) -> None:
         """The latest configuration in the log takes effect as soon as it is appended."""
-        config = self._configs[-1][1]
+        config = self._configs.latest
         self._config = config
         self._voters = config.voters()
         self._members = {m.id for m in config.members}
@@ -1246,15 +1151,14 @@ class RaftCore:
         if self._role is not Role.FOLLOWER or self._leader != leader:
             self._become_follower(self._term, leader)
         if self._vote is None:
-            # Recording the leader as our vote in its term costs one hard-state write per term
-            # and closes a hole: a member whose disk was wiped can never vote twice in a term.
+            # the leader as our vote in its term: one hard-state write per term, and a member
+            # that loses its disk cannot vote twice in it (konsul/raft/catchup.py, step 8)
             self._vote = leader
-            self._hs_dirty = True
 
     def _on_pre_vote(self, m: PreVote) -> None:
         grant = (
             m.term > self._term
-            and not self._catching_up
+            and not self._catchup.active
             and not self._in_lease()
             and self._log_is_up_to_date(m.last_log_index, m.last_log_term)
         )
@@ -1275,13 +1179,11 @@ class RaftCore:
         can_vote = self._vote == m.src or (self._vote is None and self._leader is None)
         grant = (
             can_vote
-            and not self._catching_up
+            and not self._catchup.active
             and self._log_is_up_to_date(m.last_log_index, m.last_log_term)
         )
         if grant:
-            if self._vote != m.src:
-                self._vote = m.src
-                self._hs_dirty = True
+            self._vote = m.src
             self._election_elapsed = 0
         self._msgs.append(VoteResponse(self._id, m.src, self._term, grant))
 
@@ -1295,11 +1197,9 @@ class RaftCore:
 
     def _on_append_entries(self, m: AppendEntries) -> None:
         self._heard_from_leader(m.src)
-        # A heartbeat (at the leader's match for us) or a probe (a new leader's or a new
-        # member's first message, at the leader's last index) shows a position in the leader's
-        # log; appends do not count: a reordered one may overtake the one with our promotion.
-        if self._catching_up and not m.entries and m.prev_index > self._seen.get(m.term, 0):
-            self._seen[m.term] = m.prev_index
+        if self._catchup.active and not m.entries:
+            # a heartbeat or probe shows a position in the leader's log (catchup.py, step 5b)
+            self._catchup.note_shown(m.term, m.prev_index)
         prev = m.prev_index
         entries: Sequence[Entry] = m.entries
         commit = self._log.commit
@@ -1356,10 +1256,12 @@ class RaftCore:
         for e in entries:
             if e.kind is _CONFIG:
                 config = decode_configuration(e.data)
-                if self._catching_up:
-                    self._note_promotion(e, config)
+                if self._catchup.active:
+                    # our promotion? (konsul/raft/catchup.py, step 5)
+                    if self._catchup.promotes(self._id, self._is_voter, e.index, e.term, config):
+                        self._promoted()
                     self._is_voter = self._id in config.voters()
-                self._configs.append((e.index, config))
+                self._configs.append(e.index, config)
                 changed = True
         if changed:
             self._apply_latest_config()
@@ -1371,10 +1273,7 @@ class RaftCore:
                 f"{self._id}: asked to overwrite committed entry {index} (commit {commit})"
             )
         self._log.truncate(index)
-        configs = self._configs
-        if configs[-1][0] >= index:
-            while len(configs) > 1 and configs[-1][0] >= index:
-                configs.pop()
+        if self._configs.truncate(index):
             self._apply_latest_config()
 
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
@@ -1414,7 +1313,15 @@ class RaftCore:
         """Reset the log to the snapshot (Ready.snapshot tells the runtime to do the same)."""
         self._log.restore(meta)
         self._received = ReceivedSnapshot(meta, data)
-        if self._catching_up:
-            self._note_snapshot_promotion(meta)
-        self._configs = [(meta.index, meta.config)]
+        configs = self._configs
+        if self._catchup.active:
+            # does the snapshot hold our promotion? (konsul/raft/catchup.py, step 6; the log
+            # no longer knows the term of our latest configuration entry unless it is the
+            # snapshot point: term 0 asks about leaders of every term, the stricter check)
+            latest_term = self.term_at(configs.latest_index) or 0
+            if self._catchup.snapshot_promotes(
+                self._id, configs.latest, configs.latest_index, latest_term, meta.config
+            ):
+                self._promoted()
+        configs.reset(meta.index, meta.config)
         self._apply_latest_config()
