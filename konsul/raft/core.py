@@ -73,31 +73,13 @@ Semantics worth knowing
   configuration does not count). Votes and pre-votes are processed whatever their sender
   (Raft dissertation 4.1: our configuration may be stale and lack a new voter); a removed server
   that keeps running cannot disrupt, as the members that hear from a leader refuse it.
-* A node that starts empty (new, or disk wiped) never campaigns and never votes until its log
-  holds a configuration entry, appended after it started, that makes it a voter: its
-  promotion by the leader once it has caught up as a non-voter. It may have acknowledged
-  entries before it lost its disk, and nothing a leader sends tells how far (a commit index
-  lags, a snapshot index says less, the first leader to call may be a stale one): the operator
-  removes and re-adds a member whose volume was lost, and the promotion that follows the
-  re-add lies after every entry the lost disk may have helped commit (the argument is at
-  ``_note_promotion``). Meanwhile it replicates like any follower (its acknowledgements count
-  once a leader makes it a voter). A promotion counts only if it arrives as a log entry that
-  turns the node from non-voter into voter in its own log, at an index beyond every index that
-  a leader of its term or a later one showed it before in a heartbeat or probe (or in a
-  snapshot that follows the node's non-voter configuration, itself beyond those indexes).
-  The state survives restarts: a node catching up writes no hard state (it holds no vote),
-  so its durable term stays 0, which no other node with a log has; on promotion it writes its
-  term with the leader as its vote. Weak spots: after a restart in that state the recovered
-  log counts as shown (a promotion in it is not trusted: the node waits for another re-add);
-  the node forgets the term it had reached, so a stale leader could get its acknowledgements,
-  as it could from any node whose disk was lost; a promotion that a newer leader shows (in a
-  probe) before the entry itself reaches the node does not count either. The safety argument
-  rests on the operator removing and re-adding a member whose volume was lost: a wiped member
-  that is never removed never votes again. The operator re-adds the same way a voter that
-  keeps reporting ``catching_up`` (its promotion reached it only inside a snapshot, or before
-  a restart). A follower also records the leader it follows as
-  its vote for that term (one hard-state write per term), so a member that restarts empty in
-  that term cannot give its vote a second time.
+* A node that starts empty (new, or disk wiped) is *catching up*: it replicates like any
+  follower but never campaigns, votes or grants a pre-vote, and writes no hard state, until its
+  log holds its own promotion, appended after it started (the wiped-disk rule; its safety
+  argument, the checks that keep an old promotion out, and its weak spots are written once, as
+  numbered steps, in ``konsul/raft/catchup.py``). The operator removes and re-adds a member
+  whose volume was lost, and re-adds a voter that keeps reporting ``catching_up``. A follower
+  also records the leader it follows as its vote for that term (step 8 there).
 * A configuration whose only voter is this node makes it leader at once (standalone mode), also
   at construction time (restart): the first Ready then carries the new term and a NOOP entry.
 * The latest configuration in the log is in force as soon as it is appended (and undone if the
@@ -113,6 +95,17 @@ Semantics worth knowing
   echoed a heartbeat sent after the read arrived (all reads of one Ready share one round); a
   follower forwards ReadIndexRequest to its leader; reads are dropped when leadership is lost,
   when the leader changes, or when a forwarded read gets no answer within an election timeout.
+
+Where things live
+-----------------
+``RaftCore`` (here) decides: roles, elections, what a leader sends, what a follower accepts.
+The parts it decides with, each small and separately readable (after etcd-io/raft's split):
+``log.py`` the entries and their positions (commit, persisted, handed out); ``progress.py`` a
+leader's view of each follower and its flow-control states; ``quorum.py`` majority arithmetic;
+``read_only.py`` the ReadIndex queues; ``confchange.py`` the configurations in the log and
+single-server changes; ``catchup.py`` the wiped-disk rule and its safety argument;
+``errors.py`` the exceptions. ``Ready.hard_state`` is computed by comparing the term and vote
+with the last hard state handed out, not by flags.
 
 Safety hooks (small methods the simulator overrides to prove it catches broken cores)
 ------------------------------------------------------------------------------------
