@@ -11,13 +11,19 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/konsul
 WORKDIR /src
-# Dependencies first (a layer that survives code edits), then the two packages.
-COPY pyproject.toml README.md ./
-COPY konsul ./konsul
-COPY operator ./operator
 # -P keeps /src off sys.path: from here, `python -m` and `-c` would take the source tree's
 # operator/ for the standard library's operator module (and check the sources, not the install).
-RUN /opt/konsul/bin/pip install . \
+# Dependencies first, read from pyproject.toml alone: a layer that survives code edits.
+COPY pyproject.toml ./
+RUN /opt/konsul/bin/python -P -c 'import tomllib; \
+print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
+    > /tmp/requirements.txt \
+    && /opt/konsul/bin/pip install -r /tmp/requirements.txt
+# Then the two packages.
+COPY README.md ./
+COPY konsul ./konsul
+COPY operator ./operator
+RUN /opt/konsul/bin/pip install --no-deps . \
     && /opt/konsul/bin/python -P -m compileall -q /opt/konsul/lib \
     && /opt/konsul/bin/konsul-operator --help >/dev/null \
     && /opt/konsul/bin/python -P -c "import konsul, konsul_operator"

@@ -7,7 +7,7 @@ SEEDS  ?= 20000
 RUNS   ?= 50
 
 .PHONY: run test test-deps lint typecheck unit sim jepsen cluster cluster-stop bench bench-quick e2e manifests clean \
-        k8s-build image
+        k8s-build image image-test compose-up compose-down
 
 # -P keeps the working directory off sys.path: run from here, `python -m` would otherwise take
 # operator/ for the standard library's operator module. (Once Konsul is installed, its editable
@@ -26,7 +26,7 @@ run: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check konsul operator tests bench e2e scripts
+	$(VENV)/bin/ruff check konsul operator tests bench e2e scripts containers
 
 # operator/ imports as konsul_operator. mypy searches the working directory first, where
 # operator/ would pass for the standard library's operator, so it runs from a directory that
@@ -78,6 +78,18 @@ k8s-build:
 ## debootstrap (no Docker engine or registry needed); podman's settings: scripts/image/containers.conf
 image:
 	scripts/image/build.sh
+
+## The image's tests and the guide's compose deployment, run for real with podman (containers/)
+image-test: $(STAMP) image
+	$(PY) -m pytest -q -p no:cacheprovider containers
+
+## The guide's Docker Compose deployment: three containers, joined as the guide does, writes
+## accepted on every published port (8501-8503); compose-down removes it, volumes included
+compose-up: $(STAMP) image
+	scripts/image/compose.sh up
+
+compose-down: $(STAMP)
+	scripts/image/compose.sh down
 
 ## Re-render manifests/, the chart's CRD copy and values.schema.json after a chart or CRD change
 manifests: $(STAMP)

@@ -14,6 +14,8 @@ cache=${KONSUL_IMAGE_CACHE:-/var/cache/konsul-image}
 suite=bookworm
 python=3.11
 common=python3,python-is-python3,ca-certificates,netbase,tzdata
+trim='var/lib/apt/lists/* var/cache/apt/*.bin var/cache/apt/archives/*.deb var/log/* tmp/*
+      usr/share/doc/* usr/share/man/* usr/share/info/* usr/share/locale/*'
 declare -A include=(
   [slim-$suite]=$common
   [$suite]=$common,python3-venv,python3-pip
@@ -21,8 +23,8 @@ declare -A include=(
 
 rootfs_tarball() {  # flavour -> path of its cached tarball, made if missing
   local flavour=$1 packages=${include[$1]}
-  # The package list is part of the name: a changed recipe makes a new tarball.
-  local tarball="$cache/$flavour-$(printf %s "$packages" | sha256sum | cut -c1-12).tar"
+  # The recipe is part of the name: a changed package list or trim makes a new tarball.
+  local tarball="$cache/$flavour-$(printf '%s %s' "$packages" "$trim" | sha256sum | cut -c1-12).tar"
   if [ ! -s "$tarball" ]; then
     local dir
     dir=$(mktemp -d "$cache/rootfs.XXXXXX")
@@ -32,9 +34,8 @@ rootfs_tarball() {  # flavour -> path of its cached tarball, made if missing
     local got
     got=$(chroot "$dir" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     [ "$got" = "$python" ] || { echo "base-images: $suite has Python $got, not $python" >&2; exit 1; }
-    # What the official images leave out too: package lists, caches, logs.
-    rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin "$dir"/var/cache/apt/archives/*.deb \
-      "$dir"/var/log/* "$dir"/tmp/*
+    # What Debian's slim images leave out too: package lists, caches, logs, docs, translations.
+    (cd "$dir" && rm -rf $trim)
     tar --numeric-owner --sort=name -C "$dir" -cf "$tarball.part" .
     mv "$tarball.part" "$tarball"
     rm -rf "$dir" "$dir.log"

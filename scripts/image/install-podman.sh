@@ -29,3 +29,11 @@ venv=${VENV:-.venv}
 if [ -x "$venv/bin/python" ] && [ ! -x "$venv/bin/podman-compose" ]; then
   "$venv/bin/python" -m pip install --quiet 'podman-compose==1.6.0'
 fi
+# Network safety: packets for the container ranges never leave by the default route, even while
+# no podman network holds them (after a compose down, say). More specific bridge routes win.
+if [ "$(id -u)" -eq 0 ]; then
+  guarded=$(ip route show type unreachable)
+  for range in 10.88.0.0/16 10.89.0.0/16; do
+    [[ $guarded == *"unreachable $range metric 4000"* ]] || ip route add unreachable "$range" metric 4000
+  done
+fi
