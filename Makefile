@@ -7,7 +7,7 @@ SEEDS  ?= 20000
 RUNS   ?= 50
 
 .PHONY: run test test-deps lint typecheck unit sim jepsen cluster cluster-stop bench bench-quick e2e manifests clean \
-        k8s-build image image-test compose-up compose-down
+        k8s-build image image-test compose-up compose-down ui-screenshots
 
 # -P keeps the working directory off sys.path: run from here, `python -m` would otherwise take
 # operator/ for the standard library's operator module. (Once Konsul is installed, its editable
@@ -38,7 +38,8 @@ typecheck: $(STAMP)
 	cd build/typecheck && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p konsul -p konsul_operator
 
 # System tools the tests drive for real: ip/nft (partition tests), helm and promtool (chart),
-# python-consul and VictoriaMetrics (Consul clients of the /v1 tests).
+# python-consul and VictoriaMetrics (Consul clients of the /v1 tests), Debian's Chromium (the web
+# UI's browser tests).
 test-deps: $(STAMP)
 	scripts/install-test-deps.sh
 	scripts/install-helm.sh
@@ -95,6 +96,11 @@ compose-down: $(STAMP)
 manifests: $(STAMP)
 	scripts/install-helm.sh
 	$(PY) scripts/render-manifests.py
+
+## Re-make the README's pictures of the web UI (docs/img/ui-*.png) in Debian's headless Chromium
+ui-screenshots: $(STAMP)
+	scripts/install-test-deps.sh
+	$(PY) scripts/ui-screenshots.py
 
 ## Long simulation campaign: make sim SEEDS=20000
 sim: $(STAMP)

@@ -84,3 +84,10 @@ class Unavailable(KonsulError):
 
     code = "unavailable"
     status = 503
+
+
+class CrossSiteRequest(KonsulError):
+    """A browser sent a write on behalf of a page of another site (``konsul.api.crosssite``)."""
+
+    code = "cross-site request"
+    status = 403

@@ -1,11 +1,11 @@
 """Konsul's HTTP API (aiohttp): ``create_app(node)``.
 
-One module per resource (kv, txn, services, health, cluster, data, metrics), and Consul's
-``/v1`` surface as a sub-application of its own (``konsul.api.v1``); cross-cutting
-concerns in two middlewares (metrics, errors) and a response hook (``X-Request-ID``); blocking
-reads are released when the app shuts down. Serve it with ``konsul.api.AppRunner`` (JSON even for
-unparseable requests, handlers cancelled when their client hangs up). ``docs/api.md`` documents
-every endpoint.
+One module per resource (kv, txn, services, health, cluster, data, metrics, and ui: the web
+UI), and Consul's ``/v1`` surface as a sub-application of its own (``konsul.api.v1``);
+cross-cutting concerns in three middlewares (metrics, errors, cross-site writes refused) and a
+response hook (``X-Request-ID``); blocking reads are released when the app shuts down. Serve it
+with ``konsul.api.AppRunner`` (JSON even for unparseable requests, handlers cancelled when their
+client hangs up). ``docs/api.md`` documents every endpoint.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from konsul.api import cluster, data, health, kv, metrics, services, txn
+from konsul.api import cluster, data, health, kv, metrics, services, txn, ui
+from konsul.api.crosssite import refuse_cross_site
 from konsul.api.forward import session_context
 from konsul.api.http import APP_MAX_SIZE, NODE, STOPPING
 from konsul.api.middlewares import (
@@ -38,7 +39,7 @@ async def _stopping(app: web.Application) -> None:
 
 def create_app(node: Node) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[metrics_middleware, error_middleware, refuse_cross_site],
         client_max_size=APP_MAX_SIZE,
     )
     app[NODE] = node
@@ -47,7 +48,7 @@ def create_app(node: Node) -> web.Application:
     init_metrics_cache(app)
     app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(session_context)
-    for module in (kv, txn, services, health, cluster, data, metrics):
+    for module in (kv, txn, services, health, cluster, data, metrics, ui):
         module.add_routes(app)
     app.add_subapp(V1_PREFIX, create_v1_app(node))
     return app

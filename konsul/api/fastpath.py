@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from konsul.api.crosssite import refuse_cross_site
 from konsul.api.http import NODE, read_json_object, result_response
 from konsul.api.kv import key_response, set_command
 from konsul.api.middlewares import (
@@ -47,8 +48,9 @@ class FastPath:
     @staticmethod
     def applies_to(app: web.Application) -> bool:
         """Only for an app with Konsul's own middlewares: one more (a test's, an embedder's)
-        must see every request, so the full app serves them all."""
-        return set(app.middlewares) <= {metrics_middleware, error_middleware}
+        must see every request, so the full app serves them all. (The cross-site check has
+        nothing to refuse here: a browser never sends a cross-site PUT, see ``crosssite``.)"""
+        return set(app.middlewares) <= {metrics_middleware, error_middleware, refuse_cross_site}
 
     def __init__(self, app: web.Application, full: Handler) -> None:
         self._app = app

@@ -17,6 +17,9 @@ from konsul.errors import Unavailable
 from konsul.raft.types import Member
 
 FORWARDED_HEADER = "X-Konsul-Forwarded"
+# A client that cannot follow a 307 to another host asks for forwarding per request: the web UI
+# (a browser may not follow a redirect to another origin) sends it with every write.
+FORWARD_REQUEST_HEADER = "X-Konsul-Forward-Writes"
 SESSION = web.AppKey("konsul.forward_session", aiohttp.ClientSession)
 # Long enough for a join or a leadership transfer, which the leader answers only once done.
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=2)
@@ -30,6 +33,17 @@ async def session_context(app: web.Application) -> AsyncIterator[None]:
     app[SESSION] = session
     yield
     await session.close()
+
+
+def wants_forwarding(request: web.Request, forward_writes: bool) -> bool:
+    """Whether a write this follower cannot serve goes to the leader from here (not a 307):
+    ``KONSUL_FORWARD_WRITES`` or the request's own ``X-Konsul-Forward-Writes: true``, and never
+    a second hop."""
+    if FORWARDED_HEADER in request.headers:
+        return False
+    if forward_writes:
+        return True
+    return request.headers.get(FORWARD_REQUEST_HEADER, "").strip().lower() == "true"
 
 
 async def forward_to_leader(request: web.Request, leader: Member) -> web.Response:

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from konsul.api.forward import FORWARDED_HEADER, forward_to_leader
+from konsul.api.forward import forward_to_leader, wants_forwarding
 from konsul.api.http import NODE, error_body, json_response, node_of
 from konsul.errors import KonsulError, NotLeader
 
@@ -159,7 +159,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except NotLeader as exc:
         node = node_of(request)
-        if node.settings.forward_writes and FORWARDED_HEADER not in request.headers:
+        if wants_forwarding(request, node.settings.forward_writes):
             try:
                 return await forward_to_leader(request, exc.leader)
             except KonsulError as failed:

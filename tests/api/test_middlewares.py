@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -128,12 +129,25 @@ async def test_forward_writes_proxies_to_the_leader(
         await follower.stop()
 
 
+@pytest.mark.parametrize(
+    ("env", "headers"),
+    [
+        ({"KONSUL_FORWARD_WRITES": "true"}, {}),
+        # Per request, what the setting does per node (the web UI asks for it on every write).
+        ({}, {"X-Konsul-Forward-Writes": "true"}),
+    ],
+    ids=["setting", "header"],
+)
 async def test_forwarded_write_lands_on_the_leader(
-    client: Client, tmp_path: Path, aiohttp_client: Any
+    client: Client,
+    tmp_path: Path,
+    aiohttp_client: Any,
+    env: dict[str, str],
+    headers: dict[str, str],
 ) -> None:
     leader_http = f"{client.server.host}:{client.server.port}"
     leader = Member("leader", "127.0.0.1:7000", True, leader_http)
-    follower = Node(settings_for(tmp_path / "follower", KONSUL_FORWARD_WRITES="true"))
+    follower = Node(settings_for(tmp_path / "follower", **env))
     await follower.start()
     try:
         await wait_until(follower.is_ready)
@@ -147,11 +161,17 @@ async def test_forwarded_write_lands_on_the_leader(
         app = create_app(follower)
         app.middlewares.append(as_follower)
         front = await aiohttp_client(app)
-        written = await body_of(await front.put("/kv/fwd?cas=0", json={"value": "via"}), 200)
+        if headers:  # without the header, the default answer: a redirect
+            resp = await front.put("/kv/fwd?cas=0", json={"value": "via"}, allow_redirects=False)
+            assert resp.status == 307
+        written = await body_of(
+            await front.put("/kv/fwd?cas=0", json={"value": "via"}, headers=headers), 200
+        )
         assert written["key"] == "fwd"
         assert (await body_of(await client.get("/kv/fwd"), 200))["value"] == "via"
         await error_of(await front.get("/kv/fwd"), 404)  # the follower's own replica
-        await error_of(await front.put("/kv/fwd?cas=0", json={"value": "again"}), 409)
+        again = await front.put("/kv/fwd?cas=0", json={"value": "again"}, headers=headers)
+        await error_of(again, 409)
     finally:
         await follower.stop()
 
