@@ -1,8 +1,9 @@
 """The web UI in a real browser: Playwright driving Debian's Chromium, headless.
 
-One browser and one three-node cluster serve the whole module (starting either costs seconds);
-each test gets a fresh browser context (its own session storage) and leaves a screenshot of its
-page in its temporary directory, passed or failed. A test fails if the page raised an error or
+One browser and one three-node cluster serve the module (starting either costs seconds; both
+close with it, so no Playwright event loop outlives it); each test gets a fresh browser context
+(its own session storage) and leaves a screenshot of its page in its temporary directory, passed
+or failed. A test fails if the page raised an error or
 broke its Content-Security-Policy: hostile data must never get as far as that.
 """
 
@@ -21,7 +22,7 @@ from tests.processes import http
 from tests.ui.browser import CHROMIUM, VIEWPORT, launch_chromium
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster_boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[LocalCluster]]:
     """The cluster, starting in a thread: it boots while Chromium starts (seconds each)."""
     nodes = LocalCluster(tmp_path_factory.mktemp("ui-cluster"), size=3)
@@ -34,7 +35,7 @@ def cluster_boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[Lo
             nodes.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(cluster_boot: Future[LocalCluster]) -> Iterator[Any]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} is missing: scripts/install-test-deps.sh installs it (as root)")
@@ -42,7 +43,7 @@ def browser(cluster_boot: Future[LocalCluster]) -> Iterator[Any]:
         yield chromium
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(cluster_boot: Future[LocalCluster], browser: Any) -> LocalCluster:
     return cluster_boot.result(timeout=120)
 
