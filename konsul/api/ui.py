@@ -151,14 +151,14 @@ async def remote_view(
     if not member.http_address:
         return {"reachable": False, "error": "no HTTP address known for this member"}
     base = f"http://{member.http_address}"
-    try:
-        (status_code, status), (ready_code, _) = await asyncio.gather(
-            _get(session, f"{base}/cluster/status", token),
-            _get(session, f"{base}/health/ready", token),
-        )
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc)
+    status_answer, ready_answer = await asyncio.gather(
+        _ask(session, f"{base}/cluster/status", token),
+        _ask(session, f"{base}/health/ready", token),
+    )
+    if isinstance(status_answer, str) or isinstance(ready_answer, str):
+        reason = status_answer if isinstance(status_answer, str) else ready_answer
         return {"reachable": False, "error": f"no answer from {member.http_address}: {reason}"}
+    status_code, status = status_answer
     if status_code != 200 or not isinstance(status, dict):
         message = status.get("message") if isinstance(status, dict) else None
         return {
@@ -167,15 +167,20 @@ async def remote_view(
             "error": message or f"/cluster/status answered {status_code}",
         }
     view = {name: status.get(name) for name in _VIEW_FIELDS}
-    return {**view, "reachable": True, "ready": ready_code == 200, "error": None}
+    return {**view, "reachable": True, "ready": ready_answer[0] == 200, "error": None}
 
 
-async def _get(
+async def _ask(
     session: aiohttp.ClientSession, url: str, headers: dict[str, str]
-) -> tuple[int, Any]:
-    async with session.get(url, headers=headers, timeout=MEMBER_TIMEOUT) as resp:
-        body = await resp.json(content_type=None)
-        return resp.status, body
+) -> tuple[int, Any] | str:
+    """A member's answer (status, decoded body), or why there was none."""
+    try:
+        async with session.get(url, headers=headers, timeout=MEMBER_TIMEOUT) as resp:
+            return resp.status, await resp.json(content_type=None)
+    except TimeoutError:
+        return f"no answer within {MEMBER_TIMEOUT.total:g} s"
+    except (aiohttp.ClientError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
 
 
 def add_routes(app: web.Application) -> None:
