@@ -1,5 +1,6 @@
 """The README's "Try it" works as written: its commands, run against a real node, register a
-service whose check passes, and the UI it points to is served.
+service whose check passes, and the UI it points to is served. And no example in the README or
+docs/ registers a check that would dial an address off the reader's own machine.
 
 The commands are read from the README itself (its first ``sh`` block under "## Try it"), so the
 README cannot drift from what is tested. Only the node's address changes (the test's node listens
@@ -53,3 +54,23 @@ def test_the_readme_quick_start_registers_a_passing_service(
     with urllib.request.urlopen(f"{node.url}/ui/", timeout=5) as page:
         assert page.status == 200 and "Content-Security-Policy" in page.headers
         assert b"<title>Konsul</title>" in page.read()
+
+
+# A check target in an example: JSON ("http"/"tcp", Consul's "HTTP"/"TCP") or konsulctl flags;
+# a host is a dotted name or localhost (so placeholders such as URL or <host:port> are not).
+_HOST = r"(?:localhost|[\w-]+\.[\w.-]+)"
+CHECK_TARGET = re.compile(
+    rf'"(?:http|tcp|HTTP|TCP)"\s*:\s*"(?:https?://)?(?P<json>{_HOST})'
+    rf"|--check-(?:http|tcp)[ =](?:https?://)?(?P<flag>{_HOST})"
+)
+
+
+def test_every_documented_check_targets_the_readers_own_machine() -> None:
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    found = []
+    for page in pages:
+        for match in CHECK_TARGET.finditer(page.read_text()):
+            host = match.group("json") or match.group("flag")
+            found.append(host)
+            assert host == "localhost" or host.startswith("127."), f"{page.name}: {match.group()}"
+    assert found, "no check example found at all: the pattern no longer matches the docs"
