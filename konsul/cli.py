@@ -324,6 +324,141 @@ def import_cmd(c: Client, a: argparse.Namespace) -> Any:
     return None
 
 
+# ---------------------------------------------------------------- commands: ACL
+
+
+def _rules(a: argparse.Namespace) -> dict[str, Any] | None:
+    """``--rules`` as inline JSON, or ``@FILE`` / ``-`` to read it."""
+    if a.rules is None:
+        return None
+    text = a.rules
+    if text == "-" or text.startswith("@"):
+        text = _read_text(text if text == "-" else text[1:])
+    try:
+        rules = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--rules is not valid JSON: {exc}") from None
+    if not isinstance(rules, dict):
+        raise UsageError("--rules must be a JSON object")
+    return rules
+
+
+def _print_token(token: dict[str, Any]) -> None:
+    print(f"{'accessor_id:':<14}{token['accessor_id']}")
+    if "secret_id" in token:
+        print(f"{'secret_id:':<14}{token['secret_id']}  (shown once: keep it now)")
+    print(f"{'description:':<14}{token.get('description', '')}")
+    print(f"{'policies:':<14}{', '.join(p['name'] for p in token.get('policies', []))}")
+
+
+def _print_policy(policy: dict[str, Any]) -> None:
+    print(f"{'id:':<14}{policy['id']}")
+    print(f"{'name:':<14}{policy['name']}")
+    print(f"{'description:':<14}{policy.get('description', '')}")
+    print(f"{'rules:':<14}{json.dumps(policy.get('rules', {}), sort_keys=True)}")
+
+
+def acl_bootstrap(c: Client, a: argparse.Namespace) -> Any:
+    token = c.acl_bootstrap()
+    if a.json:
+        return token
+    _print_token(token)
+    return None
+
+
+def acl_policy_list(c: Client, a: argparse.Namespace) -> Any:
+    policies = c.acl_policies()
+    if a.json:
+        return policies
+    rows = [(p["name"], p["id"], json.dumps(p.get("rules", {}), sort_keys=True))
+            for p in policies]
+    table(rows, ("NAME", "ID", "RULES"), sys.stdout)
+    return None
+
+
+def acl_policy_read(c: Client, a: argparse.Namespace) -> Any:
+    policy = c.acl_policy(a.policy)
+    if a.json:
+        return policy
+    _print_policy(policy)
+    return None
+
+
+def acl_policy_create(c: Client, a: argparse.Namespace) -> Any:
+    policy = c.acl_policy_create(a.name, _rules(a), a.description or "")
+    if a.json:
+        return policy
+    _print_policy(policy)
+    return None
+
+
+def acl_policy_update(c: Client, a: argparse.Namespace) -> Any:
+    changes: dict[str, Any] = {}
+    rules = _rules(a)
+    if rules is not None:
+        changes["rules"] = rules
+    if a.name is not None:
+        changes["name"] = a.name
+    if a.description is not None:
+        changes["description"] = a.description
+    policy = c.acl_policy_update(a.policy, **changes)
+    if a.json:
+        return policy
+    _print_policy(policy)
+    return None
+
+
+def acl_policy_delete(c: Client, a: argparse.Namespace) -> Any:
+    result = c.acl_policy_delete(a.policy)
+    if a.json:
+        return result
+    print(f"Deleted policy {result['deleted']}")
+    return None
+
+
+def acl_token_list(c: Client, a: argparse.Namespace) -> Any:
+    tokens = c.acl_tokens()
+    if a.json:
+        return tokens
+    rows = [(t["accessor_id"], t.get("description", ""),
+             ", ".join(p["name"] for p in t.get("policies", []))) for t in tokens]
+    table(rows, ("ACCESSOR_ID", "DESCRIPTION", "POLICIES"), sys.stdout)
+    return None
+
+
+def acl_token_read(c: Client, a: argparse.Namespace) -> Any:
+    token = c.acl_token_self() if a.accessor_id == "self" else c.acl_token(a.accessor_id)
+    if a.json:
+        return token
+    _print_token(token)
+    return None
+
+
+def acl_token_create(c: Client, a: argparse.Namespace) -> Any:
+    token = c.acl_token_create(a.policy, a.description or "", a.secret)
+    if a.json:
+        return token
+    _print_token(token)
+    return None
+
+
+def acl_token_update(c: Client, a: argparse.Namespace) -> Any:
+    token = c.acl_token_update(a.accessor_id, policies=a.policy or None,
+                               description=a.description)
+    if a.json:
+        return token
+    _print_token(token)
+    return None
+
+
+def acl_token_delete(c: Client, a: argparse.Namespace) -> Any:
+    result = c.acl_token_delete(a.accessor_id)
+    if a.json:
+        return result
+    print(f"Deleted token {result['deleted']}")
+    return None
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -442,6 +577,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="a file (default stdout)")
     p = sub(top, "import", import_cmd, "load an export document ('-' for stdin)")
     p.add_argument("file")
+
+    acl = _group(top, "acl", "access control: policies and tokens")
+    sub(acl, "bootstrap", acl_bootstrap, "make the first management token (once per cluster)")
+    policy = _group(acl, "policy", "policies: rules on keys, services and operator")
+    sub(policy, "list", acl_policy_list, "list policies")
+    p = sub(policy, "read", acl_policy_read, "show a policy")
+    p.add_argument("policy", help="id or name")
+    rules_help = ('JSON rules, e.g. \'{"key_prefix": {"app/": "read"}}\'; @FILE or - '
+                  "reads them")
+    p = sub(policy, "create", acl_policy_create, "create a policy")
+    p.add_argument("--name", required=True)
+    p.add_argument("--description")
+    p.add_argument("--rules", help=rules_help)
+    p = sub(policy, "update", acl_policy_update, "change a policy's name, description or rules")
+    p.add_argument("policy", help="id or name")
+    p.add_argument("--name")
+    p.add_argument("--description")
+    p.add_argument("--rules", help=rules_help)
+    p = sub(policy, "delete", acl_policy_delete, "delete a policy (its tokens lose it)")
+    p.add_argument("policy", help="id or name")
+    token = _group(acl, "token", "tokens: secrets that hold policies")
+    sub(token, "list", acl_token_list, "list tokens (never their secrets)")
+    p = sub(token, "read", acl_token_read, "show a token ('self': the one in use)")
+    p.add_argument("accessor_id")
+    p = sub(token, "create", acl_token_create, "create a token; prints its secret once")
+    p.add_argument("--policy", action="append", default=[], help="id or name (repeatable)")
+    p.add_argument("--description")
+    p.add_argument("--secret", help="use this secret (16+ characters) instead of a random one")
+    p = sub(token, "update", acl_token_update, "change a token's policies or description")
+    p.add_argument("accessor_id")
+    p.add_argument("--policy", action="append", default=[], help="id or name (repeatable; "
+                   "replaces the token's policies)")
+    p.add_argument("--description")
+    p = sub(token, "delete", acl_token_delete, "delete a token: its secret stops working")
+    p.add_argument("accessor_id")
     return parser
 
 

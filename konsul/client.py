@@ -621,6 +621,68 @@ class _Endpoints(Generic[R]):
     def metrics(self) -> R:
         return self._call(Call("GET", "/metrics", raw=True))
 
+    # ACL: policies and tokens (a policy is named by id or name, a token by accessor id)
+    def acl_bootstrap(self) -> R:
+        return self._call(Call("POST", "/acl/bootstrap"))
+
+    def acl_policies(self) -> R:
+        return self._call(Call("GET", "/acl/policies"))
+
+    def acl_policy(self, ref: str) -> R:
+        return self._call(Call("GET", key_path("/acl/policy/", ref)))
+
+    def acl_policy_create(
+        self, name: str, rules: Mapping[str, Any] | None = None, description: str = ""
+    ) -> R:
+        body = {"name": name, "description": description, "rules": dict(rules or {})}
+        return self._call(Call("POST", "/acl/policy", (), body, True))
+
+    def acl_policy_update(self, ref: str, **changes: Any) -> R:
+        """``name``, ``description`` and/or ``rules``."""
+        return self._call(Call("PUT", key_path("/acl/policy/", ref), (), changes, True))
+
+    def acl_policy_delete(self, ref: str) -> R:
+        return self._call(Call("DELETE", key_path("/acl/policy/", ref)))
+
+    def acl_tokens(self) -> R:
+        return self._call(Call("GET", "/acl/tokens"))
+
+    def acl_token(self, accessor_id: str) -> R:
+        return self._call(Call("GET", key_path("/acl/token/", accessor_id)))
+
+    def acl_token_self(self) -> R:
+        return self._call(Call("GET", "/acl/token/self"))
+
+    def acl_token_create(
+        self,
+        policies: Sequence[str] = (),
+        description: str = "",
+        secret_id: str | None = None,
+        accessor_id: str | None = None,
+    ) -> R:
+        """``policies`` by id or name. The answer carries ``secret_id``: shown only now."""
+        body: dict[str, Any] = {"description": description,
+                                "policies": [{"name": p} for p in policies]}
+        if secret_id:
+            body["secret_id"] = secret_id
+        if accessor_id:
+            body["accessor_id"] = accessor_id
+        return self._call(Call("POST", "/acl/token", (), body, True))
+
+    def acl_token_update(
+        self, accessor_id: str, *, policies: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> R:
+        body: dict[str, Any] = {}
+        if policies is not None:
+            body["policies"] = [{"name": p} for p in policies]
+        if description is not None:
+            body["description"] = description
+        return self._call(Call("PUT", key_path("/acl/token/", accessor_id), (), body, True))
+
+    def acl_token_delete(self, accessor_id: str) -> R:
+        return self._call(Call("DELETE", key_path("/acl/token/", accessor_id)))
+
 
 # ---------------------------------------------------------------- blocking client
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from konsul.acl.tokens import MAX_SECRET_LEN, MIN_SECRET_LEN, valid_secret
 from konsul.durations import FORM as DURATION_FORM
 from konsul.durations import parse_duration
 
@@ -21,8 +22,9 @@ LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "critical")
 
 
 class ConfigError(Exception):
-    def __init__(self, variable: str, value: str, form: str) -> None:
-        super().__init__(f"invalid {variable}={value!r}: expected {form}")
+    def __init__(self, variable: str, value: str, form: str, *, hide: bool = False) -> None:
+        shown = "<hidden>" if hide else repr(value)  # a secret is never echoed
+        super().__init__(f"invalid {variable}={shown}: expected {form}")
         self.variable = variable
 
 
@@ -62,6 +64,17 @@ class TlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AclSettings:
+    """``KONSUL_ACL_*``: access control with tokens and policies (off unless enabled)."""
+
+    enabled: bool = False
+    default_allow: bool = False  # KONSUL_ACL_DEFAULT_POLICY=allow: what no rule names is allowed
+    initial_management_token: str = ""
+    initial_management_token_file: str = ""  # re-read by the leader (a rotated Secret)
+    metrics_public: bool = False  # KONSUL_METRICS_PUBLIC: /metrics without operator:read
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     host: str
     port: int
@@ -71,6 +84,7 @@ class Settings:
     forward_writes: bool
     raft: RaftSettings
     tls: TlsSettings = TlsSettings()
+    acl: AclSettings = AclSettings()
 
     @property
     def http_scheme(self) -> str:
@@ -132,12 +146,14 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
 
-    def get(self, name: str, default: str, parse: Callable[[str], T], form: str) -> T:
+    def get(
+        self, name: str, default: str, parse: Callable[[str], T], form: str, *, hide: bool = False
+    ) -> T:
         raw = self.env.get(name, default)
         try:
             return parse(raw)
         except ValueError:
-            raise ConfigError(name, raw, form) from None
+            raise ConfigError(name, raw, form, hide=hide) from None
 
     def text(self, name: str, default: str) -> str:
         return self.env.get(name, default)
@@ -165,7 +181,48 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         forward_writes=read.get("KONSUL_FORWARD_WRITES", "false", _bool, "true or false"),
         raft=raft,
         tls=_load_tls(read, raft.enabled),
+        acl=_load_acl(read),
     )
+
+
+def _secret(text: str) -> str:
+    token = text.strip()
+    if not valid_secret(token):
+        raise ValueError(text)
+    return token
+
+
+def read_secret_file(path: str) -> str:
+    """A token kept in a file (a mounted Secret); ValueError if unreadable or too weak."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return _secret(f.read())
+    except (OSError, UnicodeDecodeError):
+        raise ValueError(path) from None
+
+
+def _load_acl(read: _Reader) -> AclSettings:
+    secret_form = f"{MIN_SECRET_LEN} to {MAX_SECRET_LEN} printable characters without spaces"
+    token = read.get("KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN", "", lambda t: t and _secret(t),
+                     secret_form, hide=True)
+    token_file = read.text("KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN_FILE", "").strip()
+    if token_file:
+        read.get("KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN_FILE", token_file,
+                 lambda p: read_secret_file(p.strip()), f"a readable file holding {secret_form}")
+    return AclSettings(
+        enabled=read.get("KONSUL_ACL_ENABLED", "false", _bool, "true or false"),
+        default_allow=read.get("KONSUL_ACL_DEFAULT_POLICY", "deny", _policy, "deny or allow"),
+        initial_management_token=token,
+        initial_management_token_file=token_file,
+        metrics_public=read.get("KONSUL_METRICS_PUBLIC", "false", _bool, "true or false"),
+    )
+
+
+def _policy(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("deny", "allow"):
+        raise ValueError(text)
+    return lowered == "allow"
 
 
 def _load_tls(read: _Reader, clustered: bool) -> TlsSettings:

@@ -52,6 +52,13 @@ class Conflict(KonsulError):
     status = 409
 
 
+class PermissionDenied(KonsulError):
+    """The request's token (or the anonymous token) may not do this, or is unknown."""
+
+    code = "permission denied"
+    status = 403
+
+
 class NotFound(KonsulError):
     code = "not found"
     status = 404

@@ -25,13 +25,16 @@ import os
 import random
 import ssl
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 
+from konsul.acl.resolver import Resolver
+from konsul.acl.tokens import hash_secret
 from konsul.checks import CheckRunner
-from konsul.config import Settings
+from konsul.config import Settings, read_secret_file
 from konsul.errors import (
     BadRequest,
     ClusteringDisabled,
@@ -51,7 +54,7 @@ from konsul.raft.runtime import TICK_SECONDS, RaftRuntime
 from konsul.raft.transport import TcpTransport, split_host_port
 from konsul.raft.types import Configuration, Member
 from konsul.storage.wal import DEFAULT_SEGMENT_BYTES
-from konsul.store import StateMachine
+from konsul.store import StateMachine, commands
 from konsul.tls import Tls
 
 
@@ -102,6 +105,11 @@ class Node:
         # Read (and checked) now: unusable TLS files stop the node before it serves anything.
         self.tls = Tls(settings.tls, self.metrics) if settings.tls.enabled else None
         self.store = StateMachine()
+        # Always through self.store: a snapshot restore replaces the tables.
+        self.acl = (
+            Resolver(lambda: self.store.acl, settings.acl.default_allow)
+            if settings.acl.enabled else None
+        )
         os.makedirs(settings.raft.data_dir, exist_ok=True)
         self.node_id = settings.raft.node_id if self.clustered else _standalone_id(settings)
         self.runtime = RaftRuntime(
@@ -149,6 +157,42 @@ class Node:
         self._background.append(asyncio.create_task(CheckRunner(self).run(), name="check-runner"))
         if self.tls is not None:
             self._background.append(asyncio.create_task(self._watch_tls(), name="tls-reload"))
+        if self.acl is not None and self._initial_management_token():
+            self._background.append(
+                asyncio.create_task(self._keep_initial_management_token(), name="acl-initial")
+            )
+
+    def _initial_management_token(self) -> str:
+        """``KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN``, or the file's current content (a Secret
+        that was rotated gives a new one); ``""`` when neither is set or the file is unusable."""
+        acl = self.settings.acl
+        if acl.initial_management_token_file:
+            try:
+                return read_secret_file(acl.initial_management_token_file)
+            except ValueError:
+                return ""
+        return acl.initial_management_token
+
+    async def _keep_initial_management_token(self) -> None:
+        """The leader makes sure a management token with the configured secret exists (a new
+        cluster, or a secret rotated by whoever controls the nodes' configuration)."""
+        while True:
+            secret = self._initial_management_token()
+            secret_hash = hash_secret(secret) if secret else ""
+            missing = secret_hash and self.store.acl.token_for_hash(secret_hash) is None
+            if missing and self.is_leader:
+                command = commands.acl_bootstrap(
+                    str(uuid.uuid4()), secret_hash, "Initial management token", True
+                )
+                try:
+                    await self.propose(command)
+                except KonsulError as exc:
+                    event(log, logging.WARNING, "could not create the initial management token",
+                          error=exc)
+                else:
+                    event(log, logging.INFO, "initial management token in place")
+            # Soon after an election while the token is missing; the file changes rarely.
+            await asyncio.sleep(TICK_SECONDS * 5 if missing else ACL_CHECK_INTERVAL)
 
     async def _watch_tls(self) -> None:
         """Re-read the certificate files when they change (a renewed Secret, a rotation)."""
@@ -392,6 +436,7 @@ class Node:
 
 JOIN_REACH_TIMEOUT = 5.0
 TLS_RELOAD_INTERVAL = 1.0
+ACL_CHECK_INTERVAL = 1.0
 
 log = logging.getLogger("konsul.node")
 

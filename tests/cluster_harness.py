@@ -122,6 +122,8 @@ class LocalCluster:
         first = self.nodes[0]
         first.start()
         wait_until(lambda: self._ready(first), 20, "node1 to lead")
+        # With ACLs, the leader creates the token the headers carry soon after it leads.
+        wait_until(lambda: first.status() is not None, 20, "node1 to accept our headers")
         for node in self.nodes[1:]:
             node.start()
             self.join(node)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from konsul.api import cluster, data, health, kv, metrics, services, txn, ui
+from konsul.api import acl, cluster, data, health, kv, metrics, services, txn, ui
 from konsul.api.crosssite import refuse_cross_site
 from konsul.api.forward import session_context
 from konsul.api.http import APP_MAX_SIZE, NODE, STOPPING
@@ -50,6 +50,7 @@ def create_app(node: Node) -> web.Application:
     app.cleanup_ctx.append(session_context)
     for module in (kv, txn, services, health, cluster, data, metrics, ui):
         module.add_routes(app)
+    acl.install(app, node)
     app.add_subapp(V1_PREFIX, create_v1_app(node))
     return app
 

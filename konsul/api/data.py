@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from konsul.api.acl import authorizer
 from konsul.api.http import (
     IMPORT_BODY_LIMIT,
     json_response,
@@ -22,6 +23,12 @@ async def export(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
     await read_point(request, lambda: node.store.last_applied)
     document = node.store.export()
+    auth = authorizer(request)  # an export holds only what the token may read
+    readable = auth.key_reader("")
+    document["kv"] = [e for e in document["kv"] if readable(e["key"])]
+    document["services"] = [
+        s for s in document["services"] if auth.allows("service", s["name"], "read")
+    ]
     return read_response(request, document, node.store.last_applied)
 
 

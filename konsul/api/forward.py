@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from konsul.api.acl import forward_headers
 from konsul.api.http import IMPORT_BODY_LIMIT, node_of, read_body
 from konsul.errors import Unavailable
 from konsul.raft.types import Member
@@ -51,6 +52,7 @@ async def forward_to_leader(request: web.Request, leader: Member) -> web.Respons
         raise Unavailable(f"the leader {leader.id} has no known HTTP address to forward to")
     body = await read_body(request, IMPORT_BODY_LIMIT)
     headers = {name: request.headers[name] for name in _PASS_REQUEST if name in request.headers}
+    headers.update(forward_headers(request))  # the same token, whichever carrier brought it
     node = node_of(request)
     headers[FORWARDED_HEADER] = node.settings.raft.node_id
     url = node.http_url(leader.http_address) + request.raw_path

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 import konsul
+from konsul.api.acl import authorizer
 from konsul.api.http import (
     json_response,
     node_of,
@@ -16,7 +17,8 @@ from konsul.api.http import (
     write,
 )
 from konsul.errors import BadRequest, NotFound
-from konsul.store import commands
+from konsul.store import StateMachine, commands
+from konsul.store.types import Check
 
 
 async def health(request: web.Request) -> web.StreamResponse:
@@ -68,7 +70,15 @@ async def checks(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
     await read_point(request, lambda: node.store.checks_index)
     store = node.store
-    return read_response(request, [c.to_json() for c in store.checks()], store.checks_index)
+    auth = authorizer(request)
+    data = [c.to_json() for c in store.checks() if auth.allows("service", _name(store, c), "read")]
+    return read_response(request, data, store.checks_index)
+
+
+def _name(store: StateMachine, check: Check) -> str:
+    """The service name a check belongs to (what ACL rules name)."""
+    svc = store.service(check.service_id)
+    return svc.name if svc is not None else check.service_id
 
 
 async def service_checks(request: web.Request) -> web.StreamResponse:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from konsul.api.acl import authorizer
 from konsul.api.http import (
     flag,
     index_error,
@@ -62,11 +63,12 @@ async def list_keys(request: web.Request) -> web.StreamResponse:
     # Always through node.store: a snapshot restore replaces the tables while we wait.
     await read_point(request, lambda: node.store.kv_index)
     store = node.store
+    readable = authorizer(request).key_reader(prefix)  # the token sees only what it may read
     data: list[Any]
     if names_only:
-        data = store.kv_keys(prefix, separator)
+        data = [k for k in store.kv_keys(prefix, separator) if readable(k)]
     else:
-        data = [e.to_json() for e in store.kv_list(prefix, separator)]
+        data = [e.to_json() for e in store.kv_list(prefix, separator) if readable(e.key)]
     index = store.kv_index
     return read_response(request, data, index)
 

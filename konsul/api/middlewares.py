@@ -133,8 +133,17 @@ def not_leader_response(request: web.Request, exc: NotLeader) -> web.Response:
     response = konsul_error_response(exc)
     if exc.leader.http_address:
         base = node_of(request).http_url(exc.leader.http_address)
-        response.headers["Location"] = base + request.raw_path
+        response.headers["Location"] = base + _without_token(request)
     return response
+
+
+def _without_token(request: web.Request) -> str:
+    """The path and query to redirect to, minus a ``?token=`` (a Location header must not
+    carry a secret; the client sends its token again in a header)."""
+    if "token=" not in request.query_string:
+        return request.raw_path
+    query = [(k, v) for k, v in request.query.items() if k != "token"]
+    return str(request.rel_url.with_query(query))
 
 
 def http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:

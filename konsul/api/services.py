@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from konsul.api.acl import authorizer, require
 from konsul.api.http import (
     flag,
     node_of,
@@ -22,7 +23,9 @@ from konsul.store import commands
 
 async def register(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
-    return await write(request, commands.service_register(body))
+    command = commands.service_register(body)  # validated: the name is a string now
+    require(request, "service", body["name"], "write")
+    return await write(request, command)
 
 
 async def deregister(request: web.Request) -> web.StreamResponse:
@@ -55,7 +58,11 @@ async def list_services(request: web.Request) -> web.StreamResponse:
     # The catalog index covers checks too: a listing shows each instance's aggregated status.
     await read_point(request, lambda: node.store.catalog_index)
     store = node.store
-    data = [store.service_json(s) for s in store.services(name, tags, meta, passing)]
+    auth = authorizer(request)
+    data = [
+        store.service_json(s) for s in store.services(name, tags, meta, passing)
+        if auth.allows("service", s.name, "read")
+    ]
     return read_response(request, data, store.catalog_index)
 
 

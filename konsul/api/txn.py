@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from konsul.api.acl import require
 from konsul.api.http import TXN_BODY_LIMIT, read_json_object, write
 from konsul.errors import BadRequest
 from konsul.store import commands
@@ -16,7 +17,13 @@ async def txn(request: web.Request) -> web.StreamResponse:
         raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))} (expected ops).")
     if "ops" not in body:
         raise BadRequest('The body needs "ops": a list of operations.')
-    return await write(request, commands.txn(body["ops"]))
+    command = commands.txn(body["ops"])  # validated: every op is a well-formed object now
+    for op in body["ops"]:
+        require(request, "key", op["key"], "read" if op["verb"] in _READS else "write")
+    return await write(request, command)
+
+
+_READS = ("get", "check-index")
 
 
 def add_routes(app: web.Application) -> None:

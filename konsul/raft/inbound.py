@@ -19,7 +19,9 @@ from collections.abc import Callable
 from typing import Any, cast
 
 READ_LIMIT = 1 << 20  # the reader pauses the socket beyond twice this much unread data
-_CHUNK = 1 << 18
+# Plaintext is read into one buffer per connection: a fresh large bytes object per read would
+# cost an allocation (for big sizes, an mmap) every time.
+_CHUNK = 1 << 16
 
 
 class InboundConnection(asyncio.Protocol):
@@ -43,6 +45,7 @@ class InboundConnection(asyncio.Protocol):
         self._received = False  # a byte arrived: a peer that tried (a port probe did not)
         self._refused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._buffer: bytearray | None = None
 
     # ----------------------------------------------------------------- the connection
 
@@ -120,9 +123,12 @@ class InboundConnection(asyncio.Protocol):
 
     def _read_plaintext(self) -> None:
         assert self._tls is not None
+        if self._buffer is None:
+            self._buffer = bytearray(_CHUNK)
+        view = memoryview(self._buffer)
         while True:
             try:
-                chunk = self._tls.read(_CHUNK)
+                size = cast(int, self._tls.read(_CHUNK, self._buffer))  # (a count, given a buffer)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
@@ -132,10 +138,10 @@ class InboundConnection(asyncio.Protocol):
                 self.reader.set_exception(ConnectionResetError(f"TLS error: {exc}"))
                 self.close()
                 break
-            if not chunk:
+            if not size:
                 self.reader.feed_eof()
                 break
-            self.reader.feed_data(chunk)
+            self.reader.feed_data(view[:size])  # (the reader copies it into its buffer)
         self._flush()  # TLS 1.3 may answer (key updates)
 
     def _flush(self) -> None:

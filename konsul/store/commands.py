@@ -12,7 +12,9 @@ Client-facing builders: ``kv_set``, ``kv_delete``, ``txn``, ``service_register``
 itself never reads a clock): ``check_update(..., from_runner=True)``, ``service_expire``,
 ``check_expire``, ``check_reap``. Each leader-decided command carries the index the leader based
 its decision on, and applies only if that index is still current: a heartbeat or a report that
-was committed in between wins, on every replica alike.
+was committed in between wins, on every replica alike. ACL builders: ``acl_policy_set``,
+``acl_policy_delete``, ``acl_token_set``, ``acl_token_delete``, ``acl_bootstrap`` (a token's
+secret never reaches them: only its hash, ``konsul.acl.tokens.hash_secret``).
 
 Each builder returns the encoded bytes of one command type of ``konsul.store.schema``.
 """
@@ -24,9 +26,15 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from konsul.acl.rules import RuleError, Rules
 from konsul.durations import parse_duration
 from konsul.errors import BadRequest, TooLarge
 from konsul.store.schema import (
+    AclBootstrap,
+    AclPolicyDelete,
+    AclPolicySet,
+    AclTokenDelete,
+    AclTokenSet,
     CheckDef,
     CheckExpire,
     CheckReap,
@@ -594,3 +602,74 @@ def _chunks(
         s_part.append(svc)
         size += 1024  # an instance with its checks stays well under this
     yield k_part, s_part
+
+
+# ----------------------------------------------------------------------------- ACL
+
+MAX_DESCRIPTION_LEN = 256
+MAX_TOKEN_POLICIES = 64
+_POLICY_NAME = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def validate_policy_name(name: object) -> str:
+    if type(name) is not str or not _POLICY_NAME.fullmatch(name):
+        raise BadRequest(
+            f"A policy name is 1 to 128 letters, digits, '-' or '_'; got {name!r}."
+        )
+    return name
+
+
+def validate_description(value: object) -> str:
+    return "" if value is None else _text(value, "description", MAX_DESCRIPTION_LEN)
+
+
+def validate_rules(raw: object) -> dict[str, Any]:
+    """Rules in their JSON form, normalised (``konsul.acl.rules``)."""
+    try:
+        return Rules.parse(raw).to_json()
+    except RuleError as exc:
+        raise BadRequest(f"The rules are invalid: {exc}.") from None
+
+
+def acl_policy_set(policy_id: str, name: object, description: object, rules: object) -> bytes:
+    return encode(AclPolicySet(
+        validate_id(policy_id, "policy id"), validate_policy_name(name),
+        validate_description(description), validate_rules(rules),
+    ))
+
+
+def acl_policy_delete(policy_id: str) -> bytes:
+    return encode(AclPolicyDelete(validate_id(policy_id, "policy id")))
+
+
+def _hash(secret_hash: str, *, optional: bool = False) -> str:
+    if optional and secret_hash == "":
+        return ""
+    if not _HASH.fullmatch(secret_hash):
+        raise ValueError("a token secret travels as its SHA-256 in hex")  # a bug, not input
+    return secret_hash
+
+
+def acl_token_set(
+    accessor_id: str, secret_hash: str, description: object, policy_ids: Iterable[str]
+) -> bytes:
+    """``secret_hash`` ``""`` keeps an existing token's secret; ``policy_ids`` are resolved
+    (names looked up) by the caller."""
+    ids = [validate_id(p, "policy id") for p in policy_ids]
+    if len(ids) > MAX_TOKEN_POLICIES:
+        raise BadRequest(f"A token holds at most {MAX_TOKEN_POLICIES} policies.")
+    return encode(AclTokenSet(
+        validate_id(accessor_id, "accessor id"), _hash(secret_hash, optional=True),
+        validate_description(description), ids,
+    ))
+
+
+def acl_token_delete(accessor_id: str) -> bytes:
+    return encode(AclTokenDelete(validate_id(accessor_id, "accessor id")))
+
+
+def acl_bootstrap(accessor_id: str, secret_hash: str, description: str, initial: bool) -> bytes:
+    return encode(AclBootstrap(
+        validate_id(accessor_id, "accessor id"), _hash(secret_hash), description, initial
+    ))

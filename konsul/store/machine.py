@@ -3,22 +3,27 @@
 Commands (``konsul.store.schema``: one dataclass per ``op``, built by ``konsul.store.commands``).
 The table is rendered from those types by ``schema.command_table()``; a test keeps it so:
 
-==================  ====================================  ================================
-op                  fields                                result
-==================  ====================================  ================================
-kv_set              key, value, flags, cas                KVWritten | Rejected(409)
-kv_delete           key, cas, recurse                     KVDeleted | Rejected(409)
-txn                 ops: [TxnOp]                          TxnDone | Rejected(409, errors)
-service_register    service: ServiceDef                   ServiceWritten | Rejected(409)
-service_deregister  id                                    ServiceWritten | Rejected(404)
-service_heartbeat   id                                    ServiceWritten | Rejected(404)
-check_ttl           id, status, output                    CheckWritten | Rejected(404|400)
-check_set           id, status, output                    CheckWritten | Rejected(404)
-service_expire      id, seen                              ServiceWritten | Ignored
-check_expire        id, seen                              CheckWritten | Ignored
-check_reap          id, seen                              ServiceWritten | Ignored
-import              kv: [KVItem], services: [ServiceDef]  Imported | Rejected(409)
-==================  ====================================  ================================
+==================  ======================================  ====================================
+op                  fields                                  result
+==================  ======================================  ====================================
+kv_set              key, value, flags, cas                  KVWritten | Rejected(409)
+kv_delete           key, cas, recurse                       KVDeleted | Rejected(409)
+txn                 ops: [TxnOp]                            TxnDone | Rejected(409, errors)
+service_register    service: ServiceDef                     ServiceWritten | Rejected(409)
+service_deregister  id                                      ServiceWritten | Rejected(404)
+service_heartbeat   id                                      ServiceWritten | Rejected(404)
+check_ttl           id, status, output                      CheckWritten | Rejected(404|400)
+check_set           id, status, output                      CheckWritten | Rejected(404)
+service_expire      id, seen                                ServiceWritten | Ignored
+check_expire        id, seen                                CheckWritten | Ignored
+check_reap          id, seen                                ServiceWritten | Ignored
+import              kv: [KVItem], services: [ServiceDef]    Imported | Rejected(409)
+acl_policy_set      id, name, description, rules            AclWritten | Rejected(409)
+acl_policy_delete   id                                      AclDeleted | Rejected(404|409)
+acl_token_set       id, hash, description, policies: [str]  AclWritten | Rejected(400|409)
+acl_token_delete    id                                      AclDeleted | Rejected(404|409)
+acl_bootstrap       id, hash, description, initial          AclWritten | Rejected(409) | Ignored
+==================  ======================================  ====================================
 
 TxnOp: [verb, key, value, flags, expected_index]
 KVItem: [key, value, flags]
@@ -39,9 +44,15 @@ from typing import assert_never
 import msgpack
 
 from konsul.errors import BadRequest, NotFound
+from konsul.store.acl import AclTable
 from konsul.store.catalog import Catalog, not_ttl_message
 from konsul.store.kv import KVTable
 from konsul.store.schema import (
+    AclBootstrap,
+    AclPolicyDelete,
+    AclPolicySet,
+    AclTokenDelete,
+    AclTokenSet,
     CheckExpire,
     CheckReap,
     CheckSet,
@@ -91,6 +102,7 @@ class StateMachine:
     def __init__(self) -> None:
         self.kv = KVTable()
         self.catalog = Catalog()
+        self.acl = AclTable()
         self.last_applied = 0
         self.apply_errors = 0  # local counter (not replicated state, not in snapshots)
         self.listeners: list[Listener] = []
@@ -165,6 +177,16 @@ class StateMachine:
                 return self.catalog.reap(index, cmd.id, cmd.seen)
             case Import():
                 return self._import(index, cmd)
+            case AclPolicySet():
+                return self.acl.set_policy(index, cmd.id, cmd.name, cmd.description, cmd.rules)
+            case AclPolicyDelete():
+                return self.acl.delete_policy(index, cmd.id)
+            case AclTokenSet():
+                return self.acl.set_token(index, cmd.id, cmd.hash, cmd.description, cmd.policies)
+            case AclTokenDelete():
+                return self.acl.delete_token(index, cmd.id)
+            case AclBootstrap():
+                return self.acl.bootstrap(index, cmd.id, cmd.hash, cmd.description, cmd.initial)
             case _:
                 assert_never(cmd)
 
@@ -316,6 +338,7 @@ class StateMachine:
         holds the GIL, but releases it between bytecodes, so the event loop keeps running."""
         services, checks = self.catalog.dump()
         rows = self.kv.frozen()
+        acl = self.acl.dump()
         head = {
             "format": SNAPSHOT_FORMAT,
             "last_applied": self.last_applied,
@@ -326,7 +349,7 @@ class StateMachine:
 
         def encode() -> bytes:
             data: bytes = msgpack.packb(
-                {**head, "kv": rows(), "services": services, "checks": checks}
+                {**head, "kv": rows(), "services": services, "checks": checks, "acl": acl}
             )
             return data
 
@@ -344,6 +367,7 @@ class StateMachine:
             catalog = Catalog()
             catalog.load(raw["services"], raw["checks"], raw["services_index"],
                          raw["checks_index"])
+            acl = AclTable.load(raw.get("acl"))  # absent in snapshots from before ACLs
             last_applied = int(raw["last_applied"])
         except ValueError:
             raise
@@ -351,6 +375,7 @@ class StateMachine:
             raise ValueError(f"not a store snapshot: {exc!r}") from exc
         self.kv = kv
         self.catalog = catalog
+        self.acl = acl
         self.last_applied = last_applied
         event = Event("restored", last_applied)
         for listener in self.listeners:

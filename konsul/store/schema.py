@@ -237,6 +237,56 @@ class Import:
         return cls(kv, [ServiceDef.from_wire(s) for s in raw["services"]])
 
 
+@dataclass(slots=True)
+class AclPolicySet:
+    """Create or replace a policy; ``rules`` in their JSON form (``konsul.acl.rules``)."""
+
+    OP: ClassVar[str] = "acl_policy_set"
+    RESULT: ClassVar[str] = "AclWritten | Rejected(409)"
+    id: str
+    name: str
+    description: str
+    rules: dict[str, Any]
+
+
+@dataclass(slots=True)
+class AclPolicyDelete:
+    OP: ClassVar[str] = "acl_policy_delete"
+    RESULT: ClassVar[str] = "AclDeleted | Rejected(404|409)"
+    id: str
+
+
+@dataclass(slots=True)
+class AclTokenSet:
+    """Create or update a token. Only the secret's SHA-256 travels (``hash``; ``""``: keep)."""
+
+    OP: ClassVar[str] = "acl_token_set"
+    RESULT: ClassVar[str] = "AclWritten | Rejected(400|409)"
+    id: str  # the accessor id
+    hash: str
+    description: str
+    policies: list[str]
+
+
+@dataclass(slots=True)
+class AclTokenDelete:
+    OP: ClassVar[str] = "acl_token_delete"
+    RESULT: ClassVar[str] = "AclDeleted | Rejected(404|409)"
+    id: str  # the accessor id
+
+
+@dataclass(slots=True)
+class AclBootstrap:
+    """The first management token: once per cluster, or the configured initial one."""
+
+    OP: ClassVar[str] = "acl_bootstrap"
+    RESULT: ClassVar[str] = "AclWritten | Rejected(409) | Ignored"
+    id: str  # the accessor id
+    hash: str
+    description: str
+    initial: bool
+
+
 Command = (
     KVSet
     | KVDelete
@@ -250,6 +300,11 @@ Command = (
     | CheckExpire
     | CheckReap
     | Import
+    | AclPolicySet
+    | AclPolicyDelete
+    | AclTokenSet
+    | AclTokenDelete
+    | AclBootstrap
 )
 
 # Field names in wire order, per dataclass (commands and nested maps).

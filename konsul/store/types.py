@@ -239,6 +239,26 @@ class Imported:
 
 
 @dataclass(slots=True)
+class AclWritten:
+    """A policy or token created or updated (``id``: the policy id or token accessor id)."""
+
+    id: str
+    modify_index: int
+
+    def to_json(self) -> JSON:
+        return {"id": self.id, "modify_index": self.modify_index}
+
+
+@dataclass(slots=True)
+class AclDeleted:
+    id: str
+    modify_index: int
+
+    def to_json(self) -> JSON:
+        return {"deleted": self.id, "modify_index": self.modify_index}
+
+
+@dataclass(slots=True)
 class Ignored:
     """A leader-decided command that no longer applied (e.g. a heartbeat arrived after the
     leader decided the TTL had expired): state unchanged, nothing to report to a client."""
@@ -277,7 +297,8 @@ _ERRORS: dict[int, type[KonsulError]] = {400: BadRequest, 404: NotFound, 409: Co
 
 
 ApplyResult = (
-    KVWritten | KVDeleted | TxnDone | ServiceWritten | CheckWritten | Imported | Ignored | Rejected
+    KVWritten | KVDeleted | TxnDone | ServiceWritten | CheckWritten | Imported | AclWritten
+    | AclDeleted | Ignored | Rejected
 )
 
 

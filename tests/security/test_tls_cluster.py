@@ -1,4 +1,5 @@
-"""A three-node cluster with TLS on the API and mutual TLS between members, as real processes.
+"""A three-node cluster with TLS on the API, mutual TLS between members and ACLs on, as real
+processes (every request of the tests carries the management token).
 
 It elects, takes writes, joins and restarts over TLS; servers whose certificates do not verify
 (another CA, self-signed, expired, no TLS at all) cannot join and change nothing; a rogue that
@@ -36,11 +37,15 @@ from tests.cluster_harness import (
 )
 from tests.processes import http, wait_until
 
+MANAGEMENT = "tls-cluster-management-token"
+ACL_ENV = {"KONSUL_ACL_ENABLED": "true", "KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN": MANAGEMENT}
+TOKEN = {"X-Konsul-Token": MANAGEMENT}
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     root = tmp_path_factory.mktemp("tls-cluster")
-    c = LocalCluster(root, size=3, certs=CertDir(root / "tls"))
+    c = LocalCluster(root, size=3, certs=CertDir(root / "tls"), env=ACL_ENV, headers=TOKEN)
     try:
         c.start()
         yield c
@@ -54,7 +59,7 @@ def metric(node: ClusterNode, name: str) -> float:
     assert code == 200
     import urllib.request
 
-    request = urllib.request.Request(node.url + "/metrics")
+    request = urllib.request.Request(node.url + "/metrics", headers=TOKEN)
     with urllib.request.urlopen(request, context=node.ssl_context, timeout=5) as resp:
         text = resp.read().decode()
     return sum(
@@ -67,7 +72,7 @@ def load_for(cluster: LocalCluster) -> WriteLoad:
     context = cluster.certs.client_context() if cluster.certs else None
     return WriteLoad(
         urls=lambda: [n.url for n in cluster.running()],
-        http_fn=functools.partial(http, context=context),
+        http_fn=functools.partial(http, context=context, headers=TOKEN),
     )
 
 
@@ -89,7 +94,8 @@ def test_a_tls_cluster_elects_writes_and_survives_a_leader_restart(
         cluster.wait_converged()
         load.wait_acks(len(load.acks) + 20)
     assert_no_acked_write_lost([n.url for n in cluster.nodes], load,
-                               http_fn=functools.partial(http, context=leader.ssl_context))
+                               http_fn=functools.partial(http, context=leader.ssl_context,
+                                                         headers=TOKEN))
 
 
 def _rogue(cluster: LocalCluster, n: int, env: dict[str, str], tls: bool) -> ClusterNode:
@@ -230,7 +236,7 @@ def test_the_client_and_konsulctl_follow_redirects_over_tls(cluster: LocalCluste
     ca = str(cluster.certs.ca_file)
     leader = cluster.leader()
     follower = next(n for n in cluster.running() if n is not leader)
-    with Client([follower.url], ca_file=ca) as client:
+    with Client([follower.url], ca_file=ca, token=MANAGEMENT) as client:
         client.kv_put("client/tls", "yes")  # a 307 from the follower, followed over TLS
         assert client.addresses[-1] == leader.url
         assert client.kv_get("client/tls", consistent=True)["value"] == "yes"
@@ -238,7 +244,7 @@ def test_the_client_and_konsulctl_follow_redirects_over_tls(cluster: LocalCluste
         subprocess.run, capture_output=True, text=True, timeout=30,
         env={k: v for k, v in os.environ.items() if not k.startswith("KONSUL_")},
     )
-    ctl = [sys.executable, "-m", "konsul.cli", "--addr", follower.url]
+    ctl = [sys.executable, "-m", "konsul.cli", "--addr", follower.url, "--token", MANAGEMENT]
     done = run([*ctl, "--ca-file", ca, "kv", "put", "cli/tls", "on"])
     assert done.returncode == 0, done.stderr
     done = run([*ctl, "kv", "get", "cli/tls"], env={**os.environ, "KONSUL_CACERT": ca})

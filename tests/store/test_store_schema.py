@@ -19,6 +19,7 @@ SERVICE = {"id": "web", "name": "web", "address": "127.0.0.1", "port": 80, "tags
            "meta": {"a": "b"}, "ttl": 60.0, "checks": [CHECK]}
 INSTANCE = {"name": "web", "address": "127.0.0.1", "port": 80, "tags": ["v1"],
             "meta": {"a": "b"}, "ttl": "1m", "checks": [{"ttl": "30s"}]}
+HASH = "ab" * 32
 WIRE: list[tuple[bytes, dict[str, Any]]] = [
     (c.kv_set("k", "v", 3, 0), {"op": "kv_set", "key": "k", "value": "v", "flags": 3, "cas": 0}),
     (c.kv_delete("k", 4), {"op": "kv_delete", "key": "k", "cas": 4, "recurse": False}),
@@ -41,6 +42,23 @@ WIRE: list[tuple[bytes, dict[str, Any]]] = [
     (
         c.import_chunk({"kv": [{"key": "k", "value": "v"}], "services": [INSTANCE]}),
         {"op": "import", "kv": [["k", "v", 0]], "services": [SERVICE]},
+    ),
+    (
+        c.acl_policy_set("p1", "readers", "d", {"key_prefix": {"": "read"}}),
+        {"op": "acl_policy_set", "id": "p1", "name": "readers", "description": "d",
+         "rules": {"key_prefix": {"": "read"}}},
+    ),
+    (c.acl_policy_delete("p1"), {"op": "acl_policy_delete", "id": "p1"}),
+    (
+        c.acl_token_set("t1", HASH, "app", ["p1"]),
+        {"op": "acl_token_set", "id": "t1", "hash": HASH, "description": "app",
+         "policies": ["p1"]},
+    ),
+    (c.acl_token_delete("t1"), {"op": "acl_token_delete", "id": "t1"}),
+    (
+        c.acl_bootstrap("t0", HASH, "bootstrap", False),
+        {"op": "acl_bootstrap", "id": "t0", "hash": HASH, "description": "bootstrap",
+         "initial": False},
     ),
 ]
 

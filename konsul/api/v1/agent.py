@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from konsul.api.acl import can_read_service, require
 from konsul.api.http import node_of, read_body
 from konsul.api.v1 import shapes
 from konsul.api.v1.commit import client_address, commit
@@ -45,7 +46,8 @@ async def members(request: web.Request) -> web.StreamResponse:
 async def services(request: web.Request) -> web.StreamResponse:
     refuse_filter(request)
     store = node_of(request).store
-    return _json({s.id: shapes.agent_service(s) for s in store.services()})
+    return _json({s.id: shapes.agent_service(s) for s in store.services()
+                  if can_read_service(request, s.name)})
 
 
 async def service(request: web.Request) -> web.StreamResponse:
@@ -63,6 +65,8 @@ async def checks(request: web.Request) -> web.StreamResponse:
     on = shapes.home(shapes.nodes(node))
     out = {}
     for svc in store.services():
+        if not can_read_service(request, svc.name):
+            continue
         for chk in store.service_checks(svc):
             out[chk.id] = shapes.health_check(chk, svc, on)
     return _json(dict(sorted(out.items())))
@@ -74,7 +78,9 @@ async def register(request: web.Request) -> web.StreamResponse:
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"Request decode failed: {exc}") from None
     instance = service_instance(body, client_address(request))
-    return _done(await commit(request, commands.service_register(instance)))
+    command = commands.service_register(instance)  # validated: the name is a string now
+    require(request, "service", instance["name"], "write")
+    return _done(await commit(request, command))
 
 
 async def deregister(request: web.Request) -> web.StreamResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from konsul.api.acl import can_read_service
 from konsul.api.http import node_of
 from konsul.api.v1 import shapes
 from konsul.api.v1.query import answer, read_options, read_point
@@ -30,7 +31,8 @@ async def services(request: web.Request) -> web.StreamResponse:
     listing: dict[str, set[str]] = {}
     if shapes.node_matches(on, node_meta(request)):
         for svc in store.services():
-            listing.setdefault(svc.name, set()).update(svc.tags)
+            if can_read_service(request, svc.name):
+                listing.setdefault(svc.name, set()).update(svc.tags)
     data = {name: sorted(tags) for name, tags in listing.items()}
     return answer(request, read, store.services_index, data)
 
@@ -42,7 +44,7 @@ async def service(request: web.Request) -> web.StreamResponse:
     store = node.store
     on = shapes.home(shapes.nodes(node))
     found = store.instances(name, tags_of(request)) if shapes.node_matches(
-        on, node_meta(request)) else []
+        on, node_meta(request)) and can_read_service(request, name) else []
     data = [shapes.catalog_service(s, on) for s in found]
     return answer(request, read, store.services_index, data)
 
@@ -66,7 +68,8 @@ async def node_services(request: web.Request) -> web.StreamResponse:
     found = next((n for n in all_nodes if n.name == name), None)
     data = None
     if found is not None:
-        held = store.services() if found == shapes.home(all_nodes) else []
+        held = [s for s in store.services() if can_read_service(request, s.name)
+                ] if found == shapes.home(all_nodes) else []
         data = {"Node": found.to_json(), "Services": {s.id: shapes.agent_service(s) for s in held}}
     return answer(request, read, store.services_index, data)
 

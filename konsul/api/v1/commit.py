@@ -82,10 +82,12 @@ async def _forward(request: web.Request, leader: Member) -> web.Response:
     headers[FORWARDED_HEADER] = node_of(request).node_id
     headers["X-Forwarded-For"] = client_address(request)
     body = await read_body(request, IMPORT_BODY_LIMIT)
-    url = f"http://{leader.http_address}{request.raw_path}"
+    node = node_of(request)
+    url = node.http_url(leader.http_address) + request.raw_path
     try:
         async with request.config_dict[SESSION].request(
-            request.method, url, data=body, headers=headers, allow_redirects=False
+            request.method, url, data=body, headers=headers, allow_redirects=False,
+            ssl=node.client_ssl(),
         ) as upstream:
             payload = await upstream.read()
             if NOT_LEADER_HEADER in upstream.headers:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from konsul.api.acl import can_read_service
 from konsul.api.http import node_of
 from konsul.api.v1 import shapes
 from konsul.api.v1.catalog import node_meta, tags_of
@@ -37,7 +38,7 @@ async def service(request: web.Request) -> web.StreamResponse:
     store = node.store
     on = shapes.home(shapes.nodes(node))
     found = store.instances(name, tags, passing) if shapes.node_matches(
-        on, node_meta(request)) else []
+        on, node_meta(request)) and can_read_service(request, name) else []
     data = [shapes.service_entry(store, s, on) for s in found]
     return answer(request, read, store.catalog_index, data)
 
@@ -49,7 +50,7 @@ async def service_checks(request: web.Request) -> web.StreamResponse:
     store = node.store
     on = shapes.home(shapes.nodes(node))
     data = []
-    if shapes.node_matches(on, node_meta(request)):
+    if shapes.node_matches(on, node_meta(request)) and can_read_service(request, name):
         data = [shapes.health_check(c, s, on)
                 for s in store.instances(name) for c in store.service_checks(s)]
     return answer(request, read, store.catalog_index, data)
@@ -66,8 +67,8 @@ async def state(request: web.Request) -> web.StreamResponse:
     data = []
     if shapes.node_matches(on, node_meta(request)):
         data = [shapes.health_check(c, s, on)
-                for s in store.services() for c in store.service_checks(s)
-                if wanted == "any" or c.status == wanted]
+                for s in store.services() if can_read_service(request, s.name)
+                for c in store.service_checks(s) if wanted == "any" or c.status == wanted]
     return answer(request, read, store.catalog_index, data)
 
 
@@ -80,7 +81,8 @@ async def node_checks(request: web.Request) -> web.StreamResponse:
     data = []
     if name == on.name:
         data = [shapes.health_check(c, s, on)
-                for s in store.services() for c in store.service_checks(s)]
+                for s in store.services() if can_read_service(request, s.name)
+                for c in store.service_checks(s)]
     return answer(request, read, store.catalog_index, data)
 
 

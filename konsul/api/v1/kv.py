@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from konsul.api.acl import authorizer
 from konsul.api.http import node_of, read_body
 from konsul.api.v1.commit import commit
 from konsul.api.v1.query import answer, meta_headers, not_found, read_point
@@ -96,7 +97,8 @@ async def _list_entries(request: web.Request, prefix: str) -> web.StreamResponse
     node = node_of(request)
     read = await read_point(request, lambda: node.store.kv_index)
     store = node.store
-    entries = store.kv_list(prefix)
+    readable = authorizer(request).key_reader(prefix)
+    entries = [e for e in store.kv_list(prefix) if readable(e.key)]
     if not entries:
         return not_found(request, read, store.kv_index)
     return answer(request, read, store.kv_index, [entry_json(e) for e in entries])
@@ -108,7 +110,8 @@ async def _list_keys(request: web.Request, prefix: str) -> web.StreamResponse:
     node = node_of(request)
     read = await read_point(request, lambda: node.store.kv_index)
     store = node.store
-    names = store.kv_keys(prefix, separator)
+    readable = authorizer(request).key_reader(prefix)
+    names = [k for k in store.kv_keys(prefix, separator) if readable(k)]
     if not names and prefix:
         return not_found(request, read, store.kv_index)
     return answer(request, read, store.kv_index, names)

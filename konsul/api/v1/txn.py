@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from konsul.api.acl import require
 from konsul.api.http import TXN_BODY_LIMIT, node_of, read_body
 from konsul.api.v1.commit import commit
 from konsul.api.v1.kv import entry_json, stored_value
@@ -91,7 +92,10 @@ async def txn(request: web.Request) -> web.StreamResponse:
             f"Transaction contains too many operations ({len(ops)} > {commands.MAX_TXN_OPS})"
         )
     konsul_ops = [_op(i, raw) for i, raw in enumerate(ops)]
-    result = await commit(request, commands.txn(konsul_ops))
+    command = commands.txn(konsul_ops)  # validated: keys are strings now
+    for op in konsul_ops:
+        require(request, "key", op["key"], "read" if op["verb"] in _READS else "write")
+    result = await commit(request, command)
     if isinstance(result, Rejected):
         refusal = result.to_error()
         if not isinstance(refusal, Conflict):
@@ -126,6 +130,9 @@ def _result(request: web.Request, op: dict[str, Any], result: dict[str, Any]
 
 def _json(data: Any, status: int) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+_READS = ("get", "check-index")
 
 
 def add_routes(app: web.Application) -> None:
