@@ -212,6 +212,12 @@ NEEDS: dict[tuple[str, str], Need | None] = {
     ("POST", "/cluster/bootstrap"): _operator("write"),
     ("GET", "/export"): _operator("write"),  # and filtered
     ("POST", "/import"): _operator("write"),
+    # The web UI: its files are open (the page asks for a token); what it shows is not
+    ("GET", "/"): OPEN,
+    ("GET", "/ui"): OPEN,
+    ("GET", "/ui/"): OPEN,
+    ("GET", "/ui/{name}"): OPEN,
+    ("GET", "/ui/api/cluster"): _operator("read"),
     # ACLs
     ("GET", "/acl/token/self"): _any_token,
     ("GET", "/acl/policies"): _operator("read"),

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
+from konsul.api.acl import forward_headers
 from konsul.api.forward import SESSION
 from konsul.api.http import json_response, node_of
 from konsul.errors import NotFound
@@ -106,10 +108,12 @@ async def cluster(request: web.Request) -> web.StreamResponse:
     if all(m.id != status.node_id for m in members):  # not (or no longer) in the configuration
         members.append(Member(status.node_id, status.address, False, status.http_address))
     token = {h: request.headers[h] for h in _TOKEN_HEADERS if h in request.headers}
+    token.update(forward_headers(request))  # a ?token= too
     session = request.app[SESSION]
     views = await asyncio.gather(
         *(
-            _own_view(node) if m.id == status.node_id else remote_view(session, m, token)
+            _own_view(node) if m.id == status.node_id
+            else remote_view(session, m, token, node.settings.http_scheme, node.client_ssl())
             for m in members
         )
     )
@@ -146,14 +150,19 @@ async def _own_view(node: Node) -> dict[str, Any]:
 
 
 async def remote_view(
-    session: aiohttp.ClientSession, member: Member, token: dict[str, str]
+    session: aiohttp.ClientSession,
+    member: Member,
+    token: dict[str, str],
+    scheme: str = "http",
+    context: ssl.SSLContext | bool = True,
 ) -> dict[str, Any]:
+    """``scheme`` and ``context``: the cluster's TLS setting (``Node.http_url``/``client_ssl``)."""
     if not member.http_address:
         return {"reachable": False, "error": "no HTTP address known for this member"}
-    base = f"http://{member.http_address}"
+    base = f"{scheme}://{member.http_address}"
     status_answer, ready_answer = await asyncio.gather(
-        _ask(session, f"{base}/cluster/status", token),
-        _ask(session, f"{base}/health/ready", token),
+        _ask(session, f"{base}/cluster/status", token, context),
+        _ask(session, f"{base}/health/ready", token, context),
     )
     if isinstance(status_answer, str) or isinstance(ready_answer, str):
         reason = status_answer if isinstance(status_answer, str) else ready_answer
@@ -171,11 +180,13 @@ async def remote_view(
 
 
 async def _ask(
-    session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str],
+    context: ssl.SSLContext | bool,
 ) -> tuple[int, Any] | str:
     """A member's answer (status, decoded body), or why there was none."""
     try:
-        async with session.get(url, headers=headers, timeout=MEMBER_TIMEOUT) as resp:
+        async with session.get(url, headers=headers, timeout=MEMBER_TIMEOUT,
+                               ssl=context) as resp:
             return resp.status, await resp.json(content_type=None)
     except TimeoutError:
         return f"no answer within {MEMBER_TIMEOUT.total:g} s"

@@ -129,6 +129,8 @@ MATRIX: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/v1/health/service/web", None, EVERYONE),  # filtered
     ("GET", "/v1/agent/self", None, OPS),
     ("GET", "/v1/status/leader", None, OPS),
+    ("GET", "/ui/", None, EVERYONE | {"unknown"}),
+    ("GET", "/ui/api/cluster", None, OPS),
     ("GET", "/no/such/endpoint", None, EVERYONE),  # a 404 for whoever is known
 ]
 
