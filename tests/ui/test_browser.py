@@ -6,8 +6,11 @@ seconds" is asserted with Playwright's expectations, which poll the page until t
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -17,7 +20,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.cluster_harness import LocalCluster
-from tests.processes import http, wait_until
+from tests.processes import KonsulProcess, http, wait_until
 from tests.ui.conftest import api, ui_url
 
 LIVE = 2000  # ms: the issue's bar for the UI following a change made elsewhere
@@ -257,3 +260,92 @@ def test_a_form_on_another_site_cannot_write(
     # Without the browser's marks, the same body from curl is a write, as ever.
     wait_until(lambda: http("POST", leader.url + kv("csrf/curl"), {"value": "x"})[0] == 200, 5,
                "a plain POST to be accepted")
+
+
+# ------------------------------------------------------------------------------- ACLs on
+
+MANAGEMENT = "management-secret-for-the-ui-test"
+TEAM_A = "team-a-secret-for-the-ui-test"
+
+
+def call(node: KonsulProcess, method: str, path: str, body: Any = None,
+         token: str = MANAGEMENT) -> Any:
+    request = urllib.request.Request(
+        node.url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+        headers={"X-Konsul-Token": token, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KonsulProcess]:
+    """A node with ACLs on (deny by default) holding two teams' keys and services, and a token
+    that may write team-a's keys and read the web service, nothing else."""
+    node = KonsulProcess(tmp_path_factory.mktemp("acl") / "node", env={
+        "KONSUL_ACL_ENABLED": "true", "KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN": MANAGEMENT,
+    }).start()
+    try:
+        wait_until(lambda: _management_works(node), 20, "the management token to exist")
+        call(node, "POST", "/acl/policy", {"name": "team-a", "rules": {
+            "key_prefix": {"team-a/": "write"}, "service_prefix": {"web": "read"}}})
+        call(node, "POST", "/acl/token", {"secret_id": TEAM_A, "policies": [{"name": "team-a"}]})
+        for key in ("team-a/config", "team-a/flags", "team-b/secret"):
+            call(node, "PUT", kv(key), {"value": f"value of {key}"})
+        for name in ("web", "payroll"):
+            call(node, "PUT", "/register", {"name": name, "address": "127.0.0.1", "port": 1})
+        yield node
+    finally:
+        node.kill()
+
+
+def _management_works(node: KonsulProcess) -> bool:
+    try:
+        call(node, "GET", "/acl/token/self")
+    except urllib.error.HTTPError:
+        return False
+    return True
+
+
+def test_with_acls_the_ui_shows_only_what_the_token_may_see(
+    secured: KonsulProcess, page: Any
+) -> None:
+    page.goto(f"{secured.url}/ui/#/keys/")
+    expect(page.locator("#tree")).to_contain_text("no keys here")  # anonymous: nothing
+    page.goto(f"{secured.url}/ui/#/cluster")
+    expect(page.locator("#banner")).to_contain_text("Access denied (403)")
+    expect(page.locator("#banner")).to_contain_text("No ACL token is set")
+
+    page.fill("#token", TEAM_A)
+    page.click("#token-form button[type=submit]")
+    expect(page.locator("#token-state")).to_contain_text("token set")
+    # Kept for this tab's session only: never in local storage, a cookie or an address.
+    assert page.evaluate("sessionStorage.getItem('konsul.token')") == TEAM_A
+    assert page.evaluate("localStorage.length") == 0
+    assert page.context.cookies() == []
+    expect(page.locator("#banner")).to_contain_text("lacks operator:read")
+    expect(page.locator("#banner")).to_contain_text("The ACL token in use does not allow this")
+
+    page.evaluate("location.hash = '#/keys/'")
+    expect(page.locator("#tree")).to_contain_text("team-a/")
+    expect(page.locator("#tree")).not_to_contain_text("team-b")
+    page.evaluate("location.hash = '#/services'")
+    expect(page.locator('tr[data-service="web"]')).to_be_visible()
+    expect(page.locator("#services")).not_to_contain_text("payroll")
+
+    # Reading is not writing: a key of another team is refused, and the page says why.
+    page.evaluate("location.hash = '#/keys/team-b/'")
+    page.click("#new-key")
+    page.fill("#new-key-name", "team-b/planted")
+    page.fill("#new-key-value", "x")
+    page.click("#create-key")
+    expect(page.locator("#create-error")).to_contain_text("lacks key:write on 'team-b/planted'")
+    # Its own team's keys it may write.
+    page.evaluate("location.hash = '#/key/team-a/config'")
+    page.click("#edit-key")
+    page.fill("#edit-value", "changed in the UI")
+    page.click("#save-key")
+    expect(page.locator("#key-value")).to_have_text("changed in the UI")
+    assert call(secured, "GET", kv("team-a/config"))["value"] == "changed in the UI"
+    with pytest.raises(urllib.error.HTTPError):
+        call(secured, "GET", kv("team-b/planted"))
