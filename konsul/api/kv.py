@@ -83,7 +83,7 @@ def _cas(from_query: int | None, body: dict[str, Any]) -> int | None:
     return from_query
 
 
-_PUT_FIELDS = {"value", "flags", "cas"}
+_PUT_FIELDS = {"value", "value_base64", "flags", "cas"}
 
 
 async def put_key(request: web.Request) -> web.StreamResponse:
@@ -97,11 +97,13 @@ def set_command(key: str, body: dict[str, Any], cas_from_query: int | None) -> b
     unknown = set(body) - _PUT_FIELDS
     if unknown:
         fields = ", ".join(sorted(unknown))
-        raise BadRequest(f"Unknown fields: {fields} (expected value, flags, cas).")
-    if "value" not in body:
+        raise BadRequest(
+            f"Unknown fields: {fields} (expected value or value_base64, flags, cas)."
+        )
+    if "value" not in body and "value_base64" not in body:
         raise BadRequest('The body needs a "value" (a string).')
     flags = commands.validate_uint(body.get("flags", 0), "flags")
-    return commands.kv_set(key, body["value"], flags, _cas(cas_from_query, body))
+    return commands.kv_set(key, commands.value_from_json(body), flags, _cas(cas_from_query, body))
 
 
 async def delete_key(request: web.Request) -> web.StreamResponse:

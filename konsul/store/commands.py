@@ -21,6 +21,8 @@ Each builder returns the encoded bytes of one command type of ``konsul.store.sch
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -125,19 +127,35 @@ def _check_key_text(key: str, what: str) -> None:
         raise BadRequest(f"The {what} {key!r} must not contain control characters.")
 
 
-def validate_value(value: object) -> str:
-    """A KV value: a UTF-8 string of at most 512 KiB (TooLarge beyond)."""
-    if type(value) is not str:
-        raise BadRequest("The value must be a string.")
-    # A str of n code points takes at most 4n bytes in UTF-8: encode only when it could matter.
-    if len(value) * 4 > MAX_VALUE_BYTES or not value.isascii():
+def validate_value(value: object) -> bytes:
+    """A KV value: any bytes, or text (kept as its UTF-8 bytes), of at most 512 KiB (TooLarge
+    beyond)."""
+    if type(value) is str:
         try:
-            size = len(value.encode("utf-8"))
+            value = value.encode()
         except UnicodeEncodeError:
             raise BadRequest("The value is not valid UTF-8.") from None
-        if size > MAX_VALUE_BYTES:
-            raise TooLarge(f"The value is {size} bytes long; at most {MAX_VALUE_BYTES} allowed.")
+    if type(value) is not bytes:
+        raise BadRequest("The value must be a string.")
+    if len(value) > MAX_VALUE_BYTES:
+        raise TooLarge(f"The value is {len(value)} bytes long; at most {MAX_VALUE_BYTES} allowed.")
     return value
+
+
+def value_from_json(fields: Mapping[str, Any]) -> bytes:
+    """The value a JSON object of the native API carries: ``value``, text, or ``value_base64``,
+    any bytes in base64 (what a value that is not UTF-8 text reads back as). Not both."""
+    if "value_base64" not in fields:
+        return validate_value(fields.get("value"))
+    if fields.get("value") is not None:
+        raise BadRequest("Give value or value_base64, not both.")
+    encoded = fields["value_base64"]
+    if type(encoded) is not str:
+        raise BadRequest("The value_base64 must be a base64 string.")
+    try:
+        return validate_value(base64.b64decode(encoded, validate=True))
+    except binascii.Error:
+        raise BadRequest("The value_base64 is not valid base64.") from None
 
 
 def validate_uint(value: object, what: str) -> int:
@@ -220,7 +238,7 @@ def _optional_duration(value: object, what: str) -> float | None:
 # ----------------------------------------------------------------------------- KV
 
 
-def kv_set(key: str, value: str, flags: int = 0, cas: int | None = None) -> bytes:
+def kv_set(key: str, value: bytes | str, flags: int = 0, cas: int | None = None) -> bytes:
     """Set ``key`` to ``value``. ``cas``: None = unconditional; 0 = only if the key does not
     exist; N = only if the key's modify_index is N. Applies to ``KVWritten`` or
     ``Rejected(409)`` on a CAS mismatch (details: ``current_index``)."""
@@ -279,7 +297,7 @@ def txn(ops: object) -> bytes:
 def _txn_op(i: int, op: object) -> TxnOp:
     if not isinstance(op, Mapping):
         raise BadRequest(f"ops[{i}] must be an object.")
-    unknown = set(op) - {"verb", "key", "value", "flags", "index"}
+    unknown = set(op) - {"verb", "key", "value", "value_base64", "flags", "index"}
     if unknown:
         raise BadRequest(f"ops[{i}] has unknown fields: {', '.join(sorted(map(str, unknown)))}.")
     verb = op.get("verb")
@@ -291,11 +309,11 @@ def _txn_op(i: int, op: object) -> TxnOp:
         flags = 0
         index = None
         if verb in ("set", "cas"):
-            if "value" not in op:
+            if "value" not in op and "value_base64" not in op:
                 raise BadRequest(f"A {verb} op needs a value.")
-            value = validate_value(op["value"])
+            value = value_from_json(op)
             flags = validate_uint(op.get("flags", 0), "flags")
-        elif "value" in op or "flags" in op:
+        elif "value" in op or "value_base64" in op or "flags" in op:
             raise BadRequest(f"A {verb} op takes no value or flags.")
         if verb in ("cas", "delete-cas", "check-index"):
             if op.get("index") is None:
@@ -537,7 +555,8 @@ def _import_kv(raw: object) -> list[KVItem]:
         if not isinstance(item, Mapping):
             raise BadRequest(f"kv[{i}] must be an object.")
         # Indices (e.g. a listing fed back in) are not portable: ignored, not refused.
-        unknown = set(item) - {"key", "value", "flags", "create_index", "modify_index"}
+        unknown = set(item) - {"key", "value", "value_base64", "flags", "create_index",
+                               "modify_index"}
         if unknown:
             raise BadRequest(f"kv[{i}] has unknown fields: {', '.join(sorted(map(str, unknown)))}.")
         try:
@@ -545,7 +564,7 @@ def _import_kv(raw: object) -> list[KVItem]:
             if key in seen:
                 raise BadRequest(f"duplicate key {key!r}.")
             seen.add(key)
-            out.append(KVItem(key, validate_value(item.get("value")),
+            out.append(KVItem(key, value_from_json(item),
                               validate_uint(item.get("flags", 0), "flags")))
         except BadRequest as exc:
             raise BadRequest(f"kv[{i}]: {exc.message}") from None

@@ -16,9 +16,17 @@ from typing import cast
 
 from konsul.store.schema import TxnOp
 from konsul.store.sortedkeys import SortedKeys
-from konsul.store.types import JSON, KVDeleted, KVEntry, KVWritten, Rejected, TxnDone
+from konsul.store.types import (
+    JSON,
+    KVDeleted,
+    KVEntry,
+    KVWritten,
+    Rejected,
+    TxnDone,
+    value_json,
+)
 
-Row = tuple[str, int, int, int]  # value, flags, create_index, modify_index
+Row = tuple[bytes, int, int, int]  # value, flags, create_index, modify_index
 _MAX_CHAR = chr(0x10FFFF)
 
 
@@ -132,7 +140,7 @@ class KVTable:
 
     # ------------------------------------------------------------------------- writes
 
-    def set(self, index: int, key: str, value: str, flags: int, cas: int | None
+    def set(self, index: int, key: str, value: bytes, flags: int, cas: int | None
             ) -> KVWritten | Rejected:
         row = self._rows.get(key)
         if cas is not None:
@@ -173,7 +181,7 @@ class KVTable:
         self.index = index
         return KVDeleted(len(doomed))
 
-    def put(self, index: int, key: str, value: str, flags: int) -> None:
+    def put(self, index: int, key: str, value: bytes, flags: int) -> None:
         """Unconditional set (import)."""
         row = self._rows.get(key)
         if row is None:
@@ -199,7 +207,7 @@ class KVTable:
                     continue
                 create = _create_index(row, index)
                 # cast: the builder gives every set and cas op a value
-                overlay[key] = (cast(str, value), flags, create, index)
+                overlay[key] = (cast(bytes, value), flags, create, index)
                 results.append({"key": key, "create_index": create, "modify_index": index})
             elif verb == "delete" or verb == "delete-cas":
                 if verb == "delete-cas" and row is not None and current != want:
@@ -249,12 +257,16 @@ class KVTable:
         keys = self._keys.to_list()
         return lambda: {k: rows[k] for k in keys}
 
-    def load(self, rows: dict[str, Row], index: int) -> None:
+    def load(self, rows: dict[str, Row], index: int, text_values: bool = False) -> None:
         """Replace the table with a snapshot's rows (in key order, as ``frozen`` wrote them),
         decoded with ``use_list=False`` so that each row already is a tuple: the dict is taken
-        as it is (copying a million rows would cost more than decoding them)."""
+        as it is (copying a million rows would cost more than decoding them). A snapshot from
+        before values were bytes (``text_values``) holds them as text: those rows are rebuilt
+        with the text's UTF-8 bytes, once."""
         if type(rows) is not dict:
             raise ValueError("the snapshot's kv table is not a map")
+        if text_values:
+            rows = {k: (_utf8(v), f, c, m) for k, (v, f, c, m) in rows.items()}
         self._rows = rows
         # Sorting already-sorted keys is linear (timsort), and it guards against a foreign order.
         self._keys = SortedKeys(sorted(self._rows))
@@ -264,5 +276,11 @@ class KVTable:
         out: list[JSON] = []
         for key in self._keys:
             value, flags, _, _ = self._rows[key]
-            out.append({"key": key, "value": value, "flags": flags})
+            out.append({"key": key, **value_json(value), "flags": flags})
         return out
+
+
+def _utf8(value: object) -> bytes:
+    if type(value) is not str:
+        raise ValueError(f"a text snapshot holds a value of type {type(value).__name__}")
+    return value.encode()

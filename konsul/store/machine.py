@@ -82,7 +82,9 @@ from konsul.store.types import (
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_FORMAT = 1
+# 2: KV values are bytes (msgpack bin). Format 1 snapshots held them as text and still load.
+SNAPSHOT_FORMAT = 2
+TEXT_VALUES_FORMAT = 1
 EXPORT_VERSION = 1
 
 Listener = Callable[[Event], None]
@@ -360,10 +362,10 @@ class StateMachine:
         snapshot (the runtime then falls back to an older one), leaving the state untouched."""
         try:
             raw = msgpack.unpackb(data, use_list=False)
-            if raw["format"] != SNAPSHOT_FORMAT:
+            if raw["format"] not in (SNAPSHOT_FORMAT, TEXT_VALUES_FORMAT):
                 raise ValueError(f"unknown snapshot format {raw['format']!r}")
             kv = KVTable()
-            kv.load(raw["kv"], raw["kv_index"])
+            kv.load(raw["kv"], raw["kv_index"], text_values=raw["format"] == TEXT_VALUES_FORMAT)
             catalog = Catalog()
             catalog.load(raw["services"], raw["checks"], raw["services_index"],
                          raw["checks_index"])

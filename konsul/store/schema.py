@@ -12,6 +12,10 @@ Nested values: a transaction's ops are ``TxnOp`` rows and an import's keys ``KVI
 both msgpack arrays on the wire; a registered instance is a ``ServiceDef`` map holding
 ``CheckDef`` maps.
 
+KV values are bytes, msgpack ``bin`` on the wire. Entries written before values were bytes hold
+them as msgpack ``str`` (the only values there were then: UTF-8 text): the readers take those
+as their UTF-8 bytes, so such a log applies to exactly the same state.
+
 Commands are plain (not frozen) slotted dataclasses, as the store's results are: a frozen
 dataclass's ``__init__`` costs three times as much, and two of these are built per write.
 
@@ -36,7 +40,7 @@ class TxnOp(NamedTuple):
 
     verb: str  # set | cas | delete | delete-cas | get | check-index
     key: str
-    value: str | None  # set, cas
+    value: bytes | None  # set, cas
     flags: int  # set, cas (0 otherwise)
     expected_index: int | None  # the modify index a cas, delete-cas, check-index requires
 
@@ -45,8 +49,14 @@ class KVItem(NamedTuple):
     """One key of an import chunk."""
 
     key: str
-    value: str
+    value: bytes
     flags: int
+
+
+def stored_bytes(value: bytes | str) -> bytes:
+    """A KV value as read from the log: bytes, or text from a log written before values were
+    bytes (always UTF-8: the API took nothing else then)."""
+    return value if type(value) is bytes else value.encode()  # type: ignore[union-attr]
 
 
 @dataclass(slots=True)
@@ -100,9 +110,13 @@ class KVSet:
     OP: ClassVar[str] = "kv_set"
     RESULT: ClassVar[str] = "KVWritten | Rejected(409)"
     key: str
-    value: str
+    value: bytes
     flags: int
     cas: int | None
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> KVSet:
+        return cls(raw["key"], stored_bytes(raw["value"]), raw["flags"], raw["cas"])
 
 
 @dataclass(slots=True)
@@ -126,7 +140,10 @@ class Txn:
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> Txn:
-        return cls([TxnOp(*op) for op in raw["ops"]])
+        return cls([
+            TxnOp(verb, key, None if value is None else stored_bytes(value), flags, expected)
+            for verb, key, value, flags, expected in raw["ops"]
+        ])
 
 
 @dataclass(slots=True)
@@ -228,11 +245,9 @@ class Import:
     def from_wire(cls, raw: Mapping[str, Any]) -> Import:
         # Check every row's shape now: a malformed one (only a forged command: builders never
         # make them) fails before anything changed, keeping the chunk atomic even then.
-        kv = [KVItem(*row) for row in raw["kv"]]
+        kv = [KVItem(key, stored_bytes(value), flags) for key, value, flags in raw["kv"]]
         for item in kv:
-            if type(item.key) is not str or type(item.value) is not str or type(
-                item.flags
-            ) is not int:
+            if type(item.key) is not str or type(item.flags) is not int:
                 raise ValueError(f"malformed import row {item!r}")
         return cls(kv, [ServiceDef.from_wire(s) for s in raw["services"]])
 

@@ -12,6 +12,7 @@ consistent picture, but must not mutate them.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,7 +41,7 @@ NOT_CHECKED_OUTPUT = "Not yet checked"
 @dataclass(slots=True)
 class KVEntry:
     key: str
-    value: str
+    value: bytes
     flags: int
     create_index: int
     modify_index: int
@@ -49,11 +50,21 @@ class KVEntry:
         """The documented GET /kv/<key> body."""
         return {
             "key": self.key,
-            "value": self.value,
+            **value_json(self.value),
             "flags": self.flags,
             "create_index": self.create_index,
             "modify_index": self.modify_index,
         }
+
+
+def value_json(value: bytes) -> JSON:
+    """A value as the native API's JSON shows it: ``{"value": <text>}`` when it is UTF-8 text
+    (every value ever written as a JSON string is), otherwise ``{"value": null, "value_base64":
+    <base64>}``: nothing lost, and a client that expects text sees a null, never garbled text."""
+    try:
+        return {"value": value.decode()}
+    except UnicodeDecodeError:
+        return {"value": None, "value_base64": base64.b64encode(value).decode()}
 
 
 @dataclass(slots=True)

@@ -69,6 +69,22 @@ def test_kv_round_trip_recurse_keys_and_separator(client: consul.Consul) -> None
     assert client.kv.get(f"{base}/config")[1] is None
 
 
+def test_kv_binary_values_round_trip(client: consul.Consul) -> None:
+    key = unique("bin")
+    blob = bytes(range(256)) * 4  # every byte value, not UTF-8
+    assert client.kv.put(key, blob) is True
+    assert client.kv.get(key)[1]["Value"] == blob
+    assert client.kv.put(f"{key}/empty", b"") is True
+    assert client.kv.get(f"{key}/empty")[1]["Value"] is None  # Consul shows no value as null
+    reversed_b64 = base64.b64encode(blob[::-1]).decode()
+    result = client.txn.put([
+        {"KV": {"Verb": "set", "Key": f"{key}/txn", "Value": reversed_b64}},
+        {"KV": {"Verb": "get", "Key": key}},
+    ])
+    assert base64.b64decode(result["Results"][1]["KV"]["Value"]) == blob
+    assert client.kv.get(f"{key}/txn")[1]["Value"] == blob[::-1]
+
+
 def test_kv_cas_create_only_and_on_an_index(client: consul.Consul) -> None:
     key = unique("cas")
     assert client.kv.put(key, "first", cas=0) is True

@@ -58,7 +58,7 @@ def test_non_string_keys_are_refused(key: Any) -> None:
 
 
 def test_value_limit_is_512_kib_in_utf8_bytes() -> None:
-    assert decode(c.kv_set("k", "x" * c.MAX_VALUE_BYTES))["value"] == "x" * c.MAX_VALUE_BYTES
+    assert decode(c.kv_set("k", "x" * c.MAX_VALUE_BYTES))["value"] == b"x" * c.MAX_VALUE_BYTES
     with pytest.raises(TooLarge) as info:
         c.kv_set("k", "x" * (c.MAX_VALUE_BYTES + 1))
     assert info.value.status == 413
@@ -68,14 +68,40 @@ def test_value_limit_is_512_kib_in_utf8_bytes() -> None:
         c.kv_set("k", "é" * (c.MAX_VALUE_BYTES // 2 + 1))
 
 
-@pytest.mark.parametrize("value", [None, 5, b"raw", {"a": 1}, "bad\ud800"])
-def test_values_must_be_utf8_strings(value: Any) -> None:
+@pytest.mark.parametrize("value", [None, 5, bytearray(b"raw"), {"a": 1}, "bad\ud800"])
+def test_values_must_be_bytes_or_utf8_text(value: Any) -> None:
     with pytest.raises(BadRequest):
         c.kv_set("k", value)
 
 
+def test_values_are_bytes_and_text_is_kept_as_its_utf8() -> None:
+    assert decode(c.kv_set("k", b"\x00\xff\xfe"))["value"] == b"\x00\xff\xfe"
+    assert decode(c.kv_set("k", "é"))["value"] == "é".encode()
+    with pytest.raises(TooLarge):
+        c.kv_set("k", bytes(c.MAX_VALUE_BYTES + 1))
+
+
+@pytest.mark.parametrize(("fields", "value"), [
+    ({"value": "text"}, b"text"),
+    ({"value_base64": "AP8="}, b"\x00\xff"),
+    ({"value": None, "value_base64": "AP8="}, b"\x00\xff"),  # as a binary value reads back
+])
+def test_json_values_are_text_or_base64(fields: dict[str, Any], value: bytes) -> None:
+    assert c.value_from_json(fields) == value
+
+
+@pytest.mark.parametrize(("fields", "fragment"), [
+    ({"value": "a", "value_base64": "AP8="}, "not both"),
+    ({"value_base64": "not base64!"}, "not valid base64"),
+    ({"value_base64": 5}, "base64 string"),
+])
+def test_json_values_refused(fields: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(BadRequest, match=fragment):
+        c.value_from_json(fields)
+
+
 def test_empty_value_is_a_value() -> None:
-    assert decode(c.kv_set("k", ""))["value"] == ""
+    assert decode(c.kv_set("k", ""))["value"] == b""
 
 
 def test_flags_are_uint64() -> None:
@@ -130,8 +156,8 @@ def test_txn_normalises_ops() -> None:
         {"verb": "check-index", "key": "f", "index": "4"},
     ]))
     assert cmd["ops"] == [
-        ["set", "a", "1", 3, None],
-        ["cas", "b", "2", 0, 0],
+        ["set", "a", b"1", 3, None],
+        ["cas", "b", b"2", 0, 0],
         ["delete", "c", None, 0, None],
         ["delete-cas", "d", None, 0, 9],
         ["get", "e", None, 0, None],
@@ -309,7 +335,7 @@ def test_import_document_validates_everything_before_returning_anything() -> Non
                                                "modify_index": 3}],
            "services": [web]}
     chunks = [decode(x) for x in c.import_document(doc)]
-    assert chunks == [{"op": "import", "kv": [["a", "1", 0], ["b", "2", 5]],
+    assert chunks == [{"op": "import", "kv": [["a", b"1", 0], ["b", b"2", 5]],
                        "services": [decode(c.service_register(web))["service"]]}]
     assert [decode(x) for x in c.import_document({})] == [{"op": "import", "kv": [],
                                                           "services": []}]
@@ -361,7 +387,7 @@ def test_import_chunks_are_bounded_by_items_and_bytes() -> None:
 
 
 def test_import_chunk_builder_validates_its_part() -> None:
-    assert decode(c.import_chunk({"kv": [{"key": "a", "value": "b"}]}))["kv"] == [["a", "b", 0]]
+    assert decode(c.import_chunk({"kv": [{"key": "a", "value": "b"}]}))["kv"] == [["a", b"b", 0]]
     with pytest.raises(BadRequest):
         c.import_chunk({"kv": [{"key": "/a", "value": "b"}]})
     with pytest.raises(BadRequest):

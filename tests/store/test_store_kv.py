@@ -38,7 +38,7 @@ def test_set_creates_then_updates_keeping_create_index(log: Log) -> None:
     assert log(c.kv_set("a", "1")) == KVWritten("a", 1, 1)
     assert log(c.kv_set("b", "x")) == KVWritten("b", 2, 2)
     assert log(c.kv_set("a", "2", flags=7)) == KVWritten("a", 1, 3)
-    assert log.sm.kv_get("a") == KVEntry("a", "2", 7, 1, 3)
+    assert log.sm.kv_get("a") == KVEntry("a", b"2", 7, 1, 3)
     assert log.sm.kv_get("a").to_json() == {  # type: ignore[union-attr]
         "key": "a", "value": "2", "flags": 7, "create_index": 1, "modify_index": 3}
     assert log.sm.kv_get("missing") is None
@@ -52,7 +52,7 @@ def test_cas_zero_creates_only(log: Log) -> None:
     assert result.details == {"key": "a", "current_index": 1}
     assert "already exists" in result.message
     assert result.body()["error"] == "conflict"
-    assert log.sm.kv_get("a") == KVEntry("a", "1", 0, 1, 1)
+    assert log.sm.kv_get("a") == KVEntry("a", b"1", 0, 1, 1)
     assert log.sm.kv_index == 1  # a failed CAS changes nothing, not even the table index
     assert log.sm.last_applied == 2
 
@@ -105,7 +105,7 @@ def test_listing_sorted_with_and_without_separator(log: Log) -> None:
     assert sm.kv_keys() == sorted(keys)
     assert sm.kv_keys("web/") == sorted(k for k in keys if k.startswith("web/"))
     assert [e.key for e in sm.kv_list("web/")] == sm.kv_keys("web/")
-    assert sm.kv_list("web/c")[0] == KVEntry("web/c", "WEB/C", 0, 6, 6)
+    assert sm.kv_list("web/c")[0] == KVEntry("web/c", b"WEB/C", 0, 6, 6)
     # Folder names roll up everything beneath; a key equal to a folder name appears once.
     assert sm.kv_keys("web/", "/") == ["web/", "web/a/", "web/b/", "web/c", "web/config"]
     assert [e.key for e in sm.kv_list("web/", "/")] == ["web/", "web/b/", "web/c", "web/config"]
@@ -202,7 +202,7 @@ def test_txn_can_delete_then_recreate_a_key(log: Log) -> None:
     result = log(c.txn([{"verb": "delete", "key": "a"},
                         {"verb": "cas", "key": "a", "value": "2", "index": 0}]))
     assert isinstance(result, TxnDone)
-    assert log.sm.kv_get("a") == KVEntry("a", "2", 0, 2, 2)  # a new key: new create_index
+    assert log.sm.kv_get("a") == KVEntry("a", b"2", 0, 2, 2)  # a new key: new create_index
 
 
 def test_apply_never_raises_on_garbage() -> None:
@@ -222,7 +222,7 @@ def test_an_index_is_applied_once() -> None:
     sm.apply(5, c.kv_set("a", "1"))
     assert isinstance(sm.apply(5, c.kv_set("a", "2")), Ignored)
     assert isinstance(sm.apply(4, c.kv_set("a", "3")), Ignored)
-    assert sm.kv_get("a").value == "1"  # type: ignore[union-attr]
+    assert sm.kv_get("a").value == b"1"  # type: ignore[union-attr]
     sm.advance(9)  # a no-op entry
     assert sm.last_applied == 9
     sm.advance(3)

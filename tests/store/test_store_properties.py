@@ -49,7 +49,7 @@ class Model:
             return "conflict"
         row = self.rows.get(key)
         create = index if row is None else row[2]
-        self.rows[key] = (value, flags, create, index)
+        self.rows[key] = (value.encode(), flags, create, index)
         self.index = index
         return KVWritten(key, create, index)
 
@@ -80,7 +80,7 @@ class Model:
                     failed.append(i)
                     continue
                 create = index if row is None else row[2]
-                self.rows[key] = (op["value"], op.get("flags", 0), create, index)
+                self.rows[key] = (op["value"].encode(), op.get("flags", 0), create, index)
                 results.append({"key": key, "create_index": create, "modify_index": index})
             elif verb in ("delete", "delete-cas"):
                 if verb == "delete-cas" and row is not None and cur != op["index"]:
@@ -92,7 +92,7 @@ class Model:
                 if row is None:
                     failed.append(i)
                     continue
-                results.append({"key": key, "value": row[0], "flags": row[1],
+                results.append({"key": key, "value": row[0].decode(), "flags": row[1],
                                 "create_index": row[2], "modify_index": row[3]})
             else:
                 if cur != op["index"]:

@@ -12,7 +12,8 @@ from konsul.store import machine
 from konsul.store.schema import Command, command_table, decode, encode
 
 # Each builder's bytes beside the map earlier versions wrote for the same input, field order
-# included: a log written before the command types existed must apply unchanged.
+# included: a log written before the command types existed must apply unchanged. KV values are
+# bytes (msgpack bin) since values became bytes; the text form earlier logs hold is below.
 CHECK = {"id": "service:web", "name": "Service 'web' check", "kind": "ttl", "target": "",
          "interval": None, "timeout": None, "ttl": 30.0, "dca": None}
 SERVICE = {"id": "web", "name": "web", "address": "127.0.0.1", "port": 80, "tags": ["v1"],
@@ -21,13 +22,13 @@ INSTANCE = {"name": "web", "address": "127.0.0.1", "port": 80, "tags": ["v1"],
             "meta": {"a": "b"}, "ttl": "1m", "checks": [{"ttl": "30s"}]}
 HASH = "ab" * 32
 WIRE: list[tuple[bytes, dict[str, Any]]] = [
-    (c.kv_set("k", "v", 3, 0), {"op": "kv_set", "key": "k", "value": "v", "flags": 3, "cas": 0}),
+    (c.kv_set("k", "v", 3, 0), {"op": "kv_set", "key": "k", "value": b"v", "flags": 3, "cas": 0}),
     (c.kv_delete("k", 4), {"op": "kv_delete", "key": "k", "cas": 4, "recurse": False}),
     (c.kv_delete("", None, True), {"op": "kv_delete", "key": "", "cas": None, "recurse": True}),
     (
         c.txn([{"verb": "cas", "key": "a", "value": "1", "index": 0},
                {"verb": "get", "key": "b"}]),
-        {"op": "txn", "ops": [["cas", "a", "1", 0, 0], ["get", "b", None, 0, None]]},
+        {"op": "txn", "ops": [["cas", "a", b"1", 0, 0], ["get", "b", None, 0, None]]},
     ),
     (c.service_register(INSTANCE), {"op": "service_register", "service": SERVICE}),
     (c.service_deregister("web"), {"op": "service_deregister", "id": "web"}),
@@ -41,7 +42,7 @@ WIRE: list[tuple[bytes, dict[str, Any]]] = [
     (c.check_reap("x", 9), {"op": "check_reap", "id": "x", "seen": 9}),
     (
         c.import_chunk({"kv": [{"key": "k", "value": "v"}], "services": [INSTANCE]}),
-        {"op": "import", "kv": [["k", "v", 0]], "services": [SERVICE]},
+        {"op": "import", "kv": [["k", b"v", 0]], "services": [SERVICE]},
     ),
     (
         c.acl_policy_set("p1", "readers", "d", {"key_prefix": {"": "read"}}),
@@ -67,6 +68,27 @@ WIRE: list[tuple[bytes, dict[str, Any]]] = [
 def test_builders_write_the_bytes_earlier_versions_wrote(built: bytes, expected: dict[str, Any]
                                                          ) -> None:
     assert built == msgpack.packb(expected)
+
+
+# The same three commands as logs written before values were bytes hold them: values as text.
+TEXT_VALUES: list[tuple[bytes, dict[str, Any]]] = [
+    (c.kv_set("k", "v", 3, 0), {"op": "kv_set", "key": "k", "value": "v", "flags": 3, "cas": 0}),
+    (
+        c.txn([{"verb": "cas", "key": "a", "value": "1", "index": 0},
+               {"verb": "get", "key": "b"}]),
+        {"op": "txn", "ops": [["cas", "a", "1", 0, 0], ["get", "b", None, 0, None]]},
+    ),
+    (
+        c.import_chunk({"kv": [{"key": "k", "value": "v"}], "services": [INSTANCE]}),
+        {"op": "import", "kv": [["k", "v", 0]], "services": [SERVICE]},
+    ),
+]
+
+
+@pytest.mark.parametrize(("built", "old"), TEXT_VALUES, ids=[m["op"] for _, m in TEXT_VALUES])
+def test_entries_with_text_values_decode_to_the_same_commands(built: bytes, old: dict[str, Any]
+                                                              ) -> None:
+    assert decode(msgpack.packb(old)) == decode(built)
 
 
 @pytest.mark.parametrize(("built", "expected"), WIRE, ids=[m["op"] for _, m in WIRE])

@@ -184,7 +184,7 @@ def test_import_upserts_into_existing_state() -> None:
     assert result == Imported(1, 1)
     entry = sm.kv_get("app/config")
     assert entry is not None and (entry.value, entry.flags, entry.create_index,
-                                  entry.modify_index) == ("new", 0, 1, 50)
+                                  entry.modify_index) == (b"new", 0, 1, 50)
     assert sm.service("web-2").port == 99  # type: ignore[union-attr]
     assert sm.kv_get("empty") is not None  # nothing else removed
 
@@ -227,3 +227,37 @@ def test_import_may_move_a_check_between_services_it_reregisters() -> None:
     import_into(sm, doc, 2)
     assert sm.check("c").service_id == "b"  # type: ignore[union-attr]
     assert sm.service_checks("a") == [] and [ch.id for ch in sm.service_checks("b")] == ["c"]
+
+
+BINARY = b"\x00\xff\x80binary\xfe"
+
+
+def test_values_are_bytes_through_snapshots_and_export_import() -> None:
+    sm = StateMachine()
+    sm.apply(1, c.kv_set("bin", BINARY, flags=3))
+    sm.apply(2, c.kv_set("text", "é"))
+    restored = StateMachine()
+    restored.restore(sm.snapshot())
+    assert restored.kv_get("bin").value == BINARY  # type: ignore[union-attr]
+    assert restored.snapshot() == sm.snapshot()
+    document = sm.export()
+    assert document["kv"] == [
+        {"key": "bin", "value": None, "value_base64": "AP+AYmluYXJ5/g==", "flags": 3},
+        {"key": "text", "value": "é", "flags": 0},
+    ]
+    imported = StateMachine()
+    for i, chunk in enumerate(c.import_document(document), start=1):
+        imported.apply(i, chunk)
+    assert [(e.key, e.value, e.flags) for e in imported.kv_list()] == [
+        ("bin", BINARY, 3), ("text", "é".encode(), 0)]
+
+
+def test_a_snapshot_from_before_values_were_bytes_restores_them_as_their_utf8() -> None:
+    sm = populated()
+    current = msgpack.unpackb(sm.snapshot(), use_list=False)
+    old = dict(current, format=1,
+               kv={k: (v.decode(), *rest) for k, (v, *rest) in current["kv"].items()})
+    restored = StateMachine()
+    restored.restore(msgpack.packb(old))
+    assert restored.kv_list() == sm.kv_list()
+    assert restored.snapshot() == sm.snapshot()  # written again in the current format

@@ -44,7 +44,7 @@ def _conflicting(request: web.Request, *names: str) -> None:
 
 
 def entry_json(entry: KVEntry) -> dict[str, Any]:
-    value = entry.value.encode()
+    value = entry.value
     return {
         "LockIndex": 0,
         "Key": entry.key,
@@ -53,14 +53,6 @@ def entry_json(entry: KVEntry) -> dict[str, Any]:
         "CreateIndex": entry.create_index,
         "ModifyIndex": entry.modify_index,
     }
-
-
-def stored_value(value: bytes) -> str:
-    """A value as the store keeps it (UTF-8 text, until the store keeps bytes)."""
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        raise BadRequest("The value is not UTF-8 text, which Konsul cannot store yet.") from None
 
 
 def _key_index(store: StateMachine, key: str) -> int:
@@ -89,7 +81,7 @@ async def get(request: web.Request) -> web.StreamResponse:
         # Consul's guard against a stored value being taken for a page by a browser.
         headers = meta_headers(request, read, index)
         headers.update({"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
-        return web.Response(body=entry.value.encode(), content_type="text/plain", headers=headers)
+        return web.Response(body=entry.value, content_type="text/plain", headers=headers)
     return answer(request, read, index, [entry_json(entry)])
 
 
@@ -131,7 +123,7 @@ async def put(request: web.Request) -> web.StreamResponse:
     value = await read_body(request, commands.MAX_VALUE_BYTES)
     flags = _uint(request, "flags") or 0
     cas = _uint(request, "cas")
-    result = await commit(request, commands.kv_set(key, stored_value(value), flags, cas))
+    result = await commit(request, commands.kv_set(key, value, flags, cas))
     return _boolean(result, KVWritten)
 
 

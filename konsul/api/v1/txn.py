@@ -23,7 +23,7 @@ from aiohttp import web
 from konsul.api.acl import require
 from konsul.api.http import TXN_BODY_LIMIT, node_of, read_body
 from konsul.api.v1.commit import commit
-from konsul.api.v1.kv import entry_json, stored_value
+from konsul.api.v1.kv import entry_json
 from konsul.errors import BadRequest, Conflict, TooLarge
 from konsul.store import KVEntry, Rejected, TxnDone, commands
 
@@ -60,7 +60,7 @@ def _op(i: int, raw: object) -> dict[str, Any]:
         raise BadRequest(f"Operation {i}: sessions are not supported by Konsul")
     op: dict[str, Any] = {"verb": _VERBS[verb], "key": fields.get("key")}
     if verb in ("set", "cas"):
-        op["value"] = stored_value(_decode(i, fields.get("value")))
+        op["value"] = _decode(i, fields.get("value"))
         op["flags"] = fields.get("flags") or 0
     if verb in ("cas", "delete-cas", "check-index"):
         op["index"] = fields.get("index") or 0
@@ -115,16 +115,17 @@ def _result(request: web.Request, op: dict[str, Any], result: dict[str, Any]
     verb = op["verb"]
     if verb in ("delete", "delete-cas") or (verb == "check-index" and op["index"] == 0):
         return None
-    if verb == "get":
-        entry = KVEntry(result["key"], result["value"], result["flags"], result["create_index"],
+    if verb == "get":  # the native result: the entry as JSON, its value as text or base64
+        value = commands.value_from_json(result)
+        entry = KVEntry(result["key"], value, result["flags"], result["create_index"],
                         result["modify_index"])
         return {"KV": entry_json(entry)}
     if verb == "check-index":  # Konsul reports the modify index only; the replica has the rest
         current = node_of(request).store.kv_get(result["key"])
         if current is not None and current.modify_index == result["modify_index"]:
-            return {"KV": entry_json(replace(current, value=""))}
-        return {"KV": entry_json(KVEntry(result["key"], "", 0, 0, result["modify_index"]))}
-    entry = KVEntry(result["key"], "", op["flags"], result["create_index"], result["modify_index"])
+            return {"KV": entry_json(replace(current, value=b""))}
+        return {"KV": entry_json(KVEntry(result["key"], b"", 0, 0, result["modify_index"]))}
+    entry = KVEntry(result["key"], b"", op["flags"], result["create_index"], result["modify_index"])
     return {"KV": entry_json(entry)}
 
 
