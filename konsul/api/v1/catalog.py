@@ -7,12 +7,65 @@ A name without instances is ``200 []`` and an unknown node ``200 null``, as in C
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 from aiohttp import web
 
 from konsul.api.acl import can_read_service
 from konsul.api.http import node_of
 from konsul.api.v1 import shapes
-from konsul.api.v1.query import answer, read_options, read_point
+from konsul.api.v1.query import Read, answer, read_options, read_point
+
+if TYPE_CHECKING:
+    from konsul.store import Service, StateMachine
+
+IndexOf = Callable[["StateMachine"], int]
+
+
+def services_index(store: StateMachine) -> int:
+    return store.services_index
+
+
+def catalog_index(store: StateMachine) -> int:
+    """Instances and checks: what health answers show."""
+    return store.catalog_index
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """The catalog as one read sees it, once its read point is reached."""
+
+    read: Read
+    store: StateMachine
+    index_of: IndexOf
+    nodes: list[shapes.ConsulNode]
+    home: shapes.ConsulNode  # where every instance is filed
+    listed: bool  # the home node passes the request's ?node-meta filters
+    readable: Callable[[str], bool]  # the service names the request's token may read
+
+    def instances(self, name: str | None = None, tags: Iterable[str] = (),
+                  passing: bool = False) -> list[Service]:
+        """The instances the request may see: of one name, or all of them."""
+        if not self.listed:
+            return []
+        if name is None:
+            return [s for s in self.store.services() if self.readable(s.name)]
+        return self.store.instances(name, tags, passing) if self.readable(name) else []
+
+    def answer(self, request: web.Request, data: Any) -> web.Response:
+        return answer(request, self.read, self.index_of(self.store), data)
+
+
+async def view(request: web.Request, index_of: IndexOf) -> View:
+    node = node_of(request)
+    read = await read_point(request, lambda: index_of(node.store))
+    all_nodes = shapes.nodes(node)
+    home = shapes.home(all_nodes)
+    listed = shapes.node_matches(home, node_meta(request))
+    return View(read, node.store, index_of, all_nodes, home, listed,
+                lambda name: can_read_service(request, name))
 
 
 def tags_of(request: web.Request) -> list[str]:
@@ -24,54 +77,37 @@ def node_meta(request: web.Request) -> dict[str, str]:
 
 
 async def services(request: web.Request) -> web.StreamResponse:
-    node = node_of(request)
-    read = await read_point(request, lambda: node.store.services_index)
-    store = node.store
-    on = shapes.home(shapes.nodes(node))
+    seen = await view(request, services_index)
     listing: dict[str, set[str]] = {}
-    if shapes.node_matches(on, node_meta(request)):
-        for svc in store.services():
-            if can_read_service(request, svc.name):
-                listing.setdefault(svc.name, set()).update(svc.tags)
-    data = {name: sorted(tags) for name, tags in listing.items()}
-    return answer(request, read, store.services_index, data)
+    for svc in seen.instances():
+        listing.setdefault(svc.name, set()).update(svc.tags)
+    return seen.answer(request, {name: sorted(tags) for name, tags in listing.items()})
 
 
 async def service(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    node = node_of(request)
-    read = await read_point(request, lambda: node.store.services_index)
-    store = node.store
-    on = shapes.home(shapes.nodes(node))
-    found = store.instances(name, tags_of(request)) if shapes.node_matches(
-        on, node_meta(request)) and can_read_service(request, name) else []
-    data = [shapes.catalog_service(s, on) for s in found]
-    return answer(request, read, store.services_index, data)
+    seen = await view(request, services_index)
+    found = seen.instances(request.match_info["name"], tags_of(request))
+    return seen.answer(request, [shapes.catalog_service(s, seen.home) for s in found])
 
 
 async def nodes(request: web.Request) -> web.StreamResponse:
-    node = node_of(request)
     # Nodes are the Raft configuration, which has no table index of its own: any applied entry
     # may have changed it (a spurious wake-up is allowed, a missed change is not).
-    read = await read_point(request, lambda: node.store.last_applied)
+    seen = await view(request, lambda store: store.last_applied)
     meta = node_meta(request)
-    data = [n.to_json() for n in shapes.nodes(node) if shapes.node_matches(n, meta)]
-    return answer(request, read, node.store.last_applied, data)
+    return seen.answer(request, [n.to_json() for n in seen.nodes if shapes.node_matches(n, meta)])
 
 
 async def node_services(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["node"]
-    node = node_of(request)
-    read = await read_point(request, lambda: node.store.services_index)
-    store = node.store
-    all_nodes = shapes.nodes(node)
-    found = next((n for n in all_nodes if n.name == name), None)
-    data = None
-    if found is not None:
-        held = [s for s in store.services() if can_read_service(request, s.name)
-                ] if found == shapes.home(all_nodes) else []
-        data = {"Node": found.to_json(), "Services": {s.id: shapes.agent_service(s) for s in held}}
-    return answer(request, read, store.services_index, data)
+    seen = await view(request, services_index)
+    found = next((n for n in seen.nodes if n.name == request.match_info["node"]), None)
+    if found is None:
+        return seen.answer(request, None)
+    held = seen.instances() if found == seen.home else []
+    return seen.answer(request, {
+        "Node": found.to_json(),
+        "Services": {s.id: shapes.agent_service(s) for s in held},
+    })
 
 
 async def datacenters(request: web.Request) -> web.StreamResponse:

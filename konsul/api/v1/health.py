@@ -6,14 +6,14 @@ Konsul has no node-level checks (Consul's ``serfHealth``): an instance's checks 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiohttp import web
 
-from konsul.api.acl import can_read_service
-from konsul.api.http import node_of
 from konsul.api.v1 import shapes
-from konsul.api.v1.catalog import node_meta, tags_of
-from konsul.api.v1.query import answer, read_point
+from konsul.api.v1.catalog import View, catalog_index, tags_of, view
 from konsul.errors import BadRequest
+from konsul.store import Service
 from konsul.store.types import STATUSES
 
 _TRUE = ("", "1", "t", "T", "true", "TRUE", "True")
@@ -30,60 +30,36 @@ def _passing(request: web.Request) -> bool:
     raise BadRequest(f"Invalid value for ?passing: {raw!r}")
 
 
+def _checks(seen: View, instances: Iterable[Service], status: str = "any") -> list[shapes.JSON]:
+    return [shapes.health_check(c, s, seen.home)
+            for s in instances for c in seen.store.service_checks(s)
+            if status == "any" or c.status == status]
+
+
 async def service(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
     tags, passing = tags_of(request), _passing(request)
-    node = node_of(request)
-    read = await read_point(request, lambda: node.store.catalog_index)
-    store = node.store
-    on = shapes.home(shapes.nodes(node))
-    found = store.instances(name, tags, passing) if shapes.node_matches(
-        on, node_meta(request)) and can_read_service(request, name) else []
-    data = [shapes.service_entry(store, s, on) for s in found]
-    return answer(request, read, store.catalog_index, data)
+    seen = await view(request, catalog_index)
+    found = seen.instances(request.match_info["name"], tags, passing)
+    return seen.answer(request, [shapes.service_entry(seen.store, s, seen.home) for s in found])
 
 
 async def service_checks(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    node = node_of(request)
-    read = await read_point(request, lambda: node.store.catalog_index)
-    store = node.store
-    on = shapes.home(shapes.nodes(node))
-    data = []
-    if shapes.node_matches(on, node_meta(request)) and can_read_service(request, name):
-        data = [shapes.health_check(c, s, on)
-                for s in store.instances(name) for c in store.service_checks(s)]
-    return answer(request, read, store.catalog_index, data)
+    seen = await view(request, catalog_index)
+    return seen.answer(request, _checks(seen, seen.instances(request.match_info["name"])))
 
 
 async def state(request: web.Request) -> web.StreamResponse:
     wanted = request.match_info["state"]
     if wanted != "any" and wanted not in STATUSES:
         raise BadRequest("Invalid check state")
-    node = node_of(request)
-    read = await read_point(request, lambda: node.store.catalog_index)
-    store = node.store
-    on = shapes.home(shapes.nodes(node))
-    data = []
-    if shapes.node_matches(on, node_meta(request)):
-        data = [shapes.health_check(c, s, on)
-                for s in store.services() if can_read_service(request, s.name)
-                for c in store.service_checks(s) if wanted == "any" or c.status == wanted]
-    return answer(request, read, store.catalog_index, data)
+    seen = await view(request, catalog_index)
+    return seen.answer(request, _checks(seen, seen.instances(), wanted))
 
 
 async def node_checks(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["node"]
-    node = node_of(request)
-    read = await read_point(request, lambda: node.store.catalog_index)
-    store = node.store
-    on = shapes.home(shapes.nodes(node))
-    data = []
-    if name == on.name:
-        data = [shapes.health_check(c, s, on)
-                for s in store.services() if can_read_service(request, s.name)
-                for c in store.service_checks(s)]
-    return answer(request, read, store.catalog_index, data)
+    seen = await view(request, catalog_index)
+    held = seen.instances() if request.match_info["node"] == seen.home.name else []
+    return seen.answer(request, _checks(seen, held))
 
 
 def add_routes(app: web.Application) -> None:
