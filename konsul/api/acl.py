@@ -262,6 +262,10 @@ def _route_of(request: web.Request) -> str:
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.match_info.apps[-1] is not request.app:
+        # A sub-application (Consul's /v1) guards its own routes, inside its own error
+        # handling, so that its denials take its shape (Consul's text 403).
+        return await handler(request)
     route = _route_of(request)
     method = "GET" if request.method == "HEAD" else request.method
     need = NEEDS.get((method, route), FAIL_CLOSED) if route else _any_token
@@ -294,6 +298,11 @@ def forward_headers(request: web.BaseRequest) -> dict[str, str]:
 def install(app: web.Application, node: Node) -> None:
     """ACL routes always (they refuse while ACLs are off); the guard when they are on."""
     add_routes(app)
+    install_guard(app, node)
+
+
+def install_guard(app: web.Application, node: Node) -> None:
+    """The guard, innermost, on an application or a sub-application, when ACLs are on."""
     if node.settings.acl.enabled:
         app.middlewares.append(guard)
 

@@ -298,7 +298,7 @@ function clusterPage(main) {
 const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f]/; // C0 controls except tab and newline
 
 function classify(value) {
-  if (CONTROL.test(value)) return "binary";
+  if (value === null || CONTROL.test(value)) return "binary";
   const trimmed = value.trim();
   if (trimmed.startsWith("{") || trimmed.startsWith("[")) {
     try {
@@ -311,8 +311,13 @@ function classify(value) {
   return "text";
 }
 
-function hexDump(value) {
-  const bytes = new TextEncoder().encode(value);
+// A value that is not UTF-8 text comes as "value": null with value_base64 (docs/api.md).
+function valueBytes(entry) {
+  if (entry.value !== null) return new TextEncoder().encode(entry.value);
+  return Uint8Array.from(atob(entry.value_base64), (c) => c.charCodeAt(0));
+}
+
+function hexDump(bytes) {
   const lines = [];
   for (let at = 0; at < Math.min(bytes.length, HEX_LIMIT); at += 16) {
     const row = Array.from(bytes.slice(at, at + 16));
@@ -462,7 +467,7 @@ function keyPane(pane, key) {
         ? h("div", { class: "meta" },
           h("span", {}, "flags ", entry.flags), h("span", {}, "created at index ", entry.create_index),
           h("span", { id: "key-index" }, "modified at index ", entry.modify_index),
-          h("span", {}, `${new TextEncoder().encode(entry.value).length} bytes`))
+          h("span", {}, `${valueBytes(entry).length} bytes`))
         : h("div", { class: "meta" }, "This key does not exist (or was deleted)."));
   };
 
@@ -480,7 +485,7 @@ function keyPane(pane, key) {
         h("button", { class: mode === "text" ? "active" : "", onclick: () => { mode = "text"; renderView(); } }, "Raw"))
       : null;
     let shown;
-    if (mode === "binary") shown = hexDump(entry.value);
+    if (mode === "binary") shown = hexDump(valueBytes(entry));
     else if (mode === "json") shown = JSON.stringify(JSON.parse(entry.value.trim()), null, 2);
     else shown = entry.value;
     replace(view,

@@ -168,6 +168,16 @@ HOSTILE = [
 ]
 
 
+def test_a_value_that_is_not_text_shows_as_hex(cluster: LocalCluster, page: Any) -> None:
+    """Values are bytes: one that is not UTF-8 comes as value_base64 and shows byte for byte."""
+    leader = cluster.leader()
+    api(leader, "PUT", kv("bytes/blob"), {"value_base64": "AP+AYmluYXJ5"})  # 00 ff 80 "binary"
+    page.goto(ui_url(leader, "#/key/bytes/blob"))
+    expect(page.locator("#key-value")).to_contain_text("00 ff 80 62 69 6e 61 72 79")
+    expect(page.locator("#key-name")).to_have_text("bytes/blob")
+    expect(page.locator(".meta")).to_contain_text("9 bytes")
+
+
 def test_hostile_strings_render_as_text(cluster: LocalCluster, page: Any) -> None:
     leader = cluster.leader()
     long_value = "<b>x</b>" * 20_000  # 160 kB

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from konsul.api.acl import install_guard
 from konsul.api.http import APP_MAX_SIZE, NODE
 from konsul.api.v1 import agent, catalog, health, kv, status, txn
 from konsul.api.v1.edge import consul_errors
@@ -31,6 +32,7 @@ PREFIX = "/v1"
 def create_v1_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[consul_errors], client_max_size=APP_MAX_SIZE)
     app[NODE] = node
+    install_guard(app, node)  # inside consul_errors: a denial is Consul's text 403
     for module in (kv, txn, agent, catalog, health, status):
         module.add_routes(app)
     return app

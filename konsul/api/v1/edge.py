@@ -19,7 +19,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from konsul.api.middlewares import request_id
-from konsul.errors import BadRequest, Conflict, KonsulError, NoLeader, NotFound, Timeout, TooLarge
+from konsul.errors import (
+    BadRequest,
+    Conflict,
+    KonsulError,
+    NoLeader,
+    NotFound,
+    PermissionDenied,
+    Timeout,
+    TooLarge,
+)
 
 log = logging.getLogger("konsul.api.v1")
 
@@ -27,6 +36,7 @@ log = logging.getLogger("konsul.api.v1")
 # that is stopping) is Consul's catch-all 500.
 CONSUL_STATUS: tuple[tuple[type[KonsulError], int], ...] = (
     (BadRequest, 400),
+    (PermissionDenied, 403),
     (NotFound, 404),
     (Conflict, 409),
     (TooLarge, 413),
