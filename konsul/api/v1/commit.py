@@ -2,8 +2,10 @@
 
 Consul clients send writes to any agent and never follow a redirect, so a follower does not
 answer 307 here: it forwards the request (body, query and token headers) to the leader and
-relays the leader's answer. While no leader is known (an election, a leadership transfer) the
-write waits for one for a few seconds, as a Consul agent holds an RPC, and only then fails.
+relays the leader's answer once its own replica holds the write (a client reads its own writes
+from the member it wrote to, as from its Consul agent). While no leader is known (an election,
+a leadership transfer) the write waits for one for a few seconds, as a Consul agent holds an
+RPC, and only then fails.
 
 What a client can be told:
 
@@ -21,7 +23,9 @@ the new leader.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -29,8 +33,11 @@ from aiohttp import web
 from konsul.api.forward import FORWARDED_HEADER, SESSION
 from konsul.api.http import IMPORT_BODY_LIMIT, node_of, read_body
 from konsul.api.v1.edge import Answered, text
-from konsul.errors import NoLeader, NotLeader, Unavailable
+from konsul.errors import KonsulError, NoLeader, NotLeader, Unavailable
 from konsul.raft.types import Member
+
+if TYPE_CHECKING:
+    from konsul.node import Node
 
 HOLD_SECONDS = 7.0  # how long a write waits for a leader (Consul's RPC hold timeout)
 RETRY_SECONDS = 0.05
@@ -58,14 +65,25 @@ async def commit(request: web.Request, command: bytes) -> object:
                 raise Answered(text("not the leader; nothing was written", 503,
                                     {NOT_LEADER_HEADER: "true", "Retry-After": "1"})) from None
             try:
-                raise Answered(await _forward(request, exc.leader)) from None
+                answer = await _forward(request, exc.leader)
             except _NothingWritten:
                 pass
+            else:
+                await _catch_up(node)
+                raise Answered(answer) from None
         except NoLeader:
             pass
         if time.monotonic() >= deadline:
             raise NoLeader()
         await asyncio.sleep(RETRY_SECONDS)
+
+
+async def _catch_up(node: Node) -> None:
+    """Before relaying the leader's answer, apply what it committed: a client that wrote through
+    this member then reads it here (an agent endpoint, a stale read) sees its own write, as it
+    would on its Consul agent. Without a leader now, the answer goes as it is."""
+    with contextlib.suppress(KonsulError):
+        await node.read_barrier()
 
 
 def client_address(request: web.Request) -> str:
