@@ -236,9 +236,10 @@ NEEDS: dict[tuple[str, str], Need | None] = {
     ("GET", "/v1/agent/checks"): _any_token,  # filtered
     ("PUT", "/v1/agent/service/register"): _any_token,  # service:write on the body's name
     ("PUT", "/v1/agent/service/deregister/{id}"): _service("write", _instance_name),
-    ("POST", "/v1/agent/service/deregister/{id}"): _service("write", _instance_name),
+    # As GET too, as Consul before 1.0 took them (python-consul 0.7.1 still sends them so).
+    ("GET", "/v1/agent/service/deregister/{id}"): _service("write", _instance_name),
     ("PUT", "/v1/agent/check/{verb}/{id}"): _service("write", _check_service_name),
-    ("POST", "/v1/agent/check/{verb}/{id}"): _service("write", _check_service_name),
+    ("GET", "/v1/agent/check/{verb}/{id}"): _service("write", _check_service_name),
     ("PUT", "/v1/agent/check/update/{id}"): _service("write", _check_service_name),
     ("GET", "/v1/catalog/services"): _any_token,  # filtered
     ("GET", "/v1/catalog/service/{name}"): _any_token,  # filtered
