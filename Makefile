@@ -7,7 +7,7 @@ SEEDS  ?= 20000
 RUNS   ?= 50
 
 .PHONY: run test test-deps lint typecheck unit sim jepsen cluster cluster-stop bench bench-quick e2e manifests clean \
-        k8s-build image image-test compose-up compose-down ui-screenshots
+        k8s-build image image-test compose-up compose-down ui-screenshots k8s-up k8s-down
 
 # -P keeps the working directory off sys.path: run from here, `python -m` would otherwise take
 # operator/ for the standard library's operator module. (Once Konsul is installed, its editable
@@ -64,10 +64,12 @@ bench-quick: $(STAMP)
 	scripts/install-bench-deps.sh
 	$(PY) -m bench.run --quick
 
-## kind e2e: a kind cluster, the image built and loaded, the chart, the operator's scenarios
-## (skips with one line where docker or kind is missing)
-e2e: $(STAMP)
+## End-to-end on a real control plane: the local plane's own tests (e2e/test_plane.py; the plane
+## is brought up if it is not running and taken down after; the image and the programs are built
+## first), and the kind suite (e2e/kind/, skips with one line where docker or kind is missing)
+e2e: $(STAMP) image k8s-build
 	scripts/install-helm.sh
+	scripts/k8s/install-deps.sh
 	$(PY) -m pytest -q -p no:cacheprovider -rs --timeout=1800 e2e
 
 ## Build the local Kubernetes plane's programs (kube-apiserver, controller-manager, scheduler,
@@ -91,6 +93,16 @@ compose-up: $(STAMP) image
 
 compose-down: $(STAMP)
 	scripts/image/compose.sh down
+
+## The local Kubernetes plane (docs/testing.md): builds what is missing, starts etcd, the API
+## server, controller manager, scheduler, DNS and our kubelets, prints `export KUBECONFIG=...`
+k8s-up: $(STAMP)
+	scripts/k8s/install-deps.sh
+	$(PY) -m e2e.plane up
+
+## Stop the plane and remove every process, container, namespace, route and file it made
+k8s-down: $(STAMP)
+	$(PY) -m e2e.plane down
 
 ## Re-render manifests/, the chart's CRD copy and values.schema.json after a chart or CRD change
 manifests: $(STAMP)

@@ -1,0 +1,17 @@
+"""python -m e2e.plane up|down|status (make k8s-up / make k8s-down)."""
+
+from __future__ import annotations
+
+import sys
+
+from e2e.plane import launcher
+
+COMMANDS = {"up": launcher.up, "down": launcher.down}
+
+if __name__ == "__main__":
+    command = sys.argv[1] if len(sys.argv) == 2 else ""
+    if command == "status":
+        sys.exit(launcher.status())
+    if command not in COMMANDS:
+        sys.exit("usage: python -m e2e.plane up|down|status")
+    COMMANDS[command]()
