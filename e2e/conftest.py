@@ -1,103 +1,46 @@
-"""Session fixtures of the kind e2e suite: a kind cluster, the image built and loaded into it,
-the chart installed (operator namespaced, in a namespace enforcing Pod Security "restricted").
+"""The local Kubernetes plane for every suite under e2e/ (except kind/, which brings its own
+cluster): the session fixture ``plane`` uses a plane that is already up and leaves it running,
+or brings one up (`make k8s-up`: a cold machine builds the programs first) and takes it down at
+the end of the session.
 
 Knobs (environment):
-  KONSUL_E2E_CLUSTER  kind cluster name (default konsul-e2e); an existing one is reused and kept
-  KONSUL_E2E_KEEP=1   keep the cluster this run created (for poking at it afterwards)
+  KONSUL_E2E_KEEP=1    keep a plane this session brought up (poke at it with
+                       `export KUBECONFIG=build/k8s/kubeconfig`; `make k8s-down` ends it)
+  KONSUL_E2E_SLOW=2    stretch every deadline (a loaded machine)
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from e2e.kind_driver import KindDriver, Proxy, run, tool
-from tests import k8s_helpers as k8s
-from tests.processes import REPO
+from e2e.plane import names
+from e2e.plane.testing import Plane
 
-CLUSTER = os.environ.get("KONSUL_E2E_CLUSTER", "konsul-e2e")
-NAMESPACE = "konsul-e2e"
-RELEASE = "konsul"
-IMAGE, IMAGE_B = "konsul:0.1.0", "konsul:0.1.0-b"  # the same build under two tags: an image change
-
-
-def _missing() -> list[str]:
-    missing = []
-    if shutil.which("docker") is None:
-        missing.append("docker on PATH")
-    elif subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
-        missing.append("a running Docker engine")
-    if shutil.which("kind") is None:
-        missing.append("kind on PATH")
-    return missing
-
-
-MISSING = _missing()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if MISSING:
-        # One clear line, and not a single test attempted.
-        skip = pytest.mark.skip(reason=f"kind e2e skipped: needs {' and '.join(MISSING)}")
-        for item in items:
-            item.add_marker(skip)
+PLANE = [sys.executable, "-m", "e2e.plane"]
 
 
 @pytest.fixture(scope="session")
-def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    existing = run("kind", "get", "clusters").stdout.split()
-    created = CLUSTER not in existing
-    if created:
-        run("kind", "create", "cluster", "--name", CLUSTER, "--wait", "180s", timeout=600)
-    path = tmp_path_factory.mktemp("kind") / "kubeconfig"
-    path.write_text(run("kind", "get", "kubeconfig", "--name", CLUSTER).stdout)
+def plane() -> Iterator[Plane]:
+    if os.geteuid() != 0:
+        pytest.skip("local plane e2e skipped: needs root (bridge, namespaces, podman)")
+    running = subprocess.run([*PLANE, "status"], capture_output=True, cwd=names.REPO,
+                             timeout=60).returncode == 0
+    if not running:
+        # Its progress goes to the terminal: a cold build takes a while.
+        subprocess.run([*PLANE, "up"], check=True, cwd=names.REPO, timeout=5400)
+    plane = Plane()
+    nodes = plane.get("nodes")["items"]
+    for node in nodes:
+        info = node["status"]["nodeInfo"]
+        print(f"\nplane: node {node['metadata']['name']} runs pods with "
+              f"{info['containerRuntimeVersion']}", file=sys.stderr)
     try:
-        yield path
+        yield plane
     finally:
-        if created and os.environ.get("KONSUL_E2E_KEEP") != "1":
-            run("kind", "delete", "cluster", "--name", CLUSTER, check=False)
-
-
-@pytest.fixture(scope="session")
-def image(kubeconfig: Path) -> str:
-    run("docker", "build", "-t", IMAGE, str(REPO), timeout=1200)
-    run("docker", "tag", IMAGE, IMAGE_B)
-    run("kind", "load", "docker-image", IMAGE, IMAGE_B, "--name", CLUSTER, timeout=600)
-    return IMAGE
-
-
-@pytest.fixture(scope="session")
-def proxy(kubeconfig: Path) -> Iterator[Proxy]:
-    p = Proxy(kubeconfig)
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture(scope="session")
-def driver(kubeconfig: Path, image: str, proxy: Proxy) -> Iterator[KindDriver]:
-    env = {"KUBECONFIG": str(kubeconfig)}
-    kubectl = tool("kubectl")
-    run(kubectl, "create", "namespace", NAMESPACE, env=env, check=False)
-    run(kubectl, "label", "--overwrite", "namespace", NAMESPACE,
-        "pod-security.kubernetes.io/enforce=restricted", env=env)
-    helm_args = ["--set", "image.pullPolicy=Never", "--set", "operator.reconcileInterval=5",
-                 "--wait", "--timeout", "5m"]
-    backend = KindDriver(kubeconfig, NAMESPACE, RELEASE, "e2e", proxy, helm_args)
-    backend.helm("install", RELEASE, str(REPO / "charts" / "konsul"), *helm_args)
-    try:
-        yield backend
-    finally:
-        print(backend.diagnostics())
-        run(tool("helm"), "uninstall", RELEASE, "-n", NAMESPACE, env=env, check=False)
-
-
-@pytest.fixture(scope="session")
-def ledger(driver: KindDriver) -> k8s.Ledger:
-    return k8s.Ledger(driver)
+        if not running and os.environ.get("KONSUL_E2E_KEEP") != "1":
+            subprocess.run([*PLANE, "down"], check=True, cwd=names.REPO, timeout=600)

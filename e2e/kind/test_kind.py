@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from e2e.conftest import IMAGE_B, NAMESPACE
+from e2e.kind.conftest import IMAGE_B, NAMESPACE
 from e2e.kind_driver import KindDriver, run, tool
 from tests import k8s_helpers as k8s
 from tests.processes import REPO, http
