@@ -77,36 +77,34 @@ def apiserver(bin_dir: Path) -> Daemon:
         "--profiling=false"])
 
 
+def _client_component(bin_dir: Path, name: str, user: str, port: int) -> list[str]:
+    """The common flags of the controller manager and the scheduler: a client certificate of
+    their own, /healthz on loopback, no leader election (one of each)."""
+    kubeconfig = pki.kubeconfig(names.STATE / f"{name}.kubeconfig", user, pki.issue(name, user))
+    return [str(bin_dir / f"kube-{name}"),
+            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={port}",
+            "--leader-elect=false", "--profiling=false"]
+
+
 def controller_manager(bin_dir: Path) -> Daemon:
     ca, sa = pki.ca(), pki.service_account_key()
-    kubeconfig = pki.kubeconfig(names.STATE / "controller-manager.kubeconfig",
-                                "system:kube-controller-manager",
-                                pki.issue("controller-manager", "system:kube-controller-manager"))
     return Daemon("kube-controller-manager", [
-        str(bin_dir / "kube-controller-manager"),
-        f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1", f"--secure-port={names.KCM_PORT}",
-        "--leader-elect=false",
+        *_client_component(bin_dir, "controller-manager", "system:kube-controller-manager",
+                           names.KCM_PORT),
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={sa.key}", f"--root-ca-file={ca.cert}",
         f"--cluster-signing-cert-file={ca.cert}", f"--cluster-signing-key-file={ca.key}",
         f"--service-cluster-ip-range={names.SERVICE_CIDR}",
         # The default StorageClass's provisioner: PVs are directories under /tmp/hostpath_pv.
         "--enable-hostpath-provisioner=true",
-        f"--node-monitor-grace-period={names.NODE_GRACE}", "--node-monitor-period=2s",
-        "--profiling=false"])
+        f"--node-monitor-grace-period={names.NODE_GRACE}", "--node-monitor-period=2s"])
 
 
 def scheduler(bin_dir: Path) -> Daemon:
-    kubeconfig = pki.kubeconfig(names.STATE / "scheduler.kubeconfig", "system:kube-scheduler",
-                                pki.issue("scheduler", "system:kube-scheduler"))
-    return Daemon("kube-scheduler", [
-        str(bin_dir / "kube-scheduler"),
-        f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1", f"--secure-port={names.SCHEDULER_PORT}",
-        "--leader-elect=false", "--profiling=false"])
+    return Daemon("kube-scheduler", _client_component(
+        bin_dir, "scheduler", "system:kube-scheduler", names.SCHEDULER_PORT))
 
 
 def dns() -> Daemon:
