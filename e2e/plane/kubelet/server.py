@@ -25,7 +25,7 @@ def parse_line(line: str) -> tuple[str, str, bool]:
     Lines in another form (the process fallback writes plain output) pass through."""
     parts = line.split(" ", 3)
     if len(parts) == 4 and parts[1] in ("stdout", "stderr") and parts[2] in ("P", "F"):
-        return parts[0], parts[3], parts[2] == "F"
+        return parts[0].replace("+00:00", "Z"), parts[3], parts[2] == "F"   # as CRI writes it
     return "", line, True
 
 
