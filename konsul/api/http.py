@@ -176,10 +176,10 @@ async def read_point(request: web.Request, index_fn: Callable[[], int]) -> None:
     wait = min(wait, MAX_WAIT)
     stopping = request.app[STOPPING]
     if index_fn() <= after and wait > 0 and not stopping.is_set():
-        await _wait_unless_stopping(node.wait_for(index_fn, after, wait), stopping)
+        await wait_unless_stopping(node.wait_for(index_fn, after, wait), stopping)
 
 
-async def _wait_unless_stopping(waiting: Awaitable[None], stopping: asyncio.Event) -> None:
+async def wait_unless_stopping(waiting: Awaitable[None], stopping: asyncio.Event) -> None:
     wait_task = asyncio.ensure_future(waiting)
     stop_task = asyncio.ensure_future(stopping.wait())
     try:

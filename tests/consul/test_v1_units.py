@@ -5,8 +5,6 @@ follower answers when forwarding a write goes wrong (a real node in this process
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +18,8 @@ from konsul.api.v1.query import MAX_WAIT, jittered, read_options
 from konsul.errors import BadRequest, NotLeader
 from konsul.node import Node
 from konsul.raft.types import Member
-from tests.api.conftest import ClientFactory, KonsulTestServer, settings_for, wait_until
+from tests.api.conftest import ClientFactory, KonsulTestServer
+from tests.api.conftest import node as node  # the fixture: a real standalone node
 
 # ------------------------------------------------------------------------- service definitions
 
@@ -85,15 +84,6 @@ def test_jitter_adds_at_most_a_sixteenth() -> None:
 
 
 # ----------------------------------------------------------------------- forwarding failures
-
-
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    n = Node(settings_for(tmp_path))
-    await n.start()
-    await wait_until(n.is_ready)
-    yield n
-    await n.stop()
 
 
 async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from konsul.api.http import STOPPING, _wait_unless_stopping, node_of
+from konsul.api.http import STOPPING, node_of, wait_unless_stopping
 from konsul.durations import parse_duration
 from konsul.errors import BadRequest
 
@@ -98,7 +98,7 @@ async def block(request: web.Request, index_fn: IndexFn, after: int, wait: float
     if index_fn() > after or stopping.is_set():
         return
     waiting = node_of(request).wait_for(index_fn, after, jittered(wait, random.random()))
-    await _wait_unless_stopping(waiting, stopping)
+    await wait_unless_stopping(waiting, stopping)
 
 
 def jittered(wait: float, draw: float) -> float:
