@@ -8,6 +8,7 @@ reached (one line on stderr), 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -35,6 +36,13 @@ def table(rows: Sequence[Sequence[object]], headers: Sequence[str], out: TextIO)
 def _short(text: object, limit: int = 40) -> str:
     s = str(text).replace("\n", "\\n")
     return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _shown(entry: dict[str, Any]) -> str:
+    """A listed value, short; one that is not text as its size."""
+    if entry["value"] is None:
+        return f"<{len(base64.b64decode(entry['value_base64']))} bytes, not text>"
+    return _short(entry["value"])
 
 
 def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
@@ -69,6 +77,11 @@ def kv_get(c: Client, a: argparse.Namespace) -> Any:
     entry = c.kv_get(a.key, consistent=a.consistent)
     if a.json:
         return entry
+    if entry["value"] is None:  # not UTF-8 text (docs/api.md): its bytes, as they are
+        sys.stdout.flush()
+        sys.stdout.buffer.write(base64.b64decode(entry["value_base64"]))
+        sys.stdout.buffer.flush()
+        return None
     sys.stdout.write(entry["value"] + ("" if entry["value"].endswith("\n") else "\n"))
     return None
 
@@ -98,7 +111,7 @@ def kv_list(c: Client, a: argparse.Namespace) -> Any:
         for name in result:
             print(name)
         return None
-    rows = [(e["key"], e["flags"], e["modify_index"], _short(e["value"])) for e in result]
+    rows = [(e["key"], e["flags"], e["modify_index"], _shown(e)) for e in result]
     table(rows, ("KEY", "FLAGS", "MODIFY_INDEX", "VALUE"), sys.stdout)
     return None
 

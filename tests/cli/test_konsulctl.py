@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,19 @@ def test_unreachable_node_is_one_line_and_exit_1() -> None:
     assert dead.returncode == 1
     assert dead.stderr.startswith("konsulctl: error: no Konsul node reachable")
     assert dead.stderr.count("\n") == 1
+
+
+def test_kv_get_writes_a_value_that_is_not_text_byte_for_byte(konsul: KonsulProcess) -> None:
+    blob = b"\x00\xff\x80 binary\n"
+    put = run_ctl("--addr", konsul.address, "kv", "put", "cli/blob", "x")
+    assert put.returncode == 0, put.stderr
+    # Written through Consul's /v1, which takes raw bytes.
+    request = urllib.request.Request(f"http://{konsul.address}/v1/kv/cli/blob", data=blob,
+                                     method="PUT")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.read() == b"true"
+    got = subprocess.run([sys.executable, "-m", "konsul.cli", "--addr", konsul.address, "kv",
+                          "get", "cli/blob"], capture_output=True, timeout=60)
+    assert (got.returncode, got.stdout) == (0, blob)
+    listed = run_ctl("--addr", konsul.address, "kv", "list", "cli/blob")
+    assert f"<{len(blob)} bytes, not text>" in listed.stdout
