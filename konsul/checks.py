@@ -182,7 +182,7 @@ class CheckRunner:
                 "check decision not committed",
                 what=what,
                 id=ident,
-                error=exc.code,
+                error=type(exc).__name__,
             )
         else:
             event(log, logging.INFO, "check decision committed", what=what, id=ident)

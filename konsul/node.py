@@ -4,8 +4,8 @@ Interface (stable; the HTTP layer codes against it):
 
 - ``store``: the local replica of the state machine (reads go straight to it).
 - ``await propose(data)``: replicate a command (from ``konsul.store.commands``) and return the
-  state machine's result. Raises ``NotLeader`` (307), ``NoLeader`` (503), ``Unavailable`` (503:
-  leadership lost while the write was in flight, outcome unknown).
+  state machine's result. Raises ``NotLeader``, ``NoLeader``, ``OutcomeUnknown`` (leadership
+  lost while the write was in flight, or it did not commit in time) or ``Unavailable``.
 - ``await read_barrier()``: a linearizable read point (ReadIndex); afterwards the local store
   reflects every write acknowledged before the call. Raises ``NoLeader``.
 - ``await wait_for(index_fn, after, timeout)``: blocking reads; returns once ``index_fn() > after``

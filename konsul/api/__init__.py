@@ -2,12 +2,12 @@
 
 One module per resource (kv, txn, services, health, cluster, data, metrics, and ui: the web
 UI), and Consul's ``/v1`` surface as a sub-application of its own (``konsul.api.v1``);
-cross-cutting concerns in three middlewares (metrics, errors, cross-site writes refused) and a
-response hook (``X-Request-ID``); blocking reads are released when the app shuts down. Serve it
-with ``konsul.api.AppRunner`` (JSON even for unparseable requests, handlers cancelled when their
+cross-cutting concerns in two middlewares (metrics, errors), a guard that refuses cross-site
+writes (run by the full app and by the fast path alike) and a response hook
+(``X-Request-ID``); blocking reads are released when the app shuts down. Serve it with
+``konsul.api.AppRunner`` (JSON even for unparseable requests, handlers cancelled when their
 client hangs up). ``docs/api.md`` documents every endpoint.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from konsul.api import acl, cluster, data, health, kv, metrics, services, txn, ui
+from konsul.api import acl, cluster, data, fastpath, health, kv, metrics, services, txn, ui
 from konsul.api.crosssite import refuse_cross_site
 from konsul.api.forward import session_context
 from konsul.api.http import APP_MAX_SIZE, NODE, STOPPING
@@ -39,7 +39,7 @@ async def _stopping(app: web.Application) -> None:
 
 def create_app(node: Node) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware, refuse_cross_site],
+        middlewares=[metrics_middleware, error_middleware],
         client_max_size=APP_MAX_SIZE,
     )
     app[NODE] = node
@@ -50,8 +50,10 @@ def create_app(node: Node) -> web.Application:
     app.cleanup_ctx.append(session_context)
     for module in (kv, txn, services, health, cluster, data, metrics, ui):
         module.add_routes(app)
-    acl.install(app, node)
+    fastpath.add_guard(app, refuse_cross_site)  # run by the full app and the fast path alike
+    acl.install(app, node)  # (with ACLs on, its guard middleware turns the fast path off)
     app.add_subapp(V1_PREFIX, create_v1_app(node))
+    fastpath.record(app)  # last: the routes the fast path may bypass (see konsul.api.fastpath)
     return app
 
 

@@ -21,8 +21,8 @@ nor change) and a POST with ``Origin``. The rule, the same as Go's ``CrossOrigin
 - a request with neither header is not from a browser page (curl, the Python client, another
   member forwarding a write) and passes: no existing client changes anything.
 
-The fast path (``FastPath``) serves only ``PUT /kv/<key>`` among writes, which a browser never
-sends cross-site (it needs a preflight), so the fast path stays valid with this middleware.
+The check is a guard of ``konsul.api.fastpath`` (``add_guard``): it runs before every request
+of the full app, as its innermost middleware, and before every request the fast path serves.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from konsul.errors import CrossSiteRequest
 
@@ -38,7 +37,7 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ALLOWED_SITES = frozenset({"same-origin", "none"})
 
 
-def is_cross_site(request: web.Request) -> bool:
+def is_cross_site(request: web.BaseRequest) -> bool:
     """Whether a browser says this request was made by a page of another origin."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None:
@@ -51,12 +50,10 @@ def is_cross_site(request: web.Request) -> bool:
     return urlsplit(origin).netloc.lower() != request.host.lower()
 
 
-@web.middleware
-async def refuse_cross_site(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def refuse_cross_site(request: web.BaseRequest) -> None:
     if request.method not in _SAFE_METHODS and is_cross_site(request):
         raise CrossSiteRequest(
             f"{request.method} {request.path} was sent by a page of another site "
             f"(Origin: {request.headers.get('Origin', 'none')}); browsers may write only from "
             "the node's own UI."
         )
-    return await handler(request)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from konsul.api.acl import authorizer
+from konsul.api.errors import error_response
 from konsul.api.http import (
     IMPORT_BODY_LIMIT,
     json_response,
     node_of,
-    propose,
     read_json,
     read_point,
     read_response,
-    result_response,
 )
+from konsul.api.writes import propose, result_response
 from konsul.store import commands
 from konsul.store.types import Imported, Rejected
 
@@ -44,8 +44,8 @@ async def import_(request: web.Request) -> web.StreamResponse:
             response = result_response(result)
             if done and isinstance(result, Rejected):
                 # Say how far it got: the earlier chunks are committed (re-sending is safe).
-                body = dict(result.body(), chunks_applied=done, chunks=len(chunks))
-                response = json_response(body, status=result.status)
+                progress = {"chunks_applied": done, "chunks": len(chunks)}
+                response = error_response(result.to_error(), extra=progress)
             return response
         kv += result.kv
         services += result.services

@@ -6,8 +6,20 @@ work these requests do not need; ``FastPath`` builds the same answer directly, w
 code (``kv.set_command``, ``kv.key_response``), the same error answers, the same metrics series
 and the same ``X-Request-ID``. Everything else takes the full app: a query string, an escaped
 path, ``Expect: 100-continue``, and a write to a follower (a 307 or forwarding), including one
-that finds leadership gone while it proposes. An app with middlewares beyond Konsul's own gets
-no fast path at all.
+that finds leadership gone while it proposes.
+
+Safe by construction: ``FastPath`` reproduces exactly two middlewares (metrics, errors) and one
+response hook (the request id): ``REPRODUCED``. ``AppRunner`` installs it only when ``allowed``:
+the app holds those and nothing else, bar its guards (below), and the routes ``record`` noted at
+the end of ``create_app``. Any other middleware or hook, wherever it was added (an
+authentication middleware, an embedder's CORS hook, a test's stand-in), and any route added after
+``create_app``, turns the fast path off for every request, so nothing is ever skipped silently.
+With ACLs on, their guard is such a middleware: the fast path is then off.
+
+A check that every request must pass and that should keep the fast path is added with
+``add_guard(app, guard)`` instead: the guard becomes the innermost middleware of the full app
+*and* ``FastPath`` awaits it before it serves a request. A guard refuses by raising a
+``KonsulError``, answered alike on both paths. The cross-site refusal is one.
 """
 
 from __future__ import annotations
@@ -18,19 +30,21 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Handler as AppHandler
 
-from konsul.api.crosssite import refuse_cross_site
-from konsul.api.http import NODE, read_json_object, result_response
+from konsul.api.errors import error_response
+from konsul.api.http import NODE, read_json_object
 from konsul.api.kv import key_response, set_command
 from konsul.api.middlewares import (
     REQUEST_ID_HEADER,
+    add_request_id,
     error_middleware,
     internal_error_response,
-    konsul_error_response,
     metrics_middleware,
     record_request,
     request_id,
 )
+from konsul.api.writes import result_response
 from konsul.errors import KonsulError, NotLeader
 from konsul.store import commands
 
@@ -38,24 +52,57 @@ if TYPE_CHECKING:
     from konsul.node import Node
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+Guard = Callable[[web.BaseRequest], Awaitable[None]]
 # The metrics label of the routes served here: the router's canonical form of /kv/{key:.+}.
 ROUTE = "/kv/{key}"
+
+
+# What FastPath does itself for the requests it serves.
+REPRODUCED = (metrics_middleware, error_middleware), (add_request_id,)
+
+ROUTES = web.AppKey("konsul.fast_path_routes", tuple)
+GUARDS = web.AppKey("konsul.fast_path_guards", list)  # [(guard, its middleware), ...]
+
+
+def record(app: web.Application) -> None:
+    """Note the routes ``create_app`` registered: call it last there."""
+    app[ROUTES] = tuple(app.router.resources())
+
+
+def allowed(app: web.Application) -> bool:
+    """Whether the fast path may serve this app's plain /kv requests (see the module doc)."""
+    middlewares, hooks = REPRODUCED
+    guards = app.get(GUARDS, [])
+    return (
+        app.get(ROUTES) == tuple(app.router.resources())
+        and tuple(app.middlewares) == (*middlewares, *(wrapped for _, wrapped in guards))
+        and tuple(app.on_response_prepare) == hooks
+    )
+
+
+def add_guard(app: web.Application, guard: Guard) -> None:
+    """Run ``guard`` before every request on both paths: as the innermost middleware of the
+    full app (so the error middleware answers its refusals) and in ``FastPath``."""
+
+    @web.middleware
+    async def guarded(request: web.Request, handler: AppHandler) -> web.StreamResponse:
+        await guard(request)
+        return await handler(request)
+
+    app.middlewares.append(guarded)
+    if GUARDS not in app:
+        app[GUARDS] = []
+    app[GUARDS].append((guard, guarded))
 
 
 class FastPath:
     """The server's request handler: the hot requests here, the rest to ``full`` (the app)."""
 
-    @staticmethod
-    def applies_to(app: web.Application) -> bool:
-        """Only for an app with Konsul's own middlewares: one more (a test's, an embedder's)
-        must see every request, so the full app serves them all. (The cross-site check has
-        nothing to refuse here: a browser never sends a cross-site PUT, see ``crosssite``.)"""
-        return set(app.middlewares) <= {metrics_middleware, error_middleware, refuse_cross_site}
-
     def __init__(self, app: web.Application, full: Handler) -> None:
         self._app = app
         self._node: Node = app[NODE]
         self._full = full
+        self._guards = tuple(guard for guard, _ in app.get(GUARDS, []))
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         serve = self._route(request)
@@ -92,11 +139,13 @@ class FastPath:
     ) -> web.Response:
         """What the error middleware would make of the handler's outcome (NotLeader passes)."""
         try:
+            for guard in self._guards:
+                await guard(request)
             return await serve(request)
         except NotLeader:
             raise
         except KonsulError as exc:
-            return konsul_error_response(exc)
+            return error_response(exc)
         except Exception:
             return internal_error_response(request)  # type: ignore[arg-type]
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from konsul.api.acl import forward_headers
 from konsul.api.http import IMPORT_BODY_LIMIT, node_of, read_body
-from konsul.errors import Unavailable
+from konsul.errors import OutcomeUnknown, Unavailable
 from konsul.raft.types import Member
 
 FORWARDED_HEADER = "X-Konsul-Forwarded"
@@ -76,7 +76,7 @@ async def forward_to_leader(request: web.Request, leader: Member) -> web.Respons
             f"write ({exc.os_error or exc}); nothing was written"
         ) from None
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise Unavailable(
+        raise OutcomeUnknown(
             f"could not forward the write to the leader {leader.id} at {leader.http_address}: "
             f"{exc or type(exc).__name__}; the outcome is unknown"
         ) from None

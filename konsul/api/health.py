@@ -7,15 +7,9 @@ from aiohttp import web
 
 import konsul
 from konsul.api.acl import authorizer
-from konsul.api.http import (
-    json_response,
-    node_of,
-    read_error,
-    read_json_object,
-    read_point,
-    read_response,
-    write,
-)
+from konsul.api.errors import RETRY_AFTER, read_error
+from konsul.api.http import json_response, node_of, read_json_object, read_point, read_response
+from konsul.api.writes import write
 from konsul.errors import BadRequest, NotFound
 from konsul.store import StateMachine, commands
 from konsul.store.types import Check
@@ -62,7 +56,7 @@ async def ready(request: web.Request) -> web.StreamResponse:
     return json_response(
         {"error": "not ready", "message": f"Not ready: {reason}.", "status": "not ready"},
         status=503,
-        headers={"Retry-After": "1"},
+        headers=RETRY_AFTER,
     )
 
 

@@ -15,8 +15,7 @@ import orjson
 from aiohttp import web
 
 from konsul.durations import parse_duration
-from konsul.errors import BadRequest, KonsulError, TooLarge
-from konsul.store.types import Rejected
+from konsul.errors import BadRequest, TooLarge
 
 if TYPE_CHECKING:
     from konsul.node import Node
@@ -53,18 +52,6 @@ def json_response(
     return web.Response(
         body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
     )
-
-
-def error_body(exc: KonsulError) -> dict[str, Any]:
-    """The documented error shape, plus whatever fields the error carries for the caller."""
-    body: dict[str, Any] = {"error": exc.code, "message": exc.message}
-    extra = getattr(exc, "details", None)
-    if isinstance(extra, Mapping):
-        body.update(extra)
-    errors = getattr(exc, "errors", None)
-    if errors is not None:
-        body["errors"] = errors
-    return body
 
 
 async def read_body(request: web.Request, limit: int = DEFAULT_BODY_LIMIT) -> bytes:
@@ -208,31 +195,3 @@ def read_response(
     request: web.Request, data: Any, index: int, status: int = 200
 ) -> web.Response:
     return json_response(data, status=status, headers=read_headers(request, index))
-
-
-def read_error(request: web.Request, exc: KonsulError, index: int) -> web.Response:
-    """An error answer to a read (a 404 key) still carries the read headers."""
-    return index_error(node_of(request), exc, index)
-
-
-def index_error(node: Node, exc: KonsulError, index: int) -> web.Response:
-    return json_response(error_body(exc), status=exc.status, headers=index_headers(node, index))
-
-
-def result_response(result: object) -> web.Response:
-    """The answer to a write: the state machine's apply result, or its refusal."""
-    if isinstance(result, Rejected):
-        return json_response(result.body(), status=result.status)
-    to_json = getattr(result, "to_json", None)
-    if to_json is not None:
-        return json_response(to_json())
-    # Ignored (a leader-decided command that no longer applied): nothing changed.
-    return json_response({})
-
-
-async def propose(request: web.Request, command: bytes) -> object:
-    return await node_of(request).propose(command)
-
-
-async def write(request: web.Request, command: bytes) -> web.Response:
-    return result_response(await propose(request, command))

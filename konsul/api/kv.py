@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from konsul.api.acl import authorizer
+from konsul.api.errors import index_error
 from konsul.api.http import (
     flag,
-    index_error,
     index_headers,
     json_response,
     node_of,
@@ -17,8 +17,8 @@ from konsul.api.http import (
     read_json_object,
     read_point,
     read_response,
-    write,
 )
+from konsul.api.writes import write
 from konsul.errors import BadRequest, NotFound
 from konsul.store import commands
 

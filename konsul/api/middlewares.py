@@ -1,8 +1,9 @@
 """Cross-cutting concerns: metrics (outermost), then errors; the request id is added to every
 response by an ``on_response_prepare`` hook (and computed once, lazily, per request).
 
-The error middleware is the single place where exceptions become HTTP answers, so every answer
-(our own errors, aiohttp's 404/405, and real bugs) is JSON of the documented shape.
+The error middleware is where exceptions become HTTP answers (through the table of
+``konsul.api.errors``), so every answer (our own errors, aiohttp's 404/405, and real bugs) is
+JSON of the documented shape.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from konsul.api.errors import error_response, http_error_response, not_leader_response
 from konsul.api.forward import forward_to_leader, wants_forwarding
-from konsul.api.http import NODE, error_body, json_response, node_of
+from konsul.api.http import NODE, json_response, node_of
 from konsul.errors import KonsulError, NotLeader
 
 log = logging.getLogger("konsul.api")
@@ -27,18 +29,6 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = web.RequestKey("konsul.request_id", str)
 _MAX_REQUEST_ID = 200
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-# Status codes of aiohttp's own HTTP exceptions, as short machine codes like ours.
-HTTP_CODES = {
-    400: "bad request",
-    404: "not found",
-    405: "method not allowed",
-    413: "too large",
-    414: "uri too long",
-    415: "unsupported media type",
-    431: "headers too large",
-}
-
-
 # Generated ids: a random per-process prefix and a counter. Unique across nodes and restarts for
 # all practical purposes, and far cheaper than a uuid4 per request on the hot path.
 _ID_PREFIX = os.urandom(6).hex()
@@ -114,54 +104,6 @@ def init_metrics_cache(app: web.Application) -> None:
     app[_SERIES] = {}
 
 
-def konsul_error_response(exc: KonsulError) -> web.Response:
-    headers: dict[str, str] = {}
-    body = error_body(exc)
-    if isinstance(exc, NotLeader):
-        leader = exc.leader
-        body.update(
-            leader_addr=leader.address,
-            leader_id=leader.id,
-            leader_http_addr=leader.http_address,
-        )
-    if exc.status == 503:
-        headers["Retry-After"] = "1"
-    return json_response(body, status=exc.status, headers=headers)
-
-
-def not_leader_response(request: web.Request, exc: NotLeader) -> web.Response:
-    response = konsul_error_response(exc)
-    if exc.leader.http_address:
-        base = node_of(request).http_url(exc.leader.http_address)
-        response.headers["Location"] = base + _without_token(request)
-    return response
-
-
-def _without_token(request: web.Request) -> str:
-    """The path and query to redirect to, minus a ``?token=`` (a Location header must not
-    carry a secret; the client sends its token again in a header)."""
-    if "token=" not in request.query_string:
-        return request.raw_path
-    query = [(k, v) for k, v in request.query.items() if k != "token"]
-    return str(request.rel_url.with_query(query))
-
-
-def http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
-    status = exc.status
-    code = HTTP_CODES.get(status, exc.reason.lower())
-    if status == 404:
-        message = f"No endpoint at {request.path}."
-    elif status == 405:
-        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-        message = f"Method {request.method} is not allowed on {request.path} (allowed: {allowed})."
-    elif status == 413:
-        message = "Request body is too large."
-    else:
-        message = exc.text or exc.reason
-    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-    return json_response({"error": code, "message": message}, status=status, headers=headers)
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -172,10 +114,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             try:
                 return await forward_to_leader(request, exc.leader)
             except KonsulError as failed:
-                return konsul_error_response(failed)
+                return error_response(failed)
         return not_leader_response(request, exc)
     except KonsulError as exc:
-        return konsul_error_response(exc)
+        return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

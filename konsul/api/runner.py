@@ -1,4 +1,5 @@
-"""An ``AppRunner`` whose protocol-level errors are JSON too, and a ``Site`` that serves it.
+"""An ``AppRunner`` whose protocol-level errors are JSON too, which installs the fast path,
+and a ``Site`` that serves it.
 
 aiohttp answers requests it cannot even parse (an unknown method, a malformed header, a bad
 request line) before any middleware runs, with a ``text/plain`` (or, for a 500 to a browser,
@@ -10,6 +11,17 @@ Connections cannot pin the node: one idle for ``IDLE_TIMEOUT`` (nothing sent yet
 since its last answer) is closed, one that started a request head and has not finished it
 within ``HEADER_TIMEOUT`` too (a client sending a byte at a time), and ``Site`` bounds a TLS
 handshake by ``HANDSHAKE_TIMEOUT``. A request being served (a blocking read) is never idle.
+
+aiohttp has no public hook for those answers: ``Server.__call__`` builds a ``RequestHandler``
+(the connection's protocol) whose ``handle_error`` writes them. So the runner re-classes the
+``Server`` it makes into ``_JSONServer``, whose handlers are re-classed into
+``_JSONRequestHandler`` (an empty ``__slots__`` keeps the layout, which is what allows it). This
+rests on facts about aiohttp's internals, each checked by ``tests/api/test_runner.py``, so an
+aiohttp release that changes one fails there, by name, rather than somewhere in production:
+``AppRunner._make_server`` returns a ``Server``; ``Server.__call__`` returns a plain
+``RequestHandler``; ``RequestHandler`` has slots and no ``__dict__``; ``handle_error`` takes
+``(request, status, exc, message)`` and returns the response it writes; and the keep-alive
+state ``data_received`` adjusts for the header timeout (below) is where it was.
 """
 
 from __future__ import annotations
@@ -26,8 +38,9 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
-from konsul.api.fastpath import FastPath
-from konsul.api.middlewares import HTTP_CODES, REQUEST_ID_HEADER
+from konsul.api import fastpath
+from konsul.api.errors import HTTP_CODES
+from konsul.api.middlewares import REQUEST_ID_HEADER
 from konsul.tls import HANDSHAKE_TIMEOUT
 
 IDLE_TIMEOUT = 60.0
@@ -86,7 +99,8 @@ class _JSONServer(Server):
 
 class AppRunner(web.AppRunner):
     """``aiohttp.web.AppRunner`` with JSON protocol errors, handler cancellation on, and the
-    hot requests served by ``FastPath``.
+    hot requests served by ``FastPath`` when ``fastpath.allowed`` says the app is as
+    ``create_app`` left it.
 
     With ``handler_cancellation`` a client that hangs up cancels its handler: a blocking read
     then stops waiting (instead of holding a waiter, re-evaluated on every apply, for up to
@@ -102,8 +116,8 @@ class AppRunner(web.AppRunner):
     async def _make_server(self) -> Server:
         server = await super()._make_server()
         server.__class__ = _JSONServer
-        if FastPath.applies_to(self.app):
-            server.request_handler = FastPath(self.app, server.request_handler)
+        if fastpath.allowed(self.app):
+            server.request_handler = fastpath.FastPath(self.app, server.request_handler)
         return server
 
 

@@ -8,15 +8,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from konsul.api.acl import authorizer, require
-from konsul.api.http import (
-    flag,
-    node_of,
-    read_error,
-    read_json_object,
-    read_point,
-    read_response,
-    write,
-)
+from konsul.api.errors import read_error
+from konsul.api.http import flag, node_of, read_json_object, read_point, read_response
+from konsul.api.writes import write
 from konsul.errors import BadRequest, NotFound
 from konsul.store import commands
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from konsul.api.acl import require
-from konsul.api.http import TXN_BODY_LIMIT, read_json_object, write
+from konsul.api.http import TXN_BODY_LIMIT, read_json_object
+from konsul.api.writes import write
 from konsul.errors import BadRequest
 from konsul.store import commands
 

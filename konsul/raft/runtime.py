@@ -14,7 +14,8 @@ state machine, and turns the core's ``Ready`` batches into effects, strictly in 
 6. linearizable reads released once the state machine has applied up to their read index.
 
 Everything the HTTP layer needs goes through ``propose``, ``read_barrier``, ``wait_applied`` and
-the cluster operations; ``konsul.node.Node`` wraps this with the API's errors and shapes.
+the cluster operations, which raise the domain errors of ``konsul.errors`` (``NotLeader``,
+``NoLeader``, ``OutcomeUnknown``, ``Unavailable``); the API turns them into HTTP answers.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from konsul.config import RaftSettings
-from konsul.errors import NoLeader, NotLeader, Unavailable
+from konsul.errors import NoLeader, NotLeader, OutcomeUnknown, Unavailable
 from konsul.logs import event
 from konsul.metrics import Metrics
 from konsul.raft.core import CoreConfig, NotLeaderError, ProposalRejected, RaftCore, Ready, Role
@@ -400,7 +401,7 @@ class RaftRuntime:
             raise self._not_leader(exc.leader_id) from None
         except ProposalRejected as exc:
             # A leadership transfer (SIGTERM, rolling restart) is under way: nothing was
-            # proposed, so this is the retryable 503 "no leader", not an unhandled 500.
+            # proposed, so this is the retryable "no leader", not an unexpected error.
             reason = f"Leadership is being handed over ({exc.reason}); retry shortly."
             raise NoLeader(reason) from None
         return await self._await_entry(index, term)
@@ -423,7 +424,7 @@ class RaftRuntime:
                 del self._proposals[proposal.index]
             if not proposal.future.done():
                 proposal.future.set_exception(
-                    Unavailable("The write did not commit in time; its outcome is unknown.")
+                    OutcomeUnknown("The write did not commit in time; its outcome is unknown.")
                 )
 
     async def run_config_change(self, change: Callable[[], tuple[int, int]]) -> None:
@@ -554,7 +555,7 @@ class RaftRuntime:
             reason = "Leadership was lost before the write committed; its outcome is unknown."
             expired = [f for f in pending if not f.done()]
             for future in expired:
-                future.set_exception(Unavailable(reason))
+                future.set_exception(OutcomeUnknown(reason))
             for index in [i for i, p in self._proposals.items() if p.future.done()]:
                 del self._proposals[index]
             if expired:

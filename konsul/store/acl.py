@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from konsul.acl.rules import GLOBAL_MANAGEMENT, Rules
-from konsul.store.types import JSON, AclDeleted, AclWritten, Ignored, Rejected
+from konsul.store.types import JSON, AclDeleted, AclWritten, Ignored, Reason, Rejected
 
 MANAGEMENT_POLICY_ID = "00000000-0000-0000-0000-000000000001"
 MANAGEMENT_POLICY_NAME = "global-management"
@@ -118,10 +118,12 @@ class AclTable:
         self, index: int, policy_id: str, name: str, description: str, rules: Mapping[str, Any]
     ) -> AclWritten | Rejected:
         if policy_id == MANAGEMENT_POLICY_ID:
-            return Rejected(409, f"The {MANAGEMENT_POLICY_NAME} policy is built in.")
+            return Rejected(Reason.CONFLICT, f"The {MANAGEMENT_POLICY_NAME} policy is built in.")
         named = self.policy_named(name)
         if named is not None and named.id != policy_id:
-            return Rejected(409, f"A policy named {name!r} already exists ({named.id}).")
+            return Rejected(
+                Reason.CONFLICT, f"A policy named {name!r} already exists ({named.id})."
+            )
         before = self.policies.get(policy_id)
         created = before.create_index if before is not None else index
         self.policies[policy_id] = AclPolicy(
@@ -132,9 +134,9 @@ class AclTable:
 
     def delete_policy(self, index: int, policy_id: str) -> AclDeleted | Rejected:
         if policy_id == MANAGEMENT_POLICY_ID:
-            return Rejected(409, f"The {MANAGEMENT_POLICY_NAME} policy is built in.")
+            return Rejected(Reason.CONFLICT, f"The {MANAGEMENT_POLICY_NAME} policy is built in.")
         if self.policies.pop(policy_id, None) is None:
-            return Rejected(404, f"No policy with id {policy_id!r}.")
+            return Rejected(Reason.NOT_FOUND, f"No policy with id {policy_id!r}.")
         for token in list(self.tokens.values()):  # tokens lose the policy with it
             if policy_id in token.policies:
                 kept = tuple(p for p in token.policies if p != policy_id)
@@ -155,17 +157,19 @@ class AclTable:
     ) -> AclWritten | Rejected:
         missing = [p for p in policies if p not in self.policies]
         if missing:
-            return Rejected(400, f"No policy with id {missing[0]!r}.")
+            return Rejected(Reason.INVALID, f"No policy with id {missing[0]!r}.")
         before = self.tokens.get(accessor_id)
         if before is not None:
             if secret_hash and secret_hash != before.secret_hash:
-                return Rejected(409, "A token's secret cannot change; create a new token.")
+                return Rejected(
+                    Reason.CONFLICT, "A token's secret cannot change; create a new token."
+                )
             secret_hash = before.secret_hash
         elif not secret_hash:
-            return Rejected(400, "A new token needs a secret.")
+            return Rejected(Reason.INVALID, "A new token needs a secret.")
         owner = self._by_hash.get(secret_hash) if secret_hash else None
         if owner is not None and owner != accessor_id:
-            return Rejected(409, "Another token already has this secret.")
+            return Rejected(Reason.CONFLICT, "Another token already has this secret.")
         self._store(AclToken(
             accessor_id, secret_hash, description, tuple(dict.fromkeys(policies)),
             before.create_index if before is not None else index, index,
@@ -175,10 +179,12 @@ class AclTable:
 
     def delete_token(self, index: int, accessor_id: str) -> AclDeleted | Rejected:
         if accessor_id == ANONYMOUS_TOKEN_ID:
-            return Rejected(409, "The anonymous token is built in; give it no policy instead.")
+            return Rejected(
+                Reason.CONFLICT, "The anonymous token is built in; give it no policy instead."
+            )
         token = self.tokens.pop(accessor_id, None)
         if token is None:
-            return Rejected(404, f"No token with accessor id {accessor_id!r}.")
+            return Rejected(Reason.NOT_FOUND, f"No token with accessor id {accessor_id!r}.")
         self._by_hash.pop(token.secret_hash, None)
         self.index = index
         return AclDeleted(accessor_id, index)
@@ -194,10 +200,10 @@ class AclTable:
                 return Ignored("the initial management token exists")
         elif self.bootstrapped:
             return Rejected(
-                409, f"ACLs were already bootstrapped (at index {self.bootstrapped})."
+                Reason.CONFLICT, f"ACLs were already bootstrapped (at index {self.bootstrapped})."
             )
         if accessor_id in self.tokens or secret_hash in self._by_hash:
-            return Rejected(409, "A token with this accessor id or secret exists.")
+            return Rejected(Reason.CONFLICT, "A token with this accessor id or secret exists.")
         self._store(AclToken(accessor_id, secret_hash, description, (MANAGEMENT_POLICY_ID,),
                              index, index))
         self.bootstrapped = self.bootstrapped or index

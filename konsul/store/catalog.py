@@ -26,6 +26,7 @@ from konsul.store.types import (
     CheckWritten,
     Event,
     Ignored,
+    Reason,
     Rejected,
     Service,
     ServiceWritten,
@@ -39,7 +40,7 @@ _CHECK_ROW = ("id", "name", "service_id", "kind", "target", "interval", "timeout
 
 
 def _not_found(what: str, ident: str) -> Rejected:
-    return Rejected(404, f"No {what} with id {ident!r}.", {"id": ident})
+    return Rejected(Reason.NOT_FOUND, f"No {what} with id {ident!r}.", {"id": ident})
 
 
 class Catalog:
@@ -107,7 +108,7 @@ class Catalog:
                 owner.service_id not in claimable
             ):
                 return Rejected(
-                    409,
+                    Reason.CONFLICT,
                     f"Check id {c.id!r} already belongs to service {owner.service_id!r}.",
                     {"check_id": c.id, "service_id": owner.service_id},
                 )
@@ -235,7 +236,7 @@ class Catalog:
         if chk is None:
             return _not_found("check", cid)
         if ttl_only and chk.kind != "ttl":
-            return Rejected(400, not_ttl_message(chk), {"id": cid})
+            return Rejected(Reason.INVALID, not_ttl_message(chk), {"id": cid})
         new = self._report(index, chk, status, output)
         return CheckWritten(cid, new.status, new.modify_index)
 

@@ -3,8 +3,8 @@
 Every write reaches the replicated state machine as msgpack bytes of a small map with an ``op``
 field. The HTTP layer builds them only through these functions, so validation lives in one place
 and malformed input can never reach ``StateMachine.apply`` (which must be deterministic and must
-never raise). Builders raise ``konsul.errors.BadRequest`` (400) for malformed input and
-``konsul.errors.TooLarge`` (413) for a value beyond 512 KiB, each with a sentence for a person.
+never raise). Builders raise ``konsul.errors.BadRequest`` for malformed input and
+``konsul.errors.TooLarge`` for a value beyond 512 KiB, each with a sentence for a person.
 
 Client-facing builders: ``kv_set``, ``kv_delete``, ``txn``, ``service_register``,
 ``service_deregister``, ``service_heartbeat``, ``check_update``, ``import_document`` /
@@ -241,7 +241,7 @@ def _optional_duration(value: object, what: str) -> float | None:
 def kv_set(key: str, value: bytes | str, flags: int = 0, cas: int | None = None) -> bytes:
     """Set ``key`` to ``value``. ``cas``: None = unconditional; 0 = only if the key does not
     exist; N = only if the key's modify_index is N. Applies to ``KVWritten`` or
-    ``Rejected(409)`` on a CAS mismatch (details: ``current_index``)."""
+    ``Rejected(CONFLICT)`` on a CAS mismatch (details: ``current_index``)."""
     return encode(
         KVSet(
             validate_key(key),
@@ -257,7 +257,7 @@ def kv_delete(key: str, cas: int | None = None, recurse: bool = False) -> bytes:
     """Delete ``key``, or with ``recurse`` every key starting with ``key`` (then ``key`` is a
     prefix and may be empty: everything). ``cas``: delete only if the key's modify_index is N
     (an absent key is not a mismatch: nothing to delete); not allowed with ``recurse``.
-    Applies to ``KVDeleted(count)`` or ``Rejected(409)``."""
+    Applies to ``KVDeleted(count)`` or ``Rejected(CONFLICT)``."""
     if recurse:
         if cas is not None:
             raise BadRequest("cas cannot be combined with recurse.")
@@ -282,7 +282,7 @@ def txn(ops: object) -> bytes:
     Applies to ``TxnDone(results)`` where results[i] is, per verb: set/cas
     ``{"key","create_index","modify_index"}``, delete/delete-cas ``{"key","deleted": 0|1}``,
     get the entry ``{"key","value","flags","create_index","modify_index"}``, check-index
-    ``{"key","modify_index"}``. On any failure: ``Rejected(409)`` with details
+    ``{"key","modify_index"}``. On any failure: ``Rejected(CONFLICT)`` with details
     ``{"errors": [{"op_index", "message"}, ...]}`` and no change at all.
     """
     if not isinstance(ops, list):
@@ -343,7 +343,7 @@ def service_register(instance: Mapping[str, Any], ttl: float | str | None = None
     "ttl"?}``; ``ttl`` (argument, or the instance's field) is the heartbeat interval: a Go-style
     duration or seconds. Check ids default to ``service:<id>`` for a single check and
     ``service:<id>:<n>`` (n = 1, 2, ... by position) when there are several.
-    Applies to ``ServiceWritten`` or ``Rejected(409)`` when a check id belongs to another
+    Applies to ``ServiceWritten`` or ``Rejected(CONFLICT)`` when a check id belongs to another
     service.
     """
     return encode(ServiceRegister(normalize_service(instance, ttl)))
@@ -468,13 +468,14 @@ def _tcp_target(raw: object, where: str) -> str:
 
 
 def service_deregister(service_id: str) -> bytes:
-    """Remove an instance and its checks. Applies to ``ServiceWritten`` or ``Rejected(404)``."""
+    """Remove an instance and its checks. Applies to ``ServiceWritten`` or
+    ``Rejected(NOT_FOUND)``."""
     return encode(ServiceDeregister(validate_id(service_id, "service id")))
 
 
 def service_heartbeat(service_id: str) -> bytes:
     """Record a heartbeat (resets the leader's service-TTL timer) and pass the service's TTL
-    checks. Applies to ``ServiceWritten`` or ``Rejected(404)``."""
+    checks. Applies to ``ServiceWritten`` or ``Rejected(NOT_FOUND)``."""
     return encode(ServiceHeartbeat(validate_id(service_id, "service id")))
 
 
@@ -482,9 +483,10 @@ def check_update(
     check_id: str, status: str, output: str | None = "", *, from_runner: bool = False
 ) -> bytes:
     """Report a check's status. From the API (default) only TTL checks may be updated: the
-    handler calls ``StateMachine.validate_check_update`` first for a 404/400, and apply refuses
-    again (``Rejected(400)``) if the check changed kind in between. With ``from_runner`` (the
-    leader's HTTP/TCP check runner) any kind is accepted. Applies to ``CheckWritten``."""
+    handler calls ``StateMachine.validate_check_update`` first (NotFound, BadRequest), and
+    apply refuses again (``Rejected(INVALID)``) if the check changed kind in between. With
+    ``from_runner`` (the leader's HTTP/TCP check runner) any kind is accepted. Applies to
+    ``CheckWritten``."""
     update = CheckSet if from_runner else CheckTTL
     return encode(
         update(
@@ -536,7 +538,7 @@ def import_document(doc: object) -> list[bytes]:
 def import_chunk(doc_part: object) -> bytes:
     """One import command for a part of a document (``{"kv": [...], "services": [...]}``),
     validated like ``import_document``; applied atomically to ``Imported`` or
-    ``Rejected(409)`` (a check id owned by another service)."""
+    ``Rejected(CONFLICT)`` (a check id owned by another service)."""
     if not isinstance(doc_part, Mapping):
         raise BadRequest("An import chunk must be an object.")
     return encode(

@@ -21,6 +21,7 @@ from konsul.store.types import (
     KVDeleted,
     KVEntry,
     KVWritten,
+    Reason,
     Rejected,
     TxnDone,
     value_json,
@@ -60,7 +61,7 @@ def _cas_failed(key: str, expected: int, current: int) -> Rejected:
         message = (
             f"CAS failed: key {key!r} has modify_index {current}, not {expected}."
         )
-    return Rejected(409, message, {"key": key, "current_index": current})
+    return Rejected(Reason.CONFLICT, message, {"key": key, "current_index": current})
 
 
 def _op_error(i: int, message: str) -> JSON:
@@ -230,7 +231,8 @@ class KVTable:
             else:  # pragma: no cover - builders never produce it
                 errors.append(_op_error(i, f"Unknown verb {verb!r}."))
         if errors:
-            return Rejected(409, "Transaction failed; nothing was changed.", {"errors": errors})
+            failed = "Transaction failed; nothing was changed."
+            return Rejected(Reason.CONFLICT, failed, {"errors": errors})
         changed = False
         for key, new in overlay.items():
             if new is None:

@@ -3,27 +3,27 @@
 Commands (``konsul.store.schema``: one dataclass per ``op``, built by ``konsul.store.commands``).
 The table is rendered from those types by ``schema.command_table()``; a test keeps it so:
 
-==================  ======================================  ====================================
-op                  fields                                  result
-==================  ======================================  ====================================
-kv_set              key, value, flags, cas                  KVWritten | Rejected(409)
-kv_delete           key, cas, recurse                       KVDeleted | Rejected(409)
-txn                 ops: [TxnOp]                            TxnDone | Rejected(409, errors)
-service_register    service: ServiceDef                     ServiceWritten | Rejected(409)
-service_deregister  id                                      ServiceWritten | Rejected(404)
-service_heartbeat   id                                      ServiceWritten | Rejected(404)
-check_ttl           id, status, output                      CheckWritten | Rejected(404|400)
-check_set           id, status, output                      CheckWritten | Rejected(404)
-service_expire      id, seen                                ServiceWritten | Ignored
-check_expire        id, seen                                CheckWritten | Ignored
-check_reap          id, seen                                ServiceWritten | Ignored
-import              kv: [KVItem], services: [ServiceDef]    Imported | Rejected(409)
-acl_policy_set      id, name, description, rules            AclWritten | Rejected(409)
-acl_policy_delete   id                                      AclDeleted | Rejected(404|409)
-acl_token_set       id, hash, description, policies: [str]  AclWritten | Rejected(400|409)
-acl_token_delete    id                                      AclDeleted | Rejected(404|409)
-acl_bootstrap       id, hash, description, initial          AclWritten | Rejected(409) | Ignored
-==================  ======================================  ====================================
+==================  ====================================  ==========================================
+op                  fields                                result
+==================  ====================================  ==========================================
+kv_set              key, value, flags, cas                KVWritten | Rejected(CONFLICT)
+kv_delete           key, cas, recurse                     KVDeleted | Rejected(CONFLICT)
+txn                 ops: [TxnOp]                          TxnDone | Rejected(CONFLICT, errors)
+service_register    service: ServiceDef                   ServiceWritten | Rejected(CONFLICT)
+service_deregister  id                                    ServiceWritten | Rejected(NOT_FOUND)
+service_heartbeat   id                                    ServiceWritten | Rejected(NOT_FOUND)
+check_ttl           id, status, output                    CheckWritten | Rejected(NOT_FOUND|INVALID)
+check_set           id, status, output                    CheckWritten | Rejected(NOT_FOUND)
+service_expire      id, seen                              ServiceWritten | Ignored
+check_expire        id, seen                              CheckWritten | Ignored
+check_reap          id, seen                              ServiceWritten | Ignored
+import              kv: [KVItem], services: [ServiceDef]  Imported | Rejected(CONFLICT)
+acl_policy_set      id, name, description, rules          AclWritten | Rejected(CONFLICT)
+acl_policy_delete   id                                    AclDeleted | Rejected(NOT_FOUND|CONFLICT)
+acl_token_set       id, hash, description, policies       AclWritten | Rejected(INVALID|CONFLICT)
+acl_token_delete    id                                    AclDeleted | Rejected(NOT_FOUND|CONFLICT)
+acl_bootstrap       id, hash, description, initial        AclWritten | Rejected(CONFLICT) | Ignored
+==================  ====================================  ==========================================
 
 TxnOp: [verb, key, value, flags, expected_index]
 KVItem: [key, value, flags]
@@ -32,7 +32,7 @@ CheckDef: {id, name, kind, target, interval, timeout, ttl, dca}
 
 ``apply`` never raises: a command that cannot take effect is a ``Rejected`` result with state
 unchanged; bytes that do not decode to a known command are counted in ``apply_errors`` and
-answered ``Rejected(500)`` (a bug somewhere: builders never produce them).
+answered ``Rejected(MALFORMED)`` (a bug somewhere: builders never produce them).
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ from konsul.store.types import (
     Ignored,
     Imported,
     KVEntry,
+    Reason,
     Rejected,
     Service,
 )
@@ -125,13 +126,13 @@ class StateMachine:
         except Exception as exc:  # any garbage must end here, not in the runtime
             self.apply_errors += 1
             log.error("undecodable command at index %d: %r", index, exc)
-            return Rejected(500, f"Entry {index} is not a valid command.")
+            return Rejected(Reason.MALFORMED, f"Entry {index} is not a valid command.")
         try:
             result = self._dispatch(index, read(raw))
         except Exception as exc:  # a forged command of the right op, wrong shape
             self.apply_errors += 1
             log.exception("command at index %d failed to apply", index)
-            return Rejected(500, f"Entry {index} could not be applied: {exc!r}.")
+            return Rejected(Reason.MALFORMED, f"Entry {index} could not be applied: {exc!r}.")
         if self.catalog.events:
             self._emit()
         return result
@@ -269,7 +270,7 @@ class StateMachine:
 
     def instances(self, name: str, tags: Iterable[str] = (), passing: bool = False
                   ) -> list[Service]:
-        """Instances of one service name (empty list if none: the handler answers 404)."""
+        """Instances of one service name (empty list if none: the handler answers "not found")."""
         return self.catalog.select(name, tags, None, passing)
 
     def service_status(self, svc: Service | str) -> str:
@@ -313,7 +314,7 @@ class StateMachine:
         return out
 
     def validate_check_update(self, check_id: str) -> Check:
-        """For PUT /health/check/<id>: NotFound (404) for an unknown check, BadRequest (400) for
+        """For PUT /health/check/<id>: NotFound for an unknown check, BadRequest for
         a check that is not a TTL check. (Apply re-checks: the answer may change meanwhile.)"""
         chk = self.catalog.checks.get(check_id)
         if chk is None:

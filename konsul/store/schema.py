@@ -108,7 +108,7 @@ class KVSet:
     """Set a key; ``cas``: None = unconditional, 0 = only if absent, N = only at modify_index N."""
 
     OP: ClassVar[str] = "kv_set"
-    RESULT: ClassVar[str] = "KVWritten | Rejected(409)"
+    RESULT: ClassVar[str] = "KVWritten | Rejected(CONFLICT)"
     key: str
     value: bytes
     flags: int
@@ -124,7 +124,7 @@ class KVDelete:
     """Delete a key, or with ``recurse`` every key under the prefix ``key``."""
 
     OP: ClassVar[str] = "kv_delete"
-    RESULT: ClassVar[str] = "KVDeleted | Rejected(409)"
+    RESULT: ClassVar[str] = "KVDeleted | Rejected(CONFLICT)"
     key: str
     cas: int | None
     recurse: bool
@@ -135,7 +135,7 @@ class Txn:
     """All-or-nothing operations on KV, in one log entry."""
 
     OP: ClassVar[str] = "txn"
-    RESULT: ClassVar[str] = "TxnDone | Rejected(409, errors)"
+    RESULT: ClassVar[str] = "TxnDone | Rejected(CONFLICT, errors)"
     ops: list[TxnOp]
 
     @classmethod
@@ -151,7 +151,7 @@ class ServiceRegister:
     """Register (upsert by id) an instance with its checks."""
 
     OP: ClassVar[str] = "service_register"
-    RESULT: ClassVar[str] = "ServiceWritten | Rejected(409)"
+    RESULT: ClassVar[str] = "ServiceWritten | Rejected(CONFLICT)"
     service: ServiceDef
 
     @classmethod
@@ -167,13 +167,13 @@ class _ServiceId:
 @dataclass(slots=True)
 class ServiceDeregister(_ServiceId):
     OP: ClassVar[str] = "service_deregister"
-    RESULT: ClassVar[str] = "ServiceWritten | Rejected(404)"
+    RESULT: ClassVar[str] = "ServiceWritten | Rejected(NOT_FOUND)"
 
 
 @dataclass(slots=True)
 class ServiceHeartbeat(_ServiceId):
     OP: ClassVar[str] = "service_heartbeat"
-    RESULT: ClassVar[str] = "ServiceWritten | Rejected(404)"
+    RESULT: ClassVar[str] = "ServiceWritten | Rejected(NOT_FOUND)"
 
 
 @dataclass(slots=True)
@@ -188,7 +188,7 @@ class CheckTTL(_CheckReport):
     """A status report through the API: TTL checks only."""
 
     OP: ClassVar[str] = "check_ttl"
-    RESULT: ClassVar[str] = "CheckWritten | Rejected(404|400)"
+    RESULT: ClassVar[str] = "CheckWritten | Rejected(NOT_FOUND|INVALID)"
 
 
 @dataclass(slots=True)
@@ -196,7 +196,7 @@ class CheckSet(_CheckReport):
     """A status report from the leader's check runner: any kind of check."""
 
     OP: ClassVar[str] = "check_set"
-    RESULT: ClassVar[str] = "CheckWritten | Rejected(404)"
+    RESULT: ClassVar[str] = "CheckWritten | Rejected(NOT_FOUND)"
 
 
 @dataclass(slots=True)
@@ -237,7 +237,7 @@ class Import:
     """One chunk of an import, applied atomically."""
 
     OP: ClassVar[str] = "import"
-    RESULT: ClassVar[str] = "Imported | Rejected(409)"
+    RESULT: ClassVar[str] = "Imported | Rejected(CONFLICT)"
     kv: list[KVItem]
     services: list[ServiceDef]
 
@@ -257,7 +257,7 @@ class AclPolicySet:
     """Create or replace a policy; ``rules`` in their JSON form (``konsul.acl.rules``)."""
 
     OP: ClassVar[str] = "acl_policy_set"
-    RESULT: ClassVar[str] = "AclWritten | Rejected(409)"
+    RESULT: ClassVar[str] = "AclWritten | Rejected(CONFLICT)"
     id: str
     name: str
     description: str
@@ -267,7 +267,7 @@ class AclPolicySet:
 @dataclass(slots=True)
 class AclPolicyDelete:
     OP: ClassVar[str] = "acl_policy_delete"
-    RESULT: ClassVar[str] = "AclDeleted | Rejected(404|409)"
+    RESULT: ClassVar[str] = "AclDeleted | Rejected(NOT_FOUND|CONFLICT)"
     id: str
 
 
@@ -276,7 +276,7 @@ class AclTokenSet:
     """Create or update a token. Only the secret's SHA-256 travels (``hash``; ``""``: keep)."""
 
     OP: ClassVar[str] = "acl_token_set"
-    RESULT: ClassVar[str] = "AclWritten | Rejected(400|409)"
+    RESULT: ClassVar[str] = "AclWritten | Rejected(INVALID|CONFLICT)"
     id: str  # the accessor id
     hash: str
     description: str
@@ -286,7 +286,7 @@ class AclTokenSet:
 @dataclass(slots=True)
 class AclTokenDelete:
     OP: ClassVar[str] = "acl_token_delete"
-    RESULT: ClassVar[str] = "AclDeleted | Rejected(404|409)"
+    RESULT: ClassVar[str] = "AclDeleted | Rejected(NOT_FOUND|CONFLICT)"
     id: str  # the accessor id
 
 
@@ -295,7 +295,7 @@ class AclBootstrap:
     """The first management token: once per cluster, or the configured initial one."""
 
     OP: ClassVar[str] = "acl_bootstrap"
-    RESULT: ClassVar[str] = "AclWritten | Rejected(409) | Ignored"
+    RESULT: ClassVar[str] = "AclWritten | Rejected(CONFLICT) | Ignored"
     id: str  # the accessor id
     hash: str
     description: str
@@ -398,7 +398,8 @@ def command_table() -> str:
 
 def _field_text(cls: type, name: str) -> str:
     kind: str = next(k.__annotations__[name] for k in cls.__mro__ if name in k.__annotations__)
-    if kind.startswith("list["):
+    # Only the nested types of this module are named: they are listed under the table.
+    if kind.startswith("list[") and kind[5].isupper():
         return f"{name}: [{kind[5:-1]}]"
     return f"{name}: {kind}" if kind[0].isupper() else name
 

@@ -13,6 +13,7 @@ consistent picture, but must not mutate them.
 from __future__ import annotations
 
 import base64
+import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -277,34 +278,37 @@ class Ignored:
     reason: str
 
 
+class Reason(enum.Enum):
+    """Why a command could not take effect."""
+
+    INVALID = "invalid"  # the state makes the request invalid (a status for a non-TTL check)
+    NOT_FOUND = "not found"  # no such instance or check
+    CONFLICT = "conflict"  # a CAS mismatch, a failed transaction, a check id owned elsewhere
+    MALFORMED = "malformed"  # an entry that is not a valid command (a bug: builders never)
+
+
 @dataclass(slots=True)
 class Rejected:
     """A command that could not take effect; state is unchanged.
 
-    ``status`` is the HTTP status the handler answers with (400, 404 or 409); ``body()`` is the
-    complete JSON error body (``error``, ``message`` and ``details``, e.g. a txn's ``errors``).
-    """
+    ``details`` are extra fields for the caller (a CAS mismatch's ``current_index``, a
+    transaction's ``errors``); ``to_error()`` is the matching domain exception, which the API
+    answers like any other."""
 
-    status: int
+    reason: Reason
     message: str
     details: JSON = field(default_factory=dict)
 
-    @property
-    def code(self) -> str:
-        return _CODES.get(self.status, "error")
-
-    def body(self) -> JSON:
-        return {"error": self.code, "message": self.message, **self.details}
-
     def to_error(self) -> KonsulError:
-        """The matching konsul.errors exception (its ``message`` only; use ``body()`` for the
-        details such as a transaction's ``errors``)."""
-        cls = _ERRORS.get(self.status, KonsulError)
-        return cls(self.message)
+        return _ERRORS[self.reason](self.message, self.details)
 
 
-_CODES = {400: "bad request", 404: "not found", 409: "conflict", 500: "error"}
-_ERRORS: dict[int, type[KonsulError]] = {400: BadRequest, 404: NotFound, 409: Conflict}
+_ERRORS: dict[Reason, type[KonsulError]] = {
+    Reason.INVALID: BadRequest,
+    Reason.NOT_FOUND: NotFound,
+    Reason.CONFLICT: Conflict,
+    Reason.MALFORMED: KonsulError,
+}
 
 
 ApplyResult = (

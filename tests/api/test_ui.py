@@ -10,8 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from konsul.api import create_app
-from konsul.api.fastpath import FastPath
+from konsul.api import create_app, fastpath
 from konsul.api.ui import CSP, load_files, remote_view
 from konsul.node import Node
 from konsul.raft.types import Member
@@ -138,4 +137,4 @@ async def test_a_text_plain_form_body_is_refused_from_a_browser(client: Client) 
 
 
 async def test_the_fast_path_survives_the_cross_site_middleware(node: Node) -> None:
-    assert FastPath.applies_to(create_app(node))
+    assert fastpath.allowed(create_app(node))

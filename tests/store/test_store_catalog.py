@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
+from konsul.api.errors import error_body
 from konsul.errors import BadRequest, NotFound
 from konsul.store import (
     CheckWritten,
     Event,
     Ignored,
+    Reason,
     Rejected,
     ServiceWritten,
     StateMachine,
@@ -157,10 +159,10 @@ def test_api_updates_only_ttl_checks(log: Log) -> None:
     assert log.sm.validate_check_update("t").id == "t"
     # Apply refuses too (the check may have changed kind between validation and commit).
     refused = log(c.check_update("h", "passing"))
-    assert isinstance(refused, Rejected) and refused.status == 400
+    assert isinstance(refused, Rejected) and refused.reason is Reason.INVALID
     assert isinstance(refused.to_error(), BadRequest)
     missing = log(c.check_update("nope", "passing"))
-    assert isinstance(missing, Rejected) and missing.status == 404
+    assert isinstance(missing, Rejected) and missing.reason is Reason.NOT_FOUND
     assert isinstance(missing.to_error(), NotFound)
     # The runner may set any check.
     assert log(c.check_update("h", "warning", "429", from_runner=True)) == CheckWritten(
@@ -180,7 +182,7 @@ def test_heartbeat_passes_ttl_checks_and_records_the_index(log: Log) -> None:
     log(c.service_heartbeat("w"))
     assert log.sm.checks_index == 2  # nothing visible changed this time
     missing = log(c.service_heartbeat("nope"))
-    assert isinstance(missing, Rejected) and missing.status == 404
+    assert isinstance(missing, Rejected) and missing.reason is Reason.NOT_FOUND
 
 
 def test_service_expire_only_if_no_heartbeat_since(log: Log) -> None:
@@ -217,9 +219,9 @@ def test_deregister_cascades_to_checks(log: Log) -> None:
     assert log.sm.services_index == 3 and log.sm.checks_index == 3
     assert log.sm.check_count == 1
     missing = log(c.service_deregister("a"))
-    assert isinstance(missing, Rejected) and missing.status == 404
-    assert missing.body() == {"error": "not found", "message": "No service with id 'a'.",
-                              "id": "a"}
+    assert isinstance(missing, Rejected) and missing.reason is Reason.NOT_FOUND
+    assert error_body(missing.to_error()) == {
+        "error": "not found", "message": "No service with id 'a'.", "id": "a"}
 
 
 def test_reregistration_keeps_unchanged_checks_and_drops_removed_ones(log: Log) -> None:
@@ -244,7 +246,7 @@ def test_reregistration_keeps_unchanged_checks_and_drops_removed_ones(log: Log) 
 def test_a_check_id_belongs_to_one_service(log: Log) -> None:
     log.register({"name": "a", "checks": [{"id": "shared", "ttl": "1s"}]})
     clash = log.register({"name": "b", "checks": [{"id": "shared", "ttl": "1s"}]})
-    assert isinstance(clash, Rejected) and clash.status == 409
+    assert isinstance(clash, Rejected) and clash.reason is Reason.CONFLICT
     assert clash.details == {"check_id": "shared", "service_id": "a"}
     assert log.sm.service("b") is None and log.sm.check("shared").service_id == "a"  # type: ignore[union-attr]
 

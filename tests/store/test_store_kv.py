@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from konsul.api.errors import error_body
 from konsul.store import (
     Ignored,
     KVDeleted,
     KVEntry,
     KVWritten,
+    Reason,
     Rejected,
     StateMachine,
     TxnDone,
@@ -48,10 +50,10 @@ def test_set_creates_then_updates_keeping_create_index(log: Log) -> None:
 def test_cas_zero_creates_only(log: Log) -> None:
     assert log(c.kv_set("a", "1", cas=0)) == KVWritten("a", 1, 1)
     result = log(c.kv_set("a", "2", cas=0))
-    assert isinstance(result, Rejected) and result.status == 409
+    assert isinstance(result, Rejected) and result.reason is Reason.CONFLICT
     assert result.details == {"key": "a", "current_index": 1}
     assert "already exists" in result.message
-    assert result.body()["error"] == "conflict"
+    assert error_body(result.to_error())["error"] == "conflict"
     assert log.sm.kv_get("a") == KVEntry("a", b"1", 0, 1, 1)
     assert log.sm.kv_index == 1  # a failed CAS changes nothing, not even the table index
     assert log.sm.last_applied == 2
@@ -73,7 +75,7 @@ def test_delete_single_and_cas(log: Log) -> None:
     assert log(c.kv_delete("missing")) == KVDeleted(0)
     assert log.sm.kv_index == 2  # deleting nothing changes nothing
     wrong = log(c.kv_delete("a", cas=5))
-    assert isinstance(wrong, Rejected) and wrong.status == 409
+    assert isinstance(wrong, Rejected) and wrong.reason is Reason.CONFLICT
     assert log.sm.kv_get("a") is not None
     assert log(c.kv_delete("a", cas=1)) == KVDeleted(1)
     assert log.sm.kv_get("a") is None and log.sm.kv_index == 5
@@ -176,11 +178,11 @@ def test_txn_failure_changes_nothing_and_reports_every_failing_op(log: Log) -> N
         {"verb": "delete-cas", "key": "new", "index": 99},
         {"verb": "check-index", "key": "b", "index": 2},  # deleted above: now 0
     ]))
-    assert isinstance(result, Rejected) and result.status == 409
+    assert isinstance(result, Rejected) and result.reason is Reason.CONFLICT
     errors = result.details["errors"]
     assert [e["op_index"] for e in errors] == [3, 4, 5, 6]
     assert all(isinstance(e["message"], str) and e["message"] for e in errors)
-    assert result.body()["errors"] == errors
+    assert error_body(result.to_error())["errors"] == errors
     # Only last_applied moved.
     after = StateMachine()
     after.restore(before)
@@ -211,7 +213,7 @@ def test_apply_never_raises_on_garbage() -> None:
                encode({"op": "kv_set", "key": "a"}), encode({"op": "txn", "ops": 5})]
     for i, data in enumerate(garbage, start=1):
         result = sm.apply(i, data)
-        assert isinstance(result, Rejected) and result.status == 500
+        assert isinstance(result, Rejected) and result.reason is Reason.MALFORMED
     assert sm.apply_errors == len(garbage)
     assert sm.kv_count == 0 and sm.last_applied == len(garbage)
     assert sm.apply(len(garbage) + 1, c.kv_set("a", "b")) == KVWritten("a", 8, 8)

@@ -13,6 +13,7 @@ from konsul.store import (
     Imported,
     KVDeleted,
     KVWritten,
+    Reason,
     Rejected,
     StateMachine,
     TxnDone,
@@ -192,9 +193,9 @@ def test_kv_agrees_with_a_dict_model(steps: list[tuple[str, Any]]) -> None:
             sm.advance(index)
             continue
         if want == "conflict":
-            assert isinstance(got, Rejected) and got.status == 409
+            assert isinstance(got, Rejected) and got.reason is Reason.CONFLICT
         elif isinstance(want, list):
-            assert isinstance(got, Rejected) and got.status == 409
+            assert isinstance(got, Rejected) and got.reason is Reason.CONFLICT
             assert [e["op_index"] for e in got.details["errors"]] == want
         else:
             assert got == want
@@ -348,7 +349,7 @@ def test_catalog_histories_keep_the_invariants(steps: list[tuple[str, Any]]) -> 
             if not isinstance(result, Rejected):
                 assert chk is not None and chk.status == status and chk.update_index == index
             elif chk is not None:
-                assert kind == "ttl" and chk.kind != "ttl" and result.status == 400
+                assert kind == "ttl" and chk.kind != "ttl" and result.reason is Reason.INVALID
         elif kind == "kv":
             result = sm.apply(index, c.kv_set(args, "v"))
         else:
@@ -370,7 +371,7 @@ def test_catalog_histories_keep_the_invariants(steps: list[tuple[str, Any]]) -> 
                 if not isinstance(result, Ignored):
                     assert chk is not None and chk.status == "critical"
                     assert sm.service(chk.service_id) is None
-        assert not (isinstance(result, Rejected) and result.status == 500), result
+        assert not (isinstance(result, Rejected) and result.reason is Reason.MALFORMED), result
         assert_invariants(sm)
         now = (sm.last_applied, sm.kv_index, sm.services_index, sm.checks_index)
         assert all(a <= b for a, b in zip(last, now, strict=True)), "an index went backwards"

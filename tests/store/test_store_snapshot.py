@@ -7,7 +7,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from konsul.store import Event, Imported, Rejected, StateMachine
+from konsul.store import Event, Imported, Reason, Rejected, StateMachine
 from konsul.store import commands as c
 
 
@@ -197,7 +197,7 @@ def test_an_import_chunk_is_atomic() -> None:
                             "services": [{"name": "other",
                                           "checks": [{"id": "db-tcp", "ttl": "1s"}]}]})
     result = sm.apply(60, chunk)
-    assert isinstance(result, Rejected) and result.status == 409
+    assert isinstance(result, Rejected) and result.reason is Reason.CONFLICT
     after = StateMachine()
     after.restore(before)
     assert sm.kv_get("new") is None
@@ -216,7 +216,7 @@ def test_a_forged_import_fails_without_a_trace(forged: dict[str, Any]) -> None:
     sm = populated()
     before = state(sm)
     result = sm.apply(70, c.encode(forged))
-    assert isinstance(result, Rejected) and result.status == 500
+    assert isinstance(result, Rejected) and result.reason is Reason.MALFORMED
     assert {**state(sm), "last_applied": 0} == {**before, "last_applied": 0}
 
 
