@@ -19,9 +19,20 @@ from collections.abc import Iterator
 import pytest
 
 from e2e.plane import names
+from e2e.plane.kubelet.node import FALLBACK_CONDITION
 from e2e.plane.testing import Plane
 
 PLANE = [sys.executable, "-m", "e2e.plane"]
+RUNTIMES: list[str] = []   # one line per node, for the summary at the end of the run
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How the plane ran its pods, always in the output: a node in the process fallback is
+    never silent."""
+    if RUNTIMES:
+        terminalreporter.section("local Kubernetes plane")
+        for line in RUNTIMES:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +45,13 @@ def plane() -> Iterator[Plane]:
         # Its progress goes to the terminal: a cold build takes a while.
         subprocess.run([*PLANE, "up"], check=True, cwd=names.REPO, timeout=5400)
     plane = Plane()
-    nodes = plane.get("nodes")["items"]
-    for node in nodes:
-        info = node["status"]["nodeInfo"]
-        print(f"\nplane: node {node['metadata']['name']} runs pods with "
-              f"{info['containerRuntimeVersion']}", file=sys.stderr)
+    for node in plane.get("nodes")["items"]:
+        line = (f"node {node['metadata']['name']} runs pods with "
+                f"{node['status']['nodeInfo']['containerRuntimeVersion']}")
+        fallback = [c for c in node["status"]["conditions"] if c["type"] == FALLBACK_CONDITION]
+        if fallback and fallback[0]["status"] == "True":
+            line += f": NOT as containers of their image: {fallback[0]['message']}"
+        RUNTIMES.append(line)
     try:
         yield plane
     finally:

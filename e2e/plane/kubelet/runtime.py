@@ -233,6 +233,13 @@ class PodmanRuntime:
 
 # --- the fallback: local processes ------------------------------------------------------------
 
+# The project's image's defaults (the Dockerfile's ENV and CMD), for the process fallback, which
+# has no image to read them from.
+IMAGE_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "KONSUL_HOST": "0.0.0.0",
+             "KONSUL_PORT": "8500", "KONSUL_DATA_DIR": "/data"}
+IMAGE_CMD = ["konsul"]
+
+
 class ProcessRuntime:
     """Runs the container's command (or, for the project's image, the image's own command:
     ``konsul``) with the venv's programs first on PATH, under ``ip netns exec`` in the pod's
@@ -255,8 +262,9 @@ class ProcessRuntime:
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         spec = launch.log_path.with_suffix(".launch.json")
         spec.write_text(json.dumps({
-            "command": launch.command if launch.command is not None else ["konsul"],
-            "args": launch.args or [], "env": launch.env, "workdir": launch.workdir,
+            "command": launch.command if launch.command is not None else IMAGE_CMD,
+            "args": launch.args or [], "env": {**IMAGE_ENV, **launch.env},
+            "workdir": launch.workdir,
             "hostname": launch.hostname, "user": launch.user, "group": launch.group,
             "groups": launch.groups,
             "mounts": [[str(m.source), m.target, m.read_only] for m in launch.mounts],
@@ -268,9 +276,14 @@ class ProcessRuntime:
                 str(spec), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=names.REPO)
         self.children[launch.name] = proc
-        return Handle(launch.name, proc.pid, now(), {
+        handle = Handle(launch.name, proc.pid, now(), {
             LABEL: launch.node, "pod-uid": launch.pod_uid, "container": launch.container,
             "restart": str(launch.restart)})
+        # What a restarted kubelet adopts (the processes outlive it, as containers do).
+        launch.log_path.with_suffix(".handle.json").write_text(json.dumps(
+            {"id": handle.id, "pid": handle.pid, "started_at": handle.started_at,
+             "labels": handle.labels, "since": _start_ticks(proc.pid)}))
+        return handle
 
     async def wait(self, handle: Handle) -> Exit:
         proc = self.children.get(handle.id)
@@ -302,7 +315,23 @@ class ProcessRuntime:
         self.children.pop(handle.id, None)
 
     async def adopt(self, node: str) -> list[Handle]:
-        return []   # processes of an earlier kubelet die with their pod's namespace
+        handles = []
+        for path in (names.KUBELET_ROOT / node).glob("pods/*/logs/*/*.handle.json"):
+            record = json.loads(path.read_text())
+            if _start_ticks(record["pid"]) == record["since"]:   # that process, not a reused pid
+                handles.append(Handle(record["id"], record["pid"], record["started_at"],
+                                      record["labels"]))
+        return handles
+
+
+def _start_ticks(pid: int) -> int:
+    """When the process started (clock ticks since boot): unchanged by exec, so it tells a
+    pid that was reused from the one we started."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return -1
+    return -1 if fields[0] == "Z" else int(fields[19])
 
 
 async def choose() -> Runtime:
