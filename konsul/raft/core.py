@@ -96,6 +96,14 @@ Semantics worth knowing
   follower forwards ReadIndexRequest to its leader; reads are dropped when leadership is lost,
   when the leader changes, or when a forwarded read gets no answer within an election timeout.
 
+Tracing
+-------
+``RaftCore(..., trace=callable)`` calls ``trace(line)`` with what the core does: each message
+it steps (``a->b AppendEntries term=2 ...``, see ``describe.py``), the contents of each Ready
+it hands out, and state changes prefixed with the node id (``b became leader in term 2``,
+``a committed through 5``, ``a progress b: probe -> replicate, match=4 next=5``). Off (None)
+it costs one attribute test per step. ``tests/raft/testdata/*.txt`` are transcripts of it.
+
 Where things live
 -----------------
 ``RaftCore`` (here) decides: roles, elections, what a leader sends, what a follower accepts.
@@ -130,6 +138,7 @@ from typing import Any, Protocol
 
 from konsul.raft.catchup import CatchUp
 from konsul.raft.confchange import Configurations, with_learner, with_voter, without
+from konsul.raft.describe import describe_config, describe_entries, describe_message
 from konsul.raft.errors import NotLeaderError, ProposalRejected, RaftSafetyError
 from konsul.raft.log import RaftLog
 from konsul.raft.messages import (
@@ -253,6 +262,7 @@ class RaftCore:
         hard_state: HardState = _NO_HARD_STATE,
         snapshot: SnapshotMeta | None = None,
         entries: Sequence[Entry] = (),
+        trace: Callable[[str], None] | None = None,
     ) -> None:
         if not node_id:
             raise ValueError("node_id must not be empty")
@@ -260,6 +270,7 @@ class RaftCore:
         self._cfg = config
         self._rng = rng
         self._snapshots = snapshots
+        self._trace = trace  # what the core does, line by line (see "Tracing" above)
 
         self._term = hard_state.term
         self._vote = hard_state.vote
@@ -469,6 +480,8 @@ class RaftCore:
         handler = self._handlers.get(type(msg))
         if handler is None or msg.dst != self._id:
             return
+        if self._trace is not None:
+            self._trace(describe_message(msg))
         src = msg.src
         t = type(msg)
         # Reads from servers outside our configuration are ignored. Votes are not (Raft
@@ -554,6 +567,7 @@ class RaftCore:
             raise ProposalRejected(f"{target} is not a voter")
         if self._transferee == target:
             return target
+        self._say(f"transfers leadership to {target}")
         self._transferee = target
         self._transfer_elapsed = 0
         self._timeout_now_sent = False
@@ -596,6 +610,8 @@ class RaftCore:
             pr = self._progress.get(peer_id)
             if pr is not None and pr.state is ProgressState.REPLICATE:
                 pr.become_probe()
+                if self._trace is not None:
+                    self._trace_progress(peer_id, pr, ProgressState.REPLICATE)
             return
         if peer_id != self._leader:
             return
@@ -664,7 +680,36 @@ class RaftCore:
         if self._dropped_reads:
             rd.dropped_reads = self._dropped_reads
             self._dropped_reads = []
+        if self._trace is not None:
+            self._trace_ready(rd)
         return rd
+
+    def _trace_ready(self, rd: Ready) -> None:
+        say = self._trace
+        assert say is not None
+        if rd.hard_state is not None:
+            say(f"HardState term={rd.hard_state.term} vote={rd.hard_state.vote}")
+        if rd.snapshot is not None:
+            meta = rd.snapshot.meta
+            say(f"Snapshot {meta.index}@{meta.term} config({describe_config(meta.config)})")
+        if rd.truncate_from is not None:
+            say(f"Truncate from {rd.truncate_from}")
+        if rd.entries:
+            say(f"Entries {describe_entries(rd.entries)}")
+        for m in rd.messages:
+            say(describe_message(m))
+        if rd.committed:
+            say(f"Committed {describe_entries(rd.committed)}")
+        for r in rd.read_states:
+            say(f"ReadState ctx={r.ctx} index={r.index}")
+        if rd.dropped_reads:
+            say(f"DroppedReads {' '.join(map(str, rd.dropped_reads))}")
+
+    def _say(self, text: str) -> None:
+        """Trace a state change (on hot paths callers test ``self._trace`` first: the text
+        costs more than the test)."""
+        if self._trace is not None:
+            self._trace(f"{self._id} {text}")
 
     def _hard_state_changed(self) -> bool:
         """Term or vote differ from the last hard state handed out (a node catching up holds
@@ -690,6 +735,7 @@ class RaftCore:
     def _promoted(self) -> None:
         """Our promotion reached us: we vote again, and our term is durable again with the
         leader that promoted us as our vote (konsul/raft/catchup.py, steps 4 and 7)."""
+        self._say("holds its promotion: votes again")
         self._catchup.active = False
         if self._vote is None and self._leader is not None:
             self._vote = self._leader
@@ -705,6 +751,10 @@ class RaftCore:
         )
 
     def _become_follower(self, term: int, leader: str | None) -> None:
+        if self._trace is not None and (
+            self._role is not Role.FOLLOWER or term != self._term or leader != self._leader
+        ):
+            self._say(f"became follower in term {term}, leader {leader or 'unknown'}")
         if term > self._term:
             self._term = term
             self._vote = None
@@ -733,6 +783,7 @@ class RaftCore:
         if self._role is Role.LEADER:
             return
         if pre and not self._sole_voter:
+            self._say(f"became pre-candidate in term {self._term}")
             self._role = Role.PRE_CANDIDATE
             self._votes = {self._id: True}
             if self._leader is not None:
@@ -747,6 +798,7 @@ class RaftCore:
             return
         self._term += 1
         self._vote = self._id
+        self._say(f"became candidate in term {self._term}")
         self._role = Role.CANDIDATE
         self._votes = {self._id: True}
         self._drop_forwarded_reads()
@@ -786,6 +838,7 @@ class RaftCore:
             self._campaign(pre=False)
 
     def _become_leader(self) -> None:
+        self._say(f"became leader in term {self._term}")
         self._role = Role.LEADER
         self._leader = self._id
         self._votes = {}
@@ -812,9 +865,11 @@ class RaftCore:
         if self._transferee is not None:
             self._transfer_elapsed += 1
             if self._transfer_elapsed >= cfg.election_timeout_ticks:
-                self._transferee = None  # the target did not take over: give up
+                self._say(f"gave up the leadership transfer to {self._transferee}")
+                self._transferee = None  # the target did not take over
         if cfg.check_quorum and not self._quorum_active():
-            self._become_follower(self._term, None)  # cut off from a majority for a lease
+            self._say("heard from no majority within the leader lease")
+            self._become_follower(self._term, None)
             return
         if self._heartbeat_elapsed >= cfg.commit_ticks:
             self._heartbeat_elapsed = 0
@@ -856,6 +911,8 @@ class RaftCore:
                     pr.stall += cfg.commit_ticks
                     if pr.stall >= stall_limit:  # tail of the pipeline lost: probe again
                         pr.become_probe()
+                        if self._trace is not None:
+                            self._trace_progress(pid, pr, state)
                         continue
             match = pr.match
             self._msgs.append(
@@ -908,7 +965,10 @@ class RaftCore:
         meta = self._log.snapshot
         if meta is None:
             return  # cannot happen: the log is only compacted behind a snapshot
+        before = pr.state
         pr.become_snapshot(meta, self._snapshots.snapshot_size(meta))
+        if self._trace is not None:
+            self._trace_progress(pid, pr, before)
         self._send_snapshot_chunk(pid, pr)
 
     def _send_snapshot_chunk(self, pid: str, pr: Progress) -> None:
@@ -940,8 +1000,12 @@ class RaftCore:
         if not m.success:
             self._on_append_rejected(pr, m)
             return
+        before = pr.state
         # (a confused peer cannot overreach our log)
-        if pr.maybe_update(min(m.match_index, self.last_index)):
+        advanced = pr.maybe_update(min(m.match_index, self.last_index))
+        if self._trace is not None:
+            self._trace_progress(m.src, pr, before)
+        if advanced:
             if m.src in self._voters:
                 self._maybe_commit()
             else:
@@ -954,8 +1018,20 @@ class RaftCore:
         hint, _ = self._log.find_conflict_by_term(
             min(m.conflict_index, self.last_index), m.conflict_term
         )
+        before = pr.state
         if pr.maybe_decrease_to(m.reject_index, hint):
+            if self._trace is not None:
+                self._trace_progress(m.src, pr, before, moved=True)
             self._needs_flush = True
+
+    def _trace_progress(
+        self, pid: str, pr: Progress, before: ProgressState, *, moved: bool = False
+    ) -> None:
+        if pr.state is not before or moved:
+            self._say(
+                f"progress {pid}: {before.name.lower()} -> {pr.state.name.lower()}, "
+                f"match={pr.match} next={pr.next}"
+            )
 
     def _maybe_commit(self) -> None:
         index = self._quorum_index()
@@ -964,6 +1040,8 @@ class RaftCore:
             self._on_commit_advanced()
 
     def _on_commit_advanced(self) -> None:
+        if self._trace is not None:
+            self._say(f"committed through {self._log.commit}")
         configs = self._configs
         configs.commit_to(self._log.commit)
         if self._role is not Role.LEADER:
@@ -978,6 +1056,7 @@ class RaftCore:
 
     def _leave_after_removal(self) -> None:
         """Our removal committed: hand over to the most caught-up voter and step down."""
+        self._say("was removed: steps down")
         last = self.last_index
         for v in self._voters:
             pr = self._progress.get(v)
@@ -1024,6 +1103,8 @@ class RaftCore:
     def _apply_latest_config(self) -> None:
         """The latest configuration in the log takes effect as soon as it is appended."""
         config = self._configs.latest
+        if self._trace is not None and config != self._config:
+            self._say(f"configuration {describe_config(config)}")
         self._config = config
         self._voters = config.voters()
         self._members = {m.id for m in config.members}
@@ -1065,6 +1146,8 @@ class RaftCore:
                 self._maybe_commit()
             if pr.state is ProgressState.SNAPSHOT:
                 pr.become_probe()
+                if self._trace is not None:
+                    self._trace_progress(m.src, pr, ProgressState.SNAPSHOT)
                 self._needs_flush = True
             return
         meta = pr.snap_meta
@@ -1304,6 +1387,7 @@ class RaftCore:
 
     def _install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         """Reset the log to the snapshot (Ready.snapshot tells the runtime to do the same)."""
+        self._say(f"installed snapshot {meta.index}@{meta.term}, committed through it")
         self._log.restore(meta)
         self._received = ReceivedSnapshot(meta, data)
         configs = self._configs

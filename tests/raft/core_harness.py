@@ -81,8 +81,10 @@ class Node:
         seed: int = 0,
         disk: Disk | None = None,
         core_class: type[RaftCore] = RaftCore,
+        trace: Callable[[str], None] | None = None,
     ) -> None:
         self.id = node_id
+        self.trace = trace
         self.cfg = cfg
         self.seed = seed
         self.core_class = core_class
@@ -110,6 +112,7 @@ class Node:
             hard_state=d.hard_state,
             snapshot=d.snapshot,
             entries=list(d.log),
+            trace=self.trace,
         )
 
     def restart(self) -> None:
@@ -121,47 +124,52 @@ class Node:
     def handle_ready(self) -> list[Message]:
         """Handle every pending Ready the way the runtime must; return the messages to send."""
         out: list[Message] = []
+        while self.core.has_ready():
+            out += self.handle_one_ready()
+        return out
+
+    def handle_one_ready(self) -> list[Message]:
+        """Handle the next Ready the way the runtime must; return the messages to send."""
         core = self.core
-        while core.has_ready():
-            rd = core.ready()
-            d = self.disk
-            if rd.hard_state is not None:
-                d.hard_state = rd.hard_state
-            if rd.snapshot is not None:
-                self.received.append(rd.snapshot)
-                meta = rd.snapshot.meta
-                d.snapshot, d.snapshot_data = meta, rd.snapshot.data
-                self.snapshots.blobs[(meta.index, meta.term)] = rd.snapshot.data
-                d.log = []
-                self.restored_from = meta
-                self.applied = []
-                self.sm = msgpack.unpackb(rd.snapshot.data)
-            if rd.truncate_from is not None:
-                d.log = [e for e in d.log if e.index < rd.truncate_from]
-            if rd.entries:
-                if d.log:
-                    assert rd.entries[0].index == d.log[-1].index + 1, "WAL gap"
-                d.log.extend(rd.entries)
-                last = rd.entries[-1]
-                if self.auto_persist:
-                    core.persisted(last.index, last.term)
-                else:
-                    self.unacked.append((last.index, last.term))
-            # every message must survive the wire codec
-            out.extend(decode(encode(m)) for m in rd.messages)
-            for e in rd.committed:
-                k = e.index - d.log[0].index if d.log else -1
-                disk_entry = d.log[k] if 0 <= k < len(d.log) else None
-                assert disk_entry == e, f"{self.id} applies {e.index} before it is durable"
-                if self.applied:
-                    assert e.index == self.applied[-1].index + 1, "apply gap"
-                self.applied.append(e)
-                if e.kind is EntryKind.COMMAND:
-                    self.sm.append(e.data)
-            if rd.committed:
-                core.applied(rd.committed[-1].index)
-            self.read_states.extend(rd.read_states)
-            self.dropped_reads.extend(rd.dropped_reads)
+        rd = core.ready()
+        d = self.disk
+        if rd.hard_state is not None:
+            d.hard_state = rd.hard_state
+        if rd.snapshot is not None:
+            self.received.append(rd.snapshot)
+            meta = rd.snapshot.meta
+            d.snapshot, d.snapshot_data = meta, rd.snapshot.data
+            self.snapshots.blobs[(meta.index, meta.term)] = rd.snapshot.data
+            d.log = []
+            self.restored_from = meta
+            self.applied = []
+            self.sm = msgpack.unpackb(rd.snapshot.data)
+        if rd.truncate_from is not None:
+            d.log = [e for e in d.log if e.index < rd.truncate_from]
+        if rd.entries:
+            if d.log:
+                assert rd.entries[0].index == d.log[-1].index + 1, "WAL gap"
+            d.log.extend(rd.entries)
+            last = rd.entries[-1]
+            if self.auto_persist:
+                core.persisted(last.index, last.term)
+            else:
+                self.unacked.append((last.index, last.term))
+        # every message must survive the wire codec
+        out = [decode(encode(m)) for m in rd.messages]
+        for e in rd.committed:
+            k = e.index - d.log[0].index if d.log else -1
+            disk_entry = d.log[k] if 0 <= k < len(d.log) else None
+            assert disk_entry == e, f"{self.id} applies {e.index} before it is durable"
+            if self.applied:
+                assert e.index == self.applied[-1].index + 1, "apply gap"
+            self.applied.append(e)
+            if e.kind is EntryKind.COMMAND:
+                self.sm.append(e.data)
+        if rd.committed:
+            core.applied(rd.committed[-1].index)
+        self.read_states.extend(rd.read_states)
+        self.dropped_reads.extend(rd.dropped_reads)
         return out
 
     def ack_persisted(self) -> None:

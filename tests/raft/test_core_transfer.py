@@ -25,29 +25,7 @@ def test_transfer_to_a_caught_up_voter_happens_at_once() -> None:
     assert c["a"].lead_transferee is None
 
 
-def test_a_lagging_target_is_caught_up_before_timeout_now() -> None:
-    c = Cluster("abc")
-    c.elect("a")
-    c.partition("ac", "b")
-    for i in range(10):
-        c["a"].propose(b"%d" % i)
-    c.deliver()
-    c.heal()
-    c["a"].transfer_leadership("b")
-    order: list[str] = []
-
-    def watch(m: Message) -> bool:
-        if isinstance(m, TimeoutNow):
-            order.append(f"timeout-now: b has {c['b'].last_index} of {c['a'].last_index}")
-        return True
-
-    c.deliver(watch)
-    for _ in range(6 * FAST.commit_ticks):
-        c.tick(1, settle=False)
-        c.deliver(watch)
-    assert c.leader() == "b"
-    assert order == ["timeout-now: b has 12 of 12"]
-    assert c.nodes["b"].commands() == [b"%d" % i for i in range(10)]
+# A lagging target caught up before TimeoutNow: tests/raft/testdata/transfer.txt.
 
 
 def test_proposals_are_refused_during_a_transfer_and_accepted_after_it_aborts() -> None:
