@@ -587,9 +587,9 @@ function matches(instance) {
   return true;
 }
 
-function counts(items, field = "status") {
+function counts(items) { // instances or checks, by status
   const out = { passing: 0, warning: 0, critical: 0 };
-  for (const item of items) out[item[field]] = (out[item[field]] || 0) + 1;
+  for (const item of items) out[item.status] = (out[item.status] || 0) + 1;
   return out;
 }
 
