@@ -1,26 +1,30 @@
 """Carry out the one step the planner chose: Konsul API calls by pod IP, Kubernetes calls.
 
-Each function returns a one-line outcome for the event and ``status.operation``, or raises
-``StepFailed`` (the reconcile turns it into a warning event and a short requeue).
+``execute`` handles every step class of the planner in one exhaustive ``match`` (a new step
+class without a case is a type error), and returns a one-line outcome for the event and
+``status.operation``, or raises ``StepFailed`` (the reconcile turns it into a warning event and
+a short requeue).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, assert_never
 
 import aiohttp
+from konsul_operator import names
 from konsul_operator.kube import Kube
 from konsul_operator.observe import NODE_TIMEOUT, node_url
 from konsul_operator.planner import (
-    BOOTSTRAP,
-    DELETE_CLAIMS,
-    JOIN,
-    REMOVE,
-    RESTART_POD,
-    SCALE_STS,
-    TRANSFER,
-    Action,
+    Bootstrap,
+    DeleteClaims,
+    Join,
     Observed,
+    RecordBootstrapped,
+    RemoveMember,
+    RestartPod,
+    ScaleStatefulSet,
+    Step,
+    TransferLeadership,
 )
 from konsul_operator.resources import Owner
 
@@ -55,59 +59,70 @@ def _ip_of(obs: Observed, name: str | None) -> str:
 
 
 async def execute(
-    action: Action, obs: Observed, owner: Owner, kube: Kube, session: aiohttp.ClientSession
+    step: Step, obs: Observed, owner: Owner, kube: Kube, session: aiohttp.ClientSession
 ) -> str:
-    if action.kind == BOOTSTRAP:
-        code, body = await _call(
-            session, "POST", node_url(_ip_of(obs, action.target)) + "/cluster/bootstrap"
-        )
-        if code != 200:
-            raise StepFailed(f"bootstrap of {action.target} answered {code} {body}")
-        return f"bootstrapped {action.target} as a one-voter cluster"
+    match step:
+        case Bootstrap():
+            return await _bootstrap(step, obs, session)
+        case RecordBootstrapped():
+            return f"cluster already exists ({step.reason}); recorded as bootstrapped"
+        case Join():
+            return await _join(step, obs, session)
+        case RemoveMember():
+            return await _remove(step, obs, session)
+        case TransferLeadership():
+            return await _transfer(step, obs, session)
+        case ScaleStatefulSet():
+            sts = names.statefulset(owner.name)
+            await kube.patch(
+                "StatefulSet", owner.namespace, sts, {"spec": {"replicas": step.replicas}}
+            )
+            return f"StatefulSet scaled to {step.replicas} ({step.reason})"
+        case DeleteClaims():
+            for claim in step.claims:
+                await kube.delete("PersistentVolumeClaim", owner.namespace, claim)
+            return f"deleted claims {', '.join(step.claims)}"
+        case RestartPod():
+            await _check_not_leader(obs, step.target, session)
+            await kube.delete("Pod", owner.namespace, step.target)
+            return f"deleted pod {step.target} to restart it ({step.reason})"
+        case _:
+            assert_never(step)
 
-    if action.kind == JOIN:
-        payload = {
-            "node_id": action.target,
-            "address": action.address,
-            "http_address": action.http_address,
-        }
-        url = node_url(_ip_of(obs, obs.leader_id)) + "/cluster/join"
-        code, body = await _call(session, "POST", url, payload)
-        if code != 200:
-            raise StepFailed(f"join of {action.target} answered {code} {body}")
-        return f"joined {action.target} at {action.address}"
 
-    if action.kind == REMOVE:
-        url = node_url(_ip_of(obs, obs.leader_id)) + f"/cluster/leave/{action.target}"
-        code, body = await _call(session, "DELETE", url)
-        if code not in (200, 404):
-            raise StepFailed(f"removing {action.target} answered {code} {body}")
-        return f"removed {action.target} from the Raft configuration ({action.reason})"
+async def _bootstrap(step: Bootstrap, obs: Observed, session: aiohttp.ClientSession) -> str:
+    url = node_url(_ip_of(obs, step.target)) + "/cluster/bootstrap"
+    code, body = await _call(session, "POST", url)
+    if code != 200:
+        raise StepFailed(f"bootstrap of {step.target} answered {code} {body}")
+    return f"bootstrapped {step.target} as a one-voter cluster"
 
-    if action.kind == TRANSFER:
-        url = node_url(_ip_of(obs, obs.leader_id)) + "/cluster/transfer-leadership"
-        code, body = await _call(session, "POST", url, {"node_id": action.to})
-        if code != 200:
-            raise StepFailed(f"transfer from {action.target} to {action.to}: {code} {body}")
-        return f"leadership moved from {action.target} to {action.to} ({action.reason})"
 
-    if action.kind == SCALE_STS:
-        await kube.patch(
-            "StatefulSet", owner.namespace, owner.name, {"spec": {"replicas": action.replicas}}
-        )
-        return f"StatefulSet scaled to {action.replicas} ({action.reason})"
+async def _join(step: Join, obs: Observed, session: aiohttp.ClientSession) -> str:
+    payload = {"node_id": step.target, "address": step.address, "http_address": step.http_address}
+    url = node_url(_ip_of(obs, obs.leader_id)) + "/cluster/join"
+    code, body = await _call(session, "POST", url, payload)
+    if code != 200:
+        raise StepFailed(f"join of {step.target} answered {code} {body}")
+    return f"joined {step.target} at {step.address}"
 
-    if action.kind == DELETE_CLAIMS:
-        for claim in action.claims:
-            await kube.delete("PersistentVolumeClaim", owner.namespace, claim)
-        return f"deleted claims {', '.join(action.claims)}"
 
-    if action.kind == RESTART_POD:
-        await _check_not_leader(obs, action.target, session)
-        await kube.delete("Pod", owner.namespace, action.target)
-        return f"deleted pod {action.target} to restart it ({action.reason})"
+async def _remove(step: RemoveMember, obs: Observed, session: aiohttp.ClientSession) -> str:
+    url = node_url(_ip_of(obs, obs.leader_id)) + f"/cluster/leave/{step.target}"
+    code, body = await _call(session, "DELETE", url)
+    if code not in (200, 404):
+        raise StepFailed(f"removing {step.target} answered {code} {body}")
+    return f"removed {step.target} from the Raft configuration ({step.reason})"
 
-    raise StepFailed(f"unknown action {action.kind}")
+
+async def _transfer(
+    step: TransferLeadership, obs: Observed, session: aiohttp.ClientSession
+) -> str:
+    url = node_url(_ip_of(obs, obs.leader_id)) + "/cluster/transfer-leadership"
+    code, body = await _call(session, "POST", url, {"node_id": step.to})
+    if code != 200:
+        raise StepFailed(f"transfer from {step.target} to {step.to}: {code} {body}")
+    return f"leadership moved from {step.target} to {step.to} ({step.reason})"
 
 
 async def _check_not_leader(obs: Observed, target: str, session: aiohttp.ClientSession) -> None:

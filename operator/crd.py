@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import yaml
+from konsul_operator.names import Condition, Phase
 from konsul_operator.spec import (
     DEFAULT_IMAGE,
     DEFAULT_REPLICAS,
@@ -150,8 +151,7 @@ def status_schema() -> dict[str, Any]:
         "leader": _s("boolean", "Whether it leads."),
     })
     return _obj("Observed state, written by the operator.", {
-        "phase": _s("string", "Pending, Bootstrapping, Running, Scaling, Restarting, "
-                    "Repairing or Degraded."),
+        "phase": _s("string", f"{', '.join(list(Phase)[:-1])} or {list(Phase)[-1]}."),
         "replicas": _s("integer", "Pods that exist."),
         "readyReplicas": _s("integer", "Voters that are ready and caught up."),
         "selector": _s("string", "Label selector of the pods (for the scale subresource)."),
@@ -175,11 +175,12 @@ def status_schema() -> dict[str, Any]:
 
 
 def crd() -> dict[str, Any]:
+    available = f'.status.conditions[?(@.type=="{Condition.AVAILABLE}")].status'
     columns = [
         ("Replicas", "integer", ".spec.replicas", 0),
         ("Ready", "integer", ".status.readyReplicas", 0),
         ("Leader", "string", ".status.leader", 0),
-        ("Available", "string", '.status.conditions[?(@.type=="Available")].status', 0),
+        ("Available", "string", available, 0),
         ("Age", "date", ".metadata.creationTimestamp", 0),
         ("Image", "string", ".spec.image", 1),
         ("Members", "string", ".status.members[*].id", 1),

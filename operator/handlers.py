@@ -13,8 +13,10 @@ from typing import Any
 
 import aiohttp
 import kopf
+from konsul_operator import names
 from konsul_operator.events import Recorder, post
 from konsul_operator.kube import Kube, load_connection
+from konsul_operator.planner import target_of
 from konsul_operator.reconcile import Outcome, reconcile
 from konsul_operator.resources import Owner, selector_labels
 from konsul_operator.spec import GROUP, PLURAL, VERSION, parse_spec
@@ -96,7 +98,7 @@ async def on_change(
         # wait for pods to come back (quorum lost, a member down).
         busy = outcome.step is not None or outcome.plan.progressing is not None
         raise kopf.TemporaryError(
-            outcome.plan.message or f"took step {action.kind} {action.target}",
+            outcome.plan.message or f"took step {action.kind} {target_of(action)}",
             delay=REQUEUE if busy else INTERVAL,
         )
 
@@ -125,10 +127,14 @@ async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 async def _delete_owned(body: kopf.Body, owner: Owner, kube: Kube) -> None:
     spec = parse_spec(body.get("spec"))
+    cluster = owner.name
     owned = [
-        ("PrometheusRule", owner.name), ("ServiceMonitor", owner.name),
-        ("StatefulSet", owner.name), ("PodDisruptionBudget", owner.name),
-        ("Service", owner.client), ("Service", owner.headless),
+        ("PrometheusRule", names.prometheus_rule(cluster)),
+        ("ServiceMonitor", names.service_monitor(cluster)),
+        ("StatefulSet", names.statefulset(cluster)),
+        ("PodDisruptionBudget", names.disruption_budget(cluster)),
+        ("Service", names.client_service(cluster)),
+        ("Service", names.headless_service(cluster)),
     ]
     for kind, name in owned:
         if kind in ("PrometheusRule", "ServiceMonitor") and not (

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from konsul_operator import names
 from konsul_operator.kube import Kube
 from konsul_operator.planner import Member, NodeView, Observed, PodView
 from konsul_operator.resources import Owner, selector_labels
@@ -57,11 +58,6 @@ async def node_view(session: aiohttp.ClientSession, ip: str) -> NodeView | None:
     )
 
 
-def ordinal(name: str, cluster: str) -> int | None:
-    tail = name[len(cluster) + 1 :] if name.startswith(cluster + "-") else ""
-    return int(tail) if tail.isdigit() else None
-
-
 async def observe(
     kube: Kube,
     session: aiohttp.ClientSession,
@@ -71,12 +67,13 @@ async def observe(
     bootstrapped: bool,
 ) -> Snapshot:
     sts, pods_raw, claims_raw = await asyncio.gather(
-        kube.get("StatefulSet", owner.namespace, owner.name),
+        kube.get("StatefulSet", owner.namespace, names.statefulset(owner.name)),
         kube.list("Pod", owner.namespace, selector_labels(owner)),
         kube.list("PersistentVolumeClaim", owner.namespace, selector_labels(owner)),
     )
 
-    pods_raw = [p for p in pods_raw if ordinal(p["metadata"]["name"], owner.name) is not None]
+    ordinals = [names.pod_ordinal(owner.name, p["metadata"]["name"]) for p in pods_raw]
+    pods_raw = [p for p, n in zip(pods_raw, ordinals, strict=True) if n is not None]
     ips = [(p.get("status") or {}).get("podIP") for p in pods_raw]
     views = await asyncio.gather(
         *(node_view(session, ip) if ip else _none() for ip in ips)
@@ -87,7 +84,7 @@ async def observe(
         pods.append(
             PodView(
                 name=meta["name"],
-                ordinal=ordinal(meta["name"], owner.name) or 0,
+                ordinal=names.pod_ordinal(owner.name, meta["name"]) or 0,
                 ip=ip,
                 template_hash=(meta.get("annotations") or {}).get(TEMPLATE_HASH, ""),
                 deleting=bool(meta.get("deletionTimestamp")),

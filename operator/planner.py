@@ -19,6 +19,20 @@ Order of concerns:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar, assert_never
+
+from konsul_operator import names
+from konsul_operator.names import (
+    BOOTSTRAPPING,
+    MEMBER_NOT_REJOINING,
+    MEMBER_UNHEALTHY,
+    QUORUM_LOST,
+    REPAIRING,
+    ROLLING_RESTART,
+    SCALING_DOWN,
+    SCALING_UP,
+    Phase,
+)
 
 # A member is "caught up" when it has applied within this many entries of the leader's commit
 # index (observed a few milliseconds apart under write load, so exact equality is too strict).
@@ -95,30 +109,19 @@ class Observed:
         return [m for m in self.members if m.voter]
 
     def ordinal_of(self, node_id: str) -> int | None:
-        prefix = f"{self.name}-"
-        tail = node_id[len(prefix) :] if node_id.startswith(prefix) else ""
-        return int(tail) if tail.isdigit() else None
+        return names.pod_ordinal(self.name, node_id)
+
+    def pod_name(self, ordinal: int) -> str:
+        return names.pod(self.name, ordinal)
 
 
 # ------------------------------------------------------------------------------ actions
-
-
-@dataclass(frozen=True)
-class Action:
-    """One step. ``kind`` names it for events, metrics and ``status.operation``."""
-
-    kind: str
-    target: str = ""
-    reason: str = ""
-    # Join: the Raft and HTTP addresses the new member advertises. Transfer: the new leader.
-    address: str = ""
-    http_address: str = ""
-    to: str = ""
-    replicas: int = 0
-    claims: tuple[str, ...] = ()
-
+#
+# One class per step. ``KIND`` names it for events, metrics and ``status.operation``; the
+# executor (actions.py) handles each in an exhaustive ``match``.
 
 WAIT = "Wait"
+NONE = "None"  # converged
 BOOTSTRAP = "Bootstrap"
 RECORD_BOOTSTRAPPED = "RecordBootstrapped"
 JOIN = "Join"
@@ -127,23 +130,130 @@ TRANSFER = "TransferLeadership"
 SCALE_STS = "ScaleStatefulSet"
 DELETE_CLAIMS = "DeleteClaims"
 RESTART_POD = "RestartPod"
-NONE = "None"  # converged
-
-# Condition reasons (operator-practices.md).
-BOOTSTRAPPING = "Bootstrapping"
-SCALING_UP = "ScalingUp"
-SCALING_DOWN = "ScalingDown"
-ROLLING_RESTART = "RollingRestart"
-REPAIRING = "Repairing"
-QUORUM_LOST = "QuorumLost"
-MEMBER_UNHEALTHY = "MemberUnhealthy"
-MEMBER_NOT_REJOINING = "MemberNotRejoining"
 
 
-@dataclass(frozen=True)
+class _Kind:
+    __slots__ = ()
+    KIND: ClassVar[str]
+
+    @property
+    def kind(self) -> str:
+        return self.KIND
+
+
+@dataclass(frozen=True, kw_only=True)
+class Wait(_Kind):
+    """Nothing to do now; ``reason`` says what is awaited."""
+
+    KIND: ClassVar[str] = WAIT
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Converged(_Kind):
+    KIND: ClassVar[str] = NONE
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bootstrap(_Kind):
+    """Make pod ``target`` a one-voter cluster (once in the cluster's life)."""
+
+    KIND: ClassVar[str] = BOOTSTRAP
+    target: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordBootstrapped(_Kind):
+    """``target`` already has Raft state: record ``status.bootstrapped`` (no I/O)."""
+
+    KIND: ClassVar[str] = RECORD_BOOTSTRAPPED
+    target: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Join(_Kind):
+    """Add pod ``target`` to the configuration, at the addresses its node advertises."""
+
+    KIND: ClassVar[str] = JOIN
+    target: str
+    address: str
+    http_address: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveMember(_Kind):
+    KIND: ClassVar[str] = REMOVE
+    target: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferLeadership(_Kind):
+    """Move leadership from ``target`` (the leader) to ``to``."""
+
+    KIND: ClassVar[str] = TRANSFER
+    target: str
+    to: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScaleStatefulSet(_Kind):
+    KIND: ClassVar[str] = SCALE_STS
+    replicas: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteClaims(_Kind):
+    KIND: ClassVar[str] = DELETE_CLAIMS
+    claims: tuple[str, ...]
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestartPod(_Kind):
+    KIND: ClassVar[str] = RESTART_POD
+    target: str
+    reason: str = ""
+
+
+# The steps the executor takes, and every action the planner returns.
+Step = (
+    Bootstrap
+    | RecordBootstrapped
+    | Join
+    | RemoveMember
+    | TransferLeadership
+    | ScaleStatefulSet
+    | DeleteClaims
+    | RestartPod
+)
+Action = Wait | Converged | Step
+
+
+def target_of(action: Action) -> str:
+    """The member or pod an action is about ("" for the cluster as a whole)."""
+    match action:
+        case (
+            Bootstrap() | RecordBootstrapped() | Join() | RemoveMember() | TransferLeadership()
+            | RestartPod()
+        ):
+            return action.target
+        case Wait() | Converged() | ScaleStatefulSet() | DeleteClaims():
+            return ""
+        case _:
+            assert_never(action)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     action: Action
-    phase: str  # Pending | Bootstrapping | Scaling | Restarting | Repairing | Running | Degraded
+    phase: Phase
     available: bool
     progressing: str | None = None  # a Progressing reason while work remains
     degraded: str | None = None  # a Degraded reason
@@ -152,7 +262,7 @@ class Plan:
 
     @property
     def converged(self) -> bool:
-        return self.action.kind == NONE
+        return isinstance(self.action, Converged)
 
 
 def majority(n: int) -> int:
@@ -175,11 +285,6 @@ def _caught_up(obs: Observed, node: NodeView | None) -> bool:
 
 def healthy_voters(obs: Observed) -> set[str]:
     """Voters whose own node is caught up (what ``status.readyReplicas`` counts)."""
-    return _healthy(obs)
-
-
-def _healthy(obs: Observed) -> set[str]:
-    """Voters whose own node is caught up."""
     out: set[str] = set()
     for member in obs.voters:
         pod = obs.pod(member.id)
@@ -195,10 +300,10 @@ def _quorum_after_losing(obs: Observed, healthy: set[str], target: str, removing
     return len(healthy - {target}) >= majority(max(1, remaining_voters))
 
 
-def _wait(reason: str, phase: str, available: bool, progressing: str | None = None,
+def _wait(reason: str, phase: Phase, available: bool, progressing: str | None = None,
           degraded: str | None = None, queue: tuple[str, ...] = ()) -> Plan:
-    return Plan(Action(WAIT, reason=reason), phase, available, progressing, degraded, reason,
-                queue)
+    return Plan(action=Wait(reason=reason), phase=phase, available=available,
+                progressing=progressing, degraded=degraded, message=reason, restart_queue=queue)
 
 
 # ------------------------------------------------------------------------------ the planner
@@ -208,7 +313,7 @@ def plan(obs: Observed) -> Plan:
     if not obs.bootstrapped:
         return _plan_bootstrap(obs)
 
-    healthy = _healthy(obs)
+    healthy = healthy_voters(obs)
     voters = obs.voters
     if obs.leader_id is None or not voters or len(healthy) < majority(len(voters)):
         # Not a membership change: pods the StatefulSet no longer runs (scaled down by hand)
@@ -216,15 +321,19 @@ def plan(obs: Observed) -> Plan:
         # members' data), never beyond them.
         restore = min(obs.desired_replicas, _claimed_ordinals(obs))
         if obs.sts_replicas is not None and obs.sts_replicas < restore:
-            return Plan(Action(SCALE_STS, replicas=restore,
-                               reason="pods of existing volumes missing while quorum is lost"),
-                        "Degraded", False, SCALING_UP, QUORUM_LOST, "restoring pods")
+            return Plan(
+                action=ScaleStatefulSet(
+                    replicas=restore, reason="pods of existing volumes missing while quorum is lost"
+                ),
+                phase=Phase.DEGRADED, available=False, progressing=SCALING_UP,
+                degraded=QUORUM_LOST, message="restoring pods",
+            )
         if obs.leader_id is None:
             why = "no node leads"
         else:
             need = majority(len(voters))
             why = f"{len(healthy)} caught-up voters of {len(voters)}, {need} needed"
-        return _wait(f"quorum lost: {why}; no step until pods return", "Degraded", False,
+        return _wait(f"quorum lost: {why}; no step until pods return", Phase.DEGRADED, False,
                      degraded=QUORUM_LOST)
 
     for step in (_plan_repair, _plan_scale_down, _plan_scale_up, _plan_restart):
@@ -237,9 +346,9 @@ def plan(obs: Observed) -> Plan:
         if p.ordinal < obs.desired_replicas and p.name not in healthy
     )
     if unhealthy:
-        return _wait(f"members not healthy: {', '.join(unhealthy)}", "Running", True,
+        return _wait(f"members not healthy: {', '.join(unhealthy)}", Phase.RUNNING, True,
                      degraded=MEMBER_UNHEALTHY)
-    return Plan(Action(NONE), "Running", True, message="converged")
+    return Plan(action=Converged(), phase=Phase.RUNNING, available=True, message="converged")
 
 
 def _plan_bootstrap(obs: Observed) -> Plan:
@@ -247,17 +356,19 @@ def _plan_bootstrap(obs: Observed) -> Plan:
     # bootstrapping and recording it): record it, never bootstrap again.
     for pod in obs.pods:
         if pod.node is not None and not pod.node.empty:
-            return Plan(Action(RECORD_BOOTSTRAPPED, target=pod.name,
-                               reason=f"{pod.name} already has Raft state"),
-                        "Bootstrapping", False, BOOTSTRAPPING)
+            return Plan(
+                action=RecordBootstrapped(target=pod.name,
+                                          reason=f"{pod.name} already has Raft state"),
+                phase=Phase.BOOTSTRAPPING, available=False, progressing=BOOTSTRAPPING,
+            )
     if obs.sts_replicas is None:
-        return _wait("waiting for the StatefulSet", "Pending", False, BOOTSTRAPPING)
-    first = obs.pod(f"{obs.name}-0")
+        return _wait("waiting for the StatefulSet", Phase.PENDING, False, BOOTSTRAPPING)
+    first = obs.pod(obs.pod_name(0))
     if first is None or first.node is None:
-        return _wait(f"waiting for {obs.name}-0 to answer", "Bootstrapping", False,
+        return _wait(f"waiting for {obs.pod_name(0)} to answer", Phase.BOOTSTRAPPING, False,
                      BOOTSTRAPPING)
-    return Plan(Action(BOOTSTRAP, target=first.name, reason="new cluster"),
-                "Bootstrapping", False, BOOTSTRAPPING)
+    return Plan(action=Bootstrap(target=first.name, reason="new cluster"),
+                phase=Phase.BOOTSTRAPPING, available=False, progressing=BOOTSTRAPPING)
 
 
 def _plan_repair(obs: Observed, healthy: set[str]) -> Plan | None:
@@ -271,10 +382,15 @@ def _plan_repair(obs: Observed, healthy: set[str]) -> Plan | None:
             continue
         if not _quorum_after_losing(obs, healthy, pod.name, removing=True):
             return _wait(f"{pod.name} lost its data but removing it would break quorum",
-                         "Degraded", True, REPAIRING, MEMBER_NOT_REJOINING)
-        return Plan(Action(REMOVE, target=pod.name, reason="its node lost its Raft state"),
-                    "Repairing", True, REPAIRING, MEMBER_NOT_REJOINING)
+                         Phase.DEGRADED, True, REPAIRING, MEMBER_NOT_REJOINING)
+        return Plan(action=RemoveMember(target=pod.name, reason="its node lost its Raft state"),
+                    phase=Phase.REPAIRING, available=True, progressing=REPAIRING,
+                    degraded=MEMBER_NOT_REJOINING)
     return None
+
+
+def _scaling_down(action: Action) -> Plan:
+    return Plan(action=action, phase=Phase.SCALING, available=True, progressing=SCALING_DOWN)
 
 
 def _plan_scale_down(obs: Observed, healthy: set[str]) -> Plan | None:
@@ -288,41 +404,39 @@ def _plan_scale_down(obs: Observed, healthy: set[str]) -> Plan | None:
             successor = _best_successor(obs, healthy, exclude={m.id for m in extra})
             if successor is None:
                 return _wait(f"{target.id} leads and no caught-up member may take over",
-                             "Scaling", True, SCALING_DOWN)
-            return Plan(Action(TRANSFER, target=target.id, to=successor,
-                               reason=f"{target.id} is being removed"),
-                        "Scaling", True, SCALING_DOWN)
+                             Phase.SCALING, True, SCALING_DOWN)
+            return _scaling_down(TransferLeadership(target=target.id, to=successor,
+                                                    reason=f"{target.id} is being removed"))
         if target.voter and not _quorum_after_losing(obs, healthy, target.id, removing=True):
             return _wait(f"removing {target.id} would leave no caught-up majority",
-                         "Scaling", True, SCALING_DOWN, MEMBER_UNHEALTHY)
-        return Plan(Action(REMOVE, target=target.id, reason="scale down"),
-                    "Scaling", True, SCALING_DOWN)
+                         Phase.SCALING, True, SCALING_DOWN, MEMBER_UNHEALTHY)
+        return _scaling_down(RemoveMember(target=target.id, reason="scale down"))
     if obs.sts_replicas is not None and obs.sts_replicas > obs.desired_replicas:
-        return Plan(Action(SCALE_STS, replicas=obs.desired_replicas,
-                           reason="members removed, shrink the StatefulSet"),
-                    "Scaling", True, SCALING_DOWN)
+        return _scaling_down(ScaleStatefulSet(replicas=obs.desired_replicas,
+                                              reason="members removed, shrink the StatefulSet"))
     stale = _stale_claims(obs)
     if stale:
-        return Plan(Action(DELETE_CLAIMS, claims=stale, reason="volumes of removed members"),
-                    "Scaling", True, SCALING_DOWN)
+        return _scaling_down(DeleteClaims(claims=stale, reason="volumes of removed members"))
     return None
+
+
+def _claim_ordinals(obs: Observed) -> list[tuple[int, str]]:
+    """(ordinal, claim name) of this cluster's data claims."""
+    found = ((names.claim_ordinal(obs.name, claim), claim) for claim in obs.claims)
+    return [(ordinal, claim) for ordinal, claim in found if ordinal is not None]
 
 
 def _claimed_ordinals(obs: Observed) -> int:
     """One more than the highest ordinal that has a volume (0 without any)."""
-    prefix = f"data-{obs.name}-"
-    tails = [c[len(prefix):] for c in obs.claims if c.startswith(prefix)]
-    return max((int(t) + 1 for t in tails if t.isdigit()), default=0)
+    return max((ordinal + 1 for ordinal, _ in _claim_ordinals(obs)), default=0)
 
 
 def _stale_claims(obs: Observed) -> tuple[str, ...]:
-    prefix = f"data-{obs.name}-"
     stale = []
-    for claim in obs.claims:
-        tail = claim[len(prefix) :] if claim.startswith(prefix) else ""
-        if not tail.isdigit() or int(tail) < obs.desired_replicas:
+    for ordinal, claim in _claim_ordinals(obs):
+        if ordinal < obs.desired_replicas:
             continue
-        if any(p.ordinal == int(tail) for p in obs.pods):
+        if any(p.ordinal == ordinal for p in obs.pods):
             continue  # its pod is still terminating
         stale.append(claim)
     return tuple(sorted(stale))
@@ -337,14 +451,17 @@ def _best_successor(obs: Observed, healthy: set[str], exclude: set[str]) -> str 
     return min(candidates)[2] if candidates else None
 
 
+def _scaling_up(action: Action) -> Plan:
+    return Plan(action=action, phase=Phase.SCALING, available=True, progressing=SCALING_UP)
+
+
 def _plan_scale_up(obs: Observed, healthy: set[str]) -> Plan | None:
     if obs.sts_replicas is None or obs.sts_replicas < obs.desired_replicas:
-        return Plan(Action(SCALE_STS, replicas=obs.desired_replicas, reason="scale up"),
-                    "Scaling", True, SCALING_UP)
+        return _scaling_up(ScaleStatefulSet(replicas=obs.desired_replicas, reason="scale up"))
     # One membership change at a time: a member still being promoted holds the next join.
     for member in obs.members:
         if not member.voter:
-            return _wait(f"{member.id} is catching up before promotion", "Scaling", True,
+            return _wait(f"{member.id} is catching up before promotion", Phase.SCALING, True,
                          SCALING_UP)
     wanted = sorted(
         (p for p in obs.pods if p.ordinal < obs.desired_replicas and not p.deleting),
@@ -354,17 +471,16 @@ def _plan_scale_up(obs: Observed, healthy: set[str]) -> Plan | None:
         if obs.member(pod.name) is not None:
             continue
         if pod.node is None:
-            return _wait(f"waiting for {pod.name} to answer before it joins", "Scaling", True,
-                         SCALING_UP)
-        return Plan(Action(JOIN, target=pod.name, address=pod.node.address,
-                           http_address=pod.node.http_address, reason="not a member"),
-                    "Scaling", True, SCALING_UP)
+            return _wait(f"waiting for {pod.name} to answer before it joins", Phase.SCALING,
+                         True, SCALING_UP)
+        return _scaling_up(Join(target=pod.name, address=pod.node.address,
+                                http_address=pod.node.http_address, reason="not a member"))
     missing = [
-        f"{obs.name}-{n}" for n in range(obs.desired_replicas)
-        if obs.pod(f"{obs.name}-{n}") is None and obs.member(f"{obs.name}-{n}") is None
+        name for name in map(obs.pod_name, range(obs.desired_replicas))
+        if obs.pod(name) is None and obs.member(name) is None
     ]
     if missing:
-        return _wait(f"waiting for pods {', '.join(missing)}", "Scaling", True, SCALING_UP)
+        return _wait(f"waiting for pods {', '.join(missing)}", Phase.SCALING, True, SCALING_UP)
     return None
 
 
@@ -377,13 +493,18 @@ def restart_queue(obs: Observed) -> tuple[str, ...]:
         and p.template_hash != obs.desired_hash
     ]
 
-    healthy = _healthy(obs)
+    healthy = healthy_voters(obs)
 
     def key(p: PodView) -> tuple[int, int]:
         tier = 2 if p.name == obs.leader_id else (1 if p.name in healthy else 0)
         return (tier, -p.ordinal)
 
     return tuple(p.name for p in sorted(outdated, key=key))
+
+
+def _restarting(action: Action, queue: tuple[str, ...]) -> Plan:
+    return Plan(action=action, phase=Phase.RESTARTING, available=True,
+                progressing=ROLLING_RESTART, restart_queue=queue)
 
 
 def _plan_restart(obs: Observed, healthy: set[str]) -> Plan | None:
@@ -394,30 +515,27 @@ def _plan_restart(obs: Observed, healthy: set[str]) -> Plan | None:
     assert first is not None
     if first.name not in healthy:
         # A pod that is not serving anyway is replaced first: its restart costs no quorum.
-        return Plan(Action(RESTART_POD, target=first.name, reason="outdated and not ready"),
-                    "Restarting", True, ROLLING_RESTART, restart_queue=queue)
+        return _restarting(RestartPod(target=first.name, reason="outdated and not ready"), queue)
     # Every pod that is not waiting in the queue must be healthy (the previous one has come
     # back, rejoined and caught up) before the next goes.
     waiting = [
-        f"{obs.name}-{n}" for n in range(obs.desired_replicas)
-        if f"{obs.name}-{n}" not in queue and f"{obs.name}-{n}" not in healthy
+        name for name in map(obs.pod_name, range(obs.desired_replicas))
+        if name not in queue and name not in healthy
     ]
     if waiting:
         return _wait(f"waiting for {', '.join(waiting)} to be ready and caught up",
-                     "Restarting", True, ROLLING_RESTART, queue=queue)
+                     Phase.RESTARTING, True, ROLLING_RESTART, queue=queue)
     if first.name == obs.leader_id:
         if len(obs.voters) == 1:  # one replica: a restart is an outage, nobody to hand over to
-            return Plan(Action(RESTART_POD, target=first.name, reason="outdated (single node)"),
-                        "Restarting", True, ROLLING_RESTART, restart_queue=queue)
+            return _restarting(RestartPod(target=first.name, reason="outdated (single node)"),
+                               queue)
         successor = _best_successor(obs, healthy, exclude=set())
         if successor is None:
-            return _wait("no caught-up follower to hand leadership to", "Restarting", True,
+            return _wait("no caught-up follower to hand leadership to", Phase.RESTARTING, True,
                          ROLLING_RESTART, queue=queue)
-        return Plan(Action(TRANSFER, target=first.name, to=successor,
-                           reason="the leader is restarted last"),
-                    "Restarting", True, ROLLING_RESTART, restart_queue=queue)
+        return _restarting(TransferLeadership(target=first.name, to=successor,
+                                              reason="the leader is restarted last"), queue)
     if not _quorum_after_losing(obs, healthy, first.name, removing=False):
         return _wait(f"restarting {first.name} would leave no caught-up majority",
-                     "Restarting", True, ROLLING_RESTART, MEMBER_UNHEALTHY, queue=queue)
-    return Plan(Action(RESTART_POD, target=first.name, reason="outdated pod template"),
-                "Restarting", True, ROLLING_RESTART, restart_queue=queue)
+                     Phase.RESTARTING, True, ROLLING_RESTART, MEMBER_UNHEALTHY, queue=queue)
+    return _restarting(RestartPod(target=first.name, reason="outdated pod template"), queue)

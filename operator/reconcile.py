@@ -17,18 +17,27 @@ import aiohttp
 from konsul_operator import metrics
 from konsul_operator.actions import StepFailed, execute
 from konsul_operator.kube import Kube
+from konsul_operator.names import (
+    AS_EXPECTED,
+    CONVERGED,
+    NOT_BOOTSTRAPPED,
+    QUORUM_AVAILABLE,
+    QUORUM_LOST,
+    Condition,
+)
 from konsul_operator.observe import Snapshot, observe
 from konsul_operator.planner import (
-    BOOTSTRAP,
-    NONE,
-    QUORUM_LOST,
-    RECORD_BOOTSTRAPPED,
     WAIT,
-    Action,
+    Bootstrap,
+    Converged,
     Observed,
     Plan,
+    RecordBootstrapped,
+    Step,
+    Wait,
     healthy_voters,
     plan,
+    target_of,
 )
 from konsul_operator.resources import (
     Owner,
@@ -48,7 +57,7 @@ EventFn = Callable[[str, str, str], None]
 @dataclass(frozen=True)
 class Outcome:
     plan: Plan
-    step: Action | None  # the step taken, if any
+    step: Step | None  # the step taken, if any
     status: dict[str, Any]
 
 
@@ -139,7 +148,7 @@ async def ensure_owned(
 
 
 def _condition(
-    previous: list[dict[str, Any]], kind: str, status: bool, reason: str, message: str,
+    previous: list[dict[str, Any]], kind: Condition, status: bool, reason: str, message: str,
     generation: int, now: str,
 ) -> dict[str, Any]:
     text = "True" if status else "False"
@@ -161,18 +170,18 @@ def conditions(
     previous: list[dict[str, Any]], p: Plan, generation: int, now: str
 ) -> list[dict[str, Any]]:
     if p.available:
-        available_reason = "QuorumAvailable"
+        available_reason = QUORUM_AVAILABLE
     elif p.degraded == QUORUM_LOST:
         available_reason = QUORUM_LOST
     else:
-        available_reason = "NotBootstrapped"
+        available_reason = NOT_BOOTSTRAPPED
     return [
-        _condition(previous, "Available", p.available, available_reason, p.message,
+        _condition(previous, Condition.AVAILABLE, p.available, available_reason, p.message,
                    generation, now),
-        _condition(previous, "Progressing", p.progressing is not None,
-                   p.progressing or "Converged", p.message, generation, now),
-        _condition(previous, "Degraded", p.degraded is not None, p.degraded or "AsExpected",
-                   p.message if p.degraded else "", generation, now),
+        _condition(previous, Condition.PROGRESSING, p.progressing is not None,
+                   p.progressing or CONVERGED, p.message, generation, now),
+        _condition(previous, Condition.DEGRADED, p.degraded is not None,
+                   p.degraded or AS_EXPECTED, p.message if p.degraded else "", generation, now),
     ]
 
 
@@ -193,7 +202,7 @@ def members_status(obs: Observed) -> list[dict[str, Any]]:
 
 
 def build_status(
-    body: dict[str, Any], snap: Snapshot, p: Plan, step: Action | None, outcome: str,
+    body: dict[str, Any], snap: Snapshot, p: Plan, step: Step | None, outcome: str,
     bootstrapped: bool, now: str,
 ) -> dict[str, Any]:
     obs = snap.observed
@@ -202,13 +211,13 @@ def build_status(
     spec = parse_spec(body.get("spec"))
     operation = previous.get("operation") or {}
     if step is not None:
-        operation = {"type": step.kind, "target": step.target, "message": outcome,
+        operation = {"type": step.kind, "target": target_of(step), "message": outcome,
                      "since": now}
-    elif p.action.kind == WAIT and operation.get("type") != WAIT:
+    elif isinstance(p.action, Wait) and operation.get("type") != WAIT:
         operation = {"type": WAIT, "target": "", "message": p.message, "since": now}
-    elif p.action.kind == WAIT:
+    elif isinstance(p.action, Wait):
         operation = {**operation, "message": p.message}
-    elif p.action.kind == NONE:
+    elif isinstance(p.action, Converged):
         operation = {}
     healthy = [m for m in members_status(obs) if m["healthy"] and m["voter"]]
     current_image = previous.get("currentImage", "")
@@ -244,7 +253,7 @@ async def reconcile(
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
     metrics.RECONCILES.labels("converged" if outcome.plan.converged else "requeued").inc()
     log.info("reconcile %s in %.2fs: %s %s -> %s", body["metadata"]["name"],
-             time.monotonic() - started, outcome.plan.action.kind, outcome.plan.action.target,
+             time.monotonic() - started, outcome.plan.action.kind, target_of(outcome.plan.action),
              outcome.status["operation"]["message"] if outcome.status.get("operation")
              else outcome.plan.message)
     return outcome
@@ -270,21 +279,18 @@ async def _reconcile(
     p = plan(snap.observed)
     log.debug("ensure %.2fs, observe %.2fs", t1 - t0, time.monotonic() - t1)
 
-    step: Action | None = None
+    step: Step | None = None
     outcome = p.message
-    if p.action.kind not in (WAIT, NONE):
+    if not isinstance(p.action, Wait | Converged):
         step = p.action
-        if step.kind == RECORD_BOOTSTRAPPED:
-            outcome = f"cluster already exists ({step.reason}); recorded as bootstrapped"
-        else:
-            try:
-                outcome = await execute(step, snap.observed, owner, kube, session)
-            except StepFailed as exc:
-                event("Warning", f"{step.kind}Failed", str(exc))
-                metrics.STEPS.labels(f"{step.kind}Failed").inc()
-                status = build_status(body, snap, p, None, str(exc), bootstrapped, now_iso())
-                return Outcome(p, None, status)
-        if step.kind in (BOOTSTRAP, RECORD_BOOTSTRAPPED):
+        try:
+            outcome = await execute(step, snap.observed, owner, kube, session)
+        except StepFailed as exc:
+            event("Warning", f"{step.kind}Failed", str(exc))
+            metrics.STEPS.labels(f"{step.kind}Failed").inc()
+            status = build_status(body, snap, p, None, str(exc), bootstrapped, now_iso())
+            return Outcome(p, None, status)
+        if isinstance(step, Bootstrap | RecordBootstrapped):
             bootstrapped = True
         metrics.STEPS.labels(step.kind).inc()
         event("Normal", step.kind, outcome)
@@ -297,7 +303,7 @@ async def _reconcile(
 
 def _degraded_reason(status: dict[str, Any]) -> str | None:
     for cond in status.get("conditions") or []:
-        if cond.get("type") == "Degraded" and cond.get("status") == "True":
+        if cond.get("type") == Condition.DEGRADED and cond.get("status") == "True":
             return str(cond.get("reason"))
     return None
 

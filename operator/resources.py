@@ -13,6 +13,8 @@ from importlib import resources as importlib_resources
 from typing import Any
 
 import yaml
+from konsul_operator import names
+from konsul_operator.names import DATA_VOLUME
 from konsul_operator.spec import (
     GROUP,
     HTTP_PORT,
@@ -25,7 +27,6 @@ from konsul_operator.spec import (
     ClusterSpec,
 )
 
-DATA_VOLUME = "data"
 DATA_PATH = "/data"
 
 
@@ -37,20 +38,6 @@ class Owner:
     namespace: str
     uid: str
     restarted_at: str | None = None  # the konsul.io/restartedAt annotation, if any
-
-    @property
-    def headless(self) -> str:
-        return f"{self.name}-peers"
-
-    @property
-    def client(self) -> str:
-        return self.name
-
-    def pod(self, ordinal: int) -> str:
-        return f"{self.name}-{ordinal}"
-
-    def claim(self, ordinal: int) -> str:
-        return f"{DATA_VOLUME}-{self.name}-{ordinal}"
 
 
 def selector_labels(owner: Owner) -> dict[str, str]:
@@ -104,7 +91,7 @@ def node_env(owner: Owner, spec: ClusterSpec) -> list[dict[str, Any]]:
         "KONSUL_RAFT_NODE_ID": "$(POD_NAME)",
         "KONSUL_RAFT_BIND_ADDR": f"0.0.0.0:{RAFT_PORT}",
         "KONSUL_RAFT_ADVERTISE_ADDR": (
-            f"$(POD_NAME).{owner.headless}.$(POD_NAMESPACE).svc:{RAFT_PORT}"
+            f"$(POD_NAME).{names.headless_service(owner.name)}.$(POD_NAMESPACE).svc:{RAFT_PORT}"
         ),
         "KONSUL_HTTP_ADVERTISE_ADDR": f"$(POD_IP):{HTTP_PORT}",
         "KONSUL_RAFT_DATA_DIR": f"{DATA_PATH}/raft",
@@ -193,10 +180,10 @@ def statefulset(owner: Owner, spec: ClusterSpec, replicas: int) -> dict[str, Any
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": _metadata(owner, owner.name),
+        "metadata": _metadata(owner, names.statefulset(owner.name)),
         "spec": {
             "replicas": replicas,
-            "serviceName": owner.headless,
+            "serviceName": names.headless_service(owner.name),
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "OnDelete"},
             "selector": {"matchLabels": selector_labels(owner)},
@@ -224,7 +211,9 @@ def headless_service(owner: Owner) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(owner, owner.headless, {"konsul.io/service": "peers"}),
+        "metadata": _metadata(
+            owner, names.headless_service(owner.name), {"konsul.io/service": "peers"}
+        ),
         "spec": {
             "clusterIP": "None",
             # Peers must resolve each other before they are Ready (a new member is not ready
@@ -240,7 +229,9 @@ def client_service(owner: Owner) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(owner, owner.client, {"konsul.io/service": "client"}),
+        "metadata": _metadata(
+            owner, names.client_service(owner.name), {"konsul.io/service": "client"}
+        ),
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(owner),
@@ -253,7 +244,7 @@ def disruption_budget(owner: Owner, replicas: int) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(owner, owner.name),
+        "metadata": _metadata(owner, names.disruption_budget(owner.name)),
         "spec": {
             # One voluntary disruption at a time; none for a single replica (it would be an
             # outage). The operator's own pod deletions do not go through eviction.
@@ -267,7 +258,9 @@ def service_monitor(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": _metadata(owner, owner.name, spec.service_monitor.labels),
+        "metadata": _metadata(
+            owner, names.service_monitor(owner.name), spec.service_monitor.labels
+        ),
         "spec": {
             "selector": {"matchLabels": {**selector_labels(owner), "konsul.io/service": "peers"}},
             "namespaceSelector": {"matchNames": [owner.namespace]},
@@ -296,7 +289,9 @@ def prometheus_rule(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": _metadata(owner, owner.name, spec.prometheus_rule.labels),
+        "metadata": _metadata(
+            owner, names.prometheus_rule(owner.name), spec.prometheus_rule.labels
+        ),
         "spec": {"groups": groups},
     }
 

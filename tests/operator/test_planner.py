@@ -93,7 +93,7 @@ def test_bootstrap_pod0_once_its_empty_node_answers() -> None:
     obs = replace(world(members=0, replicas=3, pods=3, leader=None, bootstrapped=False),
                   pods=tuple(pod(i, node_=node(i, empty=True)) for i in range(3)))
     result = plan(obs)
-    assert result.action == P.Action(P.BOOTSTRAP, target=f"{NAME}-0", reason="new cluster")
+    assert result.action == P.Bootstrap(target=f"{NAME}-0", reason="new cluster")
 
 
 def test_bootstrap_waits_while_pod0_does_not_answer_even_if_others_do() -> None:
@@ -173,7 +173,7 @@ def test_one_member_down_is_degraded_but_available() -> None:
 
 def test_scale_up_grows_the_statefulset_first() -> None:
     result = plan(world(members=3, replicas=5))
-    assert result.action == P.Action(P.SCALE_STS, replicas=5, reason="scale up")
+    assert result.action == P.ScaleStatefulSet(replicas=5, reason="scale up")
     assert result.progressing == P.SCALING_UP
 
 
@@ -221,7 +221,7 @@ def test_waits_for_missing_pods() -> None:
 
 def test_scale_down_removes_the_highest_ordinal_first() -> None:
     result = plan(world(members=5, replicas=3))
-    assert result.action == P.Action(P.REMOVE, target=f"{NAME}-4", reason="scale down")
+    assert result.action == P.RemoveMember(target=f"{NAME}-4", reason="scale down")
     assert result.progressing == P.SCALING_DOWN
 
 
@@ -248,8 +248,8 @@ def test_scale_down_leader_without_successor_waits() -> None:
 def test_scale_down_shrinks_statefulset_after_members_left() -> None:
     obs = world(members=3, replicas=3, pods=5, sts=5)
     result = plan(obs)
-    assert result.action == P.Action(P.SCALE_STS, replicas=3,
-                                     reason="members removed, shrink the StatefulSet")
+    assert result.action == P.ScaleStatefulSet(
+        replicas=3, reason="members removed, shrink the StatefulSet")
 
 
 def test_crash_between_leave_and_shrink_converges() -> None:
@@ -283,7 +283,7 @@ def test_scale_down_guard_refuses_to_remove_when_no_majority_remains() -> None:
 def test_scale_down_removes_a_non_voter_being_added() -> None:
     obs = world(members=4, replicas=3, pods=4)
     obs = replace(obs, members=(*obs.members[:3], Member(f"{NAME}-3", "10.0.0.3:7000", False)))
-    assert plan(obs).action == P.Action(P.REMOVE, target=f"{NAME}-3", reason="scale down")
+    assert plan(obs).action == P.RemoveMember(target=f"{NAME}-3", reason="scale down")
 
 
 def test_scale_to_one_then_back() -> None:
@@ -366,8 +366,8 @@ def outdated(obs: Observed, *ordinals: int) -> Observed:
 def test_restart_followers_high_ordinal_first_leader_last() -> None:
     obs = outdated(world(leader=1), 0, 1, 2)
     result = plan(obs)
-    assert result.action == P.Action(P.RESTART_POD, target=f"{NAME}-2",
-                                     reason="outdated pod template")
+    assert result.action == P.RestartPod(target=f"{NAME}-2",
+                                    reason="outdated pod template")
     assert result.restart_queue == (f"{NAME}-2", f"{NAME}-0", f"{NAME}-1")
     assert result.progressing == P.ROLLING_RESTART
 
@@ -402,8 +402,8 @@ def test_leader_is_restarted_after_a_transfer() -> None:
     assert result.action.to in (f"{NAME}-1", f"{NAME}-2")
     # Once it follows, it is restarted like any follower.
     moved = outdated(world(leader=1), 0)
-    assert plan(moved).action == P.Action(P.RESTART_POD, target=f"{NAME}-0",
-                                          reason="outdated pod template")
+    assert plan(moved).action == P.RestartPod(target=f"{NAME}-0",
+                                         reason="outdated pod template")
 
 
 def test_single_replica_restart_is_allowed() -> None:

@@ -1,0 +1,105 @@
+"""Every name the operator gives or reads: one module, so that each is spelled once.
+
+Kubernetes objects of a cluster named ``c`` (as spotahome/redis-operator's ``names.go`` does it):
+the StatefulSet, client Service, PodDisruptionBudget, ServiceMonitor and PrometheusRule are all
+``c``; the headless Service is ``c-peers``; pod ``n`` is ``c-n`` (also its node id: the node id
+is the pod name); its volume claim ``data-c-n`` (the StatefulSet's claim template ``data``).
+
+Then the words of ``status``: phases, condition types and their reasons.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# ----------------------------------------------------------------------------- objects
+
+DATA_VOLUME = "data"  # the claim template (and volume) name
+
+
+def statefulset(cluster: str) -> str:
+    return cluster
+
+
+def client_service(cluster: str) -> str:
+    return cluster
+
+
+def disruption_budget(cluster: str) -> str:
+    return cluster
+
+
+def service_monitor(cluster: str) -> str:
+    return cluster
+
+
+def prometheus_rule(cluster: str) -> str:
+    return cluster
+
+
+def headless_service(cluster: str) -> str:
+    return f"{cluster}-peers"
+
+
+def pod(cluster: str, ordinal: int) -> str:
+    """Also the member's node id (``KONSUL_RAFT_NODE_ID=$(POD_NAME)``)."""
+    return f"{cluster}-{ordinal}"
+
+
+def claim(cluster: str, ordinal: int) -> str:
+    return f"{DATA_VOLUME}-{pod(cluster, ordinal)}"
+
+
+def pod_ordinal(cluster: str, name: str) -> int | None:
+    """The ordinal of pod (or node id) ``name`` of this cluster; None for any other name."""
+    return _ordinal(f"{cluster}-", name)
+
+
+def claim_ordinal(cluster: str, name: str) -> int | None:
+    """The ordinal whose data claim ``name`` is; None for any other name."""
+    return _ordinal(f"{DATA_VOLUME}-{cluster}-", name)
+
+
+def _ordinal(prefix: str, name: str) -> int | None:
+    tail = name[len(prefix) :] if name.startswith(prefix) else ""
+    return int(tail) if tail.isdigit() and tail.isascii() else None
+
+
+# ----------------------------------------------------------------------------- status words
+
+
+class Phase(StrEnum):
+    """``status.phase``."""
+
+    PENDING = "Pending"
+    BOOTSTRAPPING = "Bootstrapping"
+    RUNNING = "Running"
+    SCALING = "Scaling"
+    RESTARTING = "Restarting"
+    REPAIRING = "Repairing"
+    DEGRADED = "Degraded"
+
+
+class Condition(StrEnum):
+    """``status.conditions[].type``."""
+
+    AVAILABLE = "Available"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+# Condition reasons (operator-practices.md). Progressing while work remains:
+BOOTSTRAPPING = "Bootstrapping"
+SCALING_UP = "ScalingUp"
+SCALING_DOWN = "ScalingDown"
+ROLLING_RESTART = "RollingRestart"
+REPAIRING = "Repairing"
+CONVERGED = "Converged"  # Progressing false
+# Degraded:
+QUORUM_LOST = "QuorumLost"
+MEMBER_UNHEALTHY = "MemberUnhealthy"
+MEMBER_NOT_REJOINING = "MemberNotRejoining"
+AS_EXPECTED = "AsExpected"  # Degraded false
+# Available:
+QUORUM_AVAILABLE = "QuorumAvailable"
+NOT_BOOTSTRAPPED = "NotBootstrapped"  # Available false before the first bootstrap
