@@ -20,20 +20,17 @@ grace, as Consul does), and restart whenever the replica shows a newer heartbeat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import aiohttp
 
 from konsul.errors import KonsulError
 from konsul.logs import event
-from konsul.store import Check, commands
-
-if TYPE_CHECKING:
-    from konsul.node import Node
+from konsul.net import probe
+from konsul.store import Check, StateMachine, commands
 
 log = logging.getLogger("konsul.checks")
 
@@ -51,9 +48,20 @@ class _Timer:
     since: float
 
 
+class CheckHost(Protocol):
+    """What the runner needs of its node (``konsul.node.Node``)."""
+
+    @property
+    def store(self) -> StateMachine: ...
+    @property
+    def is_leader(self) -> bool: ...
+    def is_ready(self) -> bool: ...
+    async def propose(self, data: bytes) -> object: ...
+
+
 @dataclass
 class CheckRunner:
-    node: Node
+    node: CheckHost
     _decisions: set[asyncio.Task[None]] = field(default_factory=set)
     _probes: dict[str, tuple[tuple[object, ...], asyncio.Task[None]]] = field(default_factory=dict)
     _ttl: dict[str, _Timer] = field(default_factory=dict)
@@ -197,14 +205,8 @@ def _arm(timers: dict[str, _Timer], key: str, seen: int, now: float) -> _Timer:
 
 
 async def _tcp(address: str, timeout: float) -> tuple[str, str]:
-    host, _, port = address.rpartition(":")
     try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(host.strip("[]"), int(port)), timeout
-        )
+        await probe(address, timeout)
     except (OSError, TimeoutError, ValueError) as exc:
         return "critical", f"TCP connect {address}: {type(exc).__name__}: {exc}"[:MAX_OUTPUT]
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
     return "passing", f"TCP connect {address}: Success"

@@ -15,6 +15,7 @@ from typing import TypeVar
 from konsul.acl.tokens import MAX_SECRET_LEN, MIN_SECRET_LEN, valid_secret
 from konsul.durations import FORM as DURATION_FORM
 from konsul.durations import parse_duration
+from konsul.net import parse_host_port
 
 T = TypeVar("T")
 
@@ -119,10 +120,7 @@ def _port(text: str) -> int:
 
 
 def _host_port(text: str) -> str:
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not host:
-        raise ValueError(text)
-    _port(port)
+    parse_host_port(text.strip())
     return text.strip()
 
 

@@ -11,9 +11,12 @@ Interface (stable; the HTTP layer codes against it):
 - ``await wait_for(index_fn, after, timeout)``: blocking reads; returns once ``index_fn() > after``
   or the timeout passes.
 - ``status()``, ``leader()``, ``is_leader``, ``peers()``, ``last_contact_ms()``, ``is_ready()``.
-- ``await join(member)``, ``leave(node_id)``, ``transfer_leadership(node_id | None)``,
-  ``bootstrap()``, ``take_snapshot()``: cluster operations; standalone they raise
-  ``ClusteringDisabled`` except ``take_snapshot``.
+- ``membership``: ``join(member)``, ``leave(node_id)``, ``transfer_leadership(node_id | None)``,
+  ``bootstrap()`` (``konsul.membership``); ``take_snapshot()``.
+- ``peer_http``: the one client session for calls to other members (``konsul.peers``).
+
+A node is wired here and nothing is set after construction: the Raft runtime gets its transport
+(none on a standalone node), the check runner a view of the node (``checks.CheckHost``).
 """
 
 from __future__ import annotations
@@ -23,35 +26,22 @@ import contextlib
 import logging
 import os
 import random
-import ssl
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import aiohttp
 
 from konsul.acl.resolver import Resolver
 from konsul.acl.tokens import hash_secret
 from konsul.checks import CheckRunner
 from konsul.config import Settings, read_secret_file
-from konsul.errors import (
-    BadRequest,
-    ClusteringDisabled,
-    Conflict,
-    KonsulError,
-    NoLeader,
-    NotFound,
-    NotLeader,
-    PeerNotTrusted,
-    Timeout,
-    Unavailable,
-)
+from konsul.errors import KonsulError
 from konsul.logs import event
+from konsul.membership import Membership, leader_of
 from konsul.metrics import Metrics
-from konsul.raft.core import ProposalRejected, RaftCore, Role
+from konsul.peers import PeerHTTP
+from konsul.raft.core import RaftCore, Role
 from konsul.raft.runtime import TICK_SECONDS, RaftRuntime
-from konsul.raft.transport import TcpTransport, split_host_port
+from konsul.raft.transport import TcpTransport
 from konsul.raft.types import Configuration, Member
 from konsul.storage.wal import DEFAULT_SEGMENT_BYTES
 from konsul.store import StateMachine, commands
@@ -112,14 +102,23 @@ class Node:
         )
         os.makedirs(settings.raft.data_dir, exist_ok=True)
         self.node_id = settings.raft.node_id if self.clustered else _standalone_id(settings)
+        raft = settings.raft
+        self.transport = (
+            TcpTransport(self.node_id, raft.bind_addr, raft.advertise_addr, tls=self.tls)
+            if self.clustered else None
+        )
         self.runtime = RaftRuntime(
             self.node_id,
-            settings.raft,
+            raft,
             self.store,
             self.metrics,
+            transport=self.transport,
             rng=rng,
             wal_segment_bytes=wal_segment_bytes,
         )
+        self.runtime.on_config_applied.append(self._forget_removed)
+        self.peer_http = PeerHTTP(settings.http_scheme, self.tls)
+        self.membership = Membership(self.runtime, settings, self.me(), self.peer_http, self.tls)
         self.started = False
         self._background: list[asyncio.Task[None]] = []
 
@@ -136,19 +135,6 @@ class Node:
         )
 
     async def start(self) -> None:
-        if self.clustered:
-            transport = TcpTransport(
-                self.node_id,
-                self.settings.raft.bind_addr,
-                self.settings.raft.advertise_addr,
-                resolve=self._address_of,
-                deliver=self.runtime.receive,
-                on_unreachable=self.runtime.peer_unreachable,
-                tls=self.tls,
-            )
-            await transport.start()
-            self.runtime.transport = transport
-            self.runtime.on_config_applied.append(self._forget_removed)
         await self.runtime.start()
         if self.core.is_empty and (not self.clustered or self.settings.raft.bootstrap):
             self.core.bootstrap(self.me())
@@ -201,33 +187,20 @@ class Node:
             await asyncio.sleep(TLS_RELOAD_INTERVAL)
             self.tls.reload_if_changed()
 
-    def http_url(self, address: str) -> str:
-        """The base URL of another node's API (every member shares one TLS setting)."""
-        return f"{self.settings.http_scheme}://{address}"
-
-    def client_ssl(self) -> ssl.SSLContext | bool:
-        """What node-to-node HTTP calls pass as aiohttp's ``ssl``: our client context, which
-        checks the other node's certificate and presents ours (``True``: aiohttp's default)."""
-        return self.tls.client() if self.tls is not None else True
-
     async def before_shutdown(self) -> None:
         """On SIGTERM a clustered leader hands leadership over first: no election timeout."""
         if not (self.clustered and self.is_leader and len(self.core.configuration.voters()) > 1):
             return
         try:
-            new_leader = await self.transfer_leadership(None)
+            new_leader = await self.membership.transfer_leadership(None)
         except KonsulError as exc:
             event(log, logging.WARNING, "leadership transfer before shutdown failed", error=exc)
         else:
             event(log, logging.INFO, "leadership handed over before shutdown", to=new_leader)
 
-    def _address_of(self, node_id: str) -> str | None:
-        member = self.core.configuration.get(node_id)
-        return member.address if member is not None and node_id != self.node_id else None
-
     def _forget_removed(self, config: Configuration) -> None:
-        transport = self.runtime.transport
-        if isinstance(transport, TcpTransport):
+        transport = self.transport
+        if transport is not None:
             for peer in list(transport.peer_ids()):
                 if config.get(peer) is None and self.core.configuration.get(peer) is None:
                     transport.forget(peer)
@@ -239,8 +212,7 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.runtime.stop()
-        if isinstance(self.runtime.transport, TcpTransport):
-            await self.runtime.transport.stop()
+        await self.peer_http.close()
 
     # ------------------------------------------------------------------------------ writes
 
@@ -262,8 +234,7 @@ class Node:
         return self.core.role == Role.LEADER
 
     def leader(self) -> Member | None:
-        leader_id = self.core.leader_id
-        return self.core.configuration.get(leader_id) if leader_id else None
+        return leader_of(self.core)
 
     def peers(self) -> list[Member]:
         return list(self.core.configuration.members)
@@ -309,184 +280,15 @@ class Node:
             and self.store.last_applied >= self.core.commit_index
         )
 
-    # ------------------------------------------------------------------- cluster operations
-
-    def _require_cluster(self) -> None:
-        if not self.clustered:
-            raise ClusteringDisabled()
-
-    def _require_leader(self) -> None:
-        self._require_cluster()
-        if not self.is_leader:
-            leader = self.leader()
-            raise NotLeader(leader) if leader is not None else NoLeader()
-
-    async def join(self, member: Member) -> bool:
-        """Add a server as a non-voter; the leader promotes it once it has caught up.
-
-        Idempotent for the same id and address. Returns whether it is a voter by the time the
-        call returns (it waits a bounded time for the promotion, so joins can follow each other).
-        """
-        self._require_leader()
-        config = self.core.configuration
-        current = config.get(member.id)
-        if current is not None and current.address != member.address:
-            raise Conflict(f"Node id {member.id!r} is already a member at {current.address}.")
-        clash = next((m for m in config.members if m.address == member.address), None)
-        if clash is not None and clash.id != member.id:
-            raise Conflict(f"Address {member.address} already belongs to member {clash.id!r}.")
-        if current is None:
-            await _probe(member.address, JOIN_REACH_TIMEOUT, self.tls)
-            if not member.http_address:
-                member = await self._with_http_address(member)
-            await self._change(lambda: self.core.propose_add(member))
-        return await self._until(lambda: _is_voter(self.core.configuration, member.id), 30.0)
-
-    async def _with_http_address(self, member: Member) -> Member:
-        """The guide's join names only the Raft address; redirects need the HTTP one too.
-
-        Ask the new server itself (its /cluster/status reports it), on the Raft host at our own
-        HTTP port, as the guide's deployments use one port everywhere; fall back to that guess.
-        """
-        host, _ = split_host_port(member.address)
-        guess = f"{host}:{self.settings.port}"
-        try:
-            timeout = aiohttp.ClientTimeout(total=2)
-            url = self.http_url(guess) + "/cluster/status"
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(url, ssl=self.client_ssl()) as resp,
-            ):
-                body = await resp.json()
-            if body.get("node_id") == member.id and body.get("http_address"):
-                guess = str(body["http_address"])
-        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
-            pass
-        return Member(member.id, member.address, member.voter, guess)
-
-    async def leave(self, node_id: str) -> list[Member]:
-        """Remove a member; returns the configuration that results."""
-        self._require_leader()
-        if self.core.configuration.get(node_id) is None:
-            raise NotFound(f"No member with id {node_id!r}.")
-        if node_id == self.node_id:
-            # Hand leadership over first, then ask the new leader to remove us. We will never
-            # hear of our own removal (nobody replicates to a removed server): its answer is
-            # the only up-to-date view of the configuration.
-            await self.transfer_leadership(None)
-            return await self._forward_leave(node_id)
-        await self._change(lambda: self.core.propose_remove(node_id))
-        return self.peers()
-
-    async def transfer_leadership(self, node_id: str | None) -> str:
-        self._require_leader()
-        try:
-            target = self.core.transfer_leadership(node_id)
-        except ProposalRejected as exc:
-            raise Conflict(f"Leadership cannot be transferred: {exc.reason}.") from None
-        self.runtime.poke()
-        deadline = 2 * self.settings.raft.election_timeout + 1.0
-        if not await self._until(lambda: self.core.leader_id == target, deadline):
-            raise Conflict(f"Leadership transfer to {target!r} did not complete in time.")
-        return target
-
-    async def _change(self, propose: Callable[[], tuple[int, int]]) -> None:
-        try:
-            await self.runtime.run_config_change(propose)
-        except ProposalRejected as exc:
-            raise Conflict(f"Membership change refused: {exc.reason}.") from None
-
-    async def _until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Poll a condition on the core (membership operations are rare and short)."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(TICK_SECONDS)
-        return True
-
-    async def _forward_leave(self, node_id: str) -> list[Member]:
-        leader = self.leader()
-        if leader is None or not leader.http_address:
-            raise NoLeader("Leadership moved but the new leader is not known yet; retry.")
-        url = self.http_url(leader.http_address) + f"/cluster/leave/{node_id}"
-        async with (
-            aiohttp.ClientSession() as session,
-            session.delete(url, ssl=self.client_ssl()) as resp,
-        ):
-            if resp.status != 200:
-                raise Unavailable(f"The new leader refused to remove {node_id!r}: {resp.status}.")
-            body = await resp.json()
-        return [
-            Member(p["id"], p["address"], bool(p["voter"]), p.get("http_address", ""))
-            for p in body.get("peers", [])
-        ]
-
-    async def bootstrap(self) -> None:
-        self._require_cluster()
-        if not self.core.is_empty:
-            raise Conflict("This node already has Raft state; only an empty node can bootstrap.")
-        self.core.bootstrap(self.me())
-        self.runtime.poke()
-
     async def take_snapshot(self) -> SnapshotInfo:
         saved = await self.runtime.take_snapshot()
         return SnapshotInfo(saved.meta.index, saved.meta.term, saved.size_bytes)
 
 
-JOIN_REACH_TIMEOUT = 5.0
 TLS_RELOAD_INTERVAL = 1.0
 ACL_CHECK_INTERVAL = 1.0
 
 log = logging.getLogger("konsul.node")
-
-
-def _is_voter(config: Configuration, node_id: str) -> bool:
-    member = config.get(node_id)
-    return member is not None and member.voter
-
-
-async def _probe(address: str, timeout: float, tls: Tls | None) -> None:
-    """Refuse to add a server nobody can reach, or (with TLS) one whose certificate does not
-    verify for that address: the configuration would only gain a voter nobody can talk to."""
-    try:
-        host, port = split_host_port(address)
-    except ValueError:
-        raise BadRequest(f"address must be host:port; got {address!r}.") from None
-    try:
-        context = tls.client() if tls is not None else None
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                host, port, ssl=context, server_hostname=host if context else None
-            ),
-            timeout,
-        )
-    except ssl.SSLCertVerificationError as exc:  # (before OSError: it is one)
-        _refused(tls, address, exc)
-        raise PeerNotTrusted(
-            f"The TLS certificate of {address} did not verify ({exc.verify_message}); "
-            "the configuration is unchanged."
-        ) from None
-    except (ssl.SSLError, ConnectionResetError, ConnectionAbortedError) as exc:
-        if tls is None:
-            raise Timeout(
-                f"{address} closed the connection; the configuration is unchanged."
-            ) from None
-        _refused(tls, address, exc)
-        raise PeerNotTrusted(
-            f"{address} did not complete a TLS handshake (it does not speak TLS, or refused "
-            f"our certificate: {exc or type(exc).__name__}); the configuration is unchanged."
-        ) from None
-    except (OSError, TimeoutError):
-        raise Timeout(
-            f"Could not reach {address} within {timeout:g}s; the configuration is unchanged."
-        ) from None
-    writer.close()
-
-
-def _refused(tls: Tls | None, address: str, exc: BaseException) -> None:
-    if tls is not None:
-        tls.refused("outbound", address, exc)
 
 
 _STATE_NAMES = {

@@ -17,7 +17,6 @@ from aiohttp import web
 
 from konsul.api import acl, cluster, data, fastpath, health, kv, metrics, services, txn, ui
 from konsul.api.crosssite import refuse_cross_site
-from konsul.api.forward import session_context
 from konsul.api.http import APP_MAX_SIZE, NODE, STOPPING
 from konsul.api.middlewares import (
     add_request_id,
@@ -47,7 +46,6 @@ def create_app(node: Node) -> web.Application:
     app.on_shutdown.append(_stopping)
     init_metrics_cache(app)
     app.on_response_prepare.append(add_request_id)
-    app.cleanup_ctx.append(session_context)
     for module in (kv, txn, services, health, cluster, data, metrics, ui):
         module.add_routes(app)
     fastpath.add_guard(app, refuse_cross_site)  # run by the full app and the fast path alike

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from konsul.api.http import json_response, node_of, read_json_object, read_response
 from konsul.errors import BadRequest, NoLeader
+from konsul.net import parse_host_port
 from konsul.raft.types import Member
 
 
@@ -68,9 +69,10 @@ def _host_port(body: dict[str, Any], name: str, *, required: bool = True) -> str
     value = _string(body, name, required=required)
     if not value:
         return value
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadRequest(f'"{name}" must be host:port, got {value!r}.')
+    try:
+        parse_host_port(value)
+    except ValueError:
+        raise BadRequest(f'"{name}" must be host:port, got {value!r}.') from None
     return value
 
 
@@ -87,7 +89,7 @@ async def join(request: web.Request) -> web.StreamResponse:
         http_address=_host_port(body, "http_address", required=False),
     )
     node = node_of(request)
-    voter = await node.join(member)
+    voter = await node.membership.join(member)
     return json_response(
         {
             "joined": member.id,
@@ -100,7 +102,7 @@ async def join(request: web.Request) -> web.StreamResponse:
 
 async def leave(request: web.Request) -> web.StreamResponse:
     node_id = request.match_info["id"]
-    peers = await node_of(request).leave(node_id)
+    peers = await node_of(request).membership.leave(node_id)
     return json_response({"removed": node_id, "peers": [member_json(m) for m in peers]})
 
 
@@ -116,7 +118,7 @@ async def transfer_leadership(request: web.Request) -> web.StreamResponse:
         raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))} (expected node_id).")
     target = _string(body, "node_id", required=False) or None
     node = node_of(request)
-    new_leader = await node.transfer_leadership(target)
+    new_leader = await node.membership.transfer_leadership(target)
     current = node.leader()
     if current is not None and current.id == new_leader:
         return json_response(_leader_json(current))
@@ -125,7 +127,7 @@ async def transfer_leadership(request: web.Request) -> web.StreamResponse:
 
 async def bootstrap(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
-    await node.bootstrap()
+    await node.membership.bootstrap()
     raft = node.status()
     return json_response({"bootstrapped": True, "node_id": raft.node_id, "address": raft.address})
 

@@ -124,7 +124,7 @@ def index_error(node: Node, exc: KonsulError, index: int) -> web.Response:
 def not_leader_response(request: web.Request, exc: NotLeader) -> web.Response:
     response = error_response(exc)
     if exc.leader.http_address:
-        base = node_of(request).http_url(exc.leader.http_address)
+        base = node_of(request).peer_http.url(exc.leader.http_address)
         response.headers["Location"] = base + _without_token(request)
     return response
 

@@ -7,8 +7,6 @@ the 307 itself rather than bouncing the request around the cluster.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
 from aiohttp import web
 
@@ -21,19 +19,8 @@ FORWARDED_HEADER = "X-Konsul-Forwarded"
 # A client that cannot follow a 307 to another host asks for forwarding per request: the web UI
 # (a browser may not follow a redirect to another origin) sends it with every write.
 FORWARD_REQUEST_HEADER = "X-Konsul-Forward-Writes"
-SESSION = web.AppKey("konsul.forward_session", aiohttp.ClientSession)
-# Long enough for a join or a leadership transfer, which the leader answers only once done.
-FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=2)
 _PASS_REQUEST = ("Content-Type", "X-Request-ID")
 _PASS_RESPONSE = ("Location", "Retry-After", "X-Konsul-Index")
-
-
-async def session_context(app: web.Application) -> AsyncIterator[None]:
-    """``cleanup_ctx`` entry: one pooled client session per app, closed with it."""
-    session = aiohttp.ClientSession(timeout=FORWARD_TIMEOUT, auto_decompress=False)
-    app[SESSION] = session
-    yield
-    await session.close()
 
 
 def wants_forwarding(request: web.Request, forward_writes: bool) -> bool:
@@ -55,12 +42,10 @@ async def forward_to_leader(request: web.Request, leader: Member) -> web.Respons
     headers.update(forward_headers(request))  # the same token, whichever carrier brought it
     node = node_of(request)
     headers[FORWARDED_HEADER] = node.settings.raft.node_id
-    url = node.http_url(leader.http_address) + request.raw_path
-    session = request.app[SESSION]
     try:
-        async with session.request(
-            request.method, url, data=body, headers=headers, allow_redirects=False,
-            ssl=node.client_ssl(),
+        async with node.peer_http.request(
+            request.method, leader.http_address, request.raw_path, data=body, headers=headers,
+            allow_redirects=False,
         ) as upstream:
             payload = await upstream.read()
             out = {k: upstream.headers[k] for k in _PASS_RESPONSE if k in upstream.headers}

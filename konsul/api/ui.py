@@ -25,7 +25,6 @@ import aiohttp
 from aiohttp import web
 
 from konsul.api.acl import forward_headers
-from konsul.api.forward import SESSION
 from konsul.api.http import json_response, node_of
 from konsul.errors import NotFound
 from konsul.raft.types import Member
@@ -109,11 +108,11 @@ async def cluster(request: web.Request) -> web.StreamResponse:
         members.append(Member(status.node_id, status.address, False, status.http_address))
     token = {h: request.headers[h] for h in _TOKEN_HEADERS if h in request.headers}
     token.update(forward_headers(request))  # a ?token= too
-    session = request.app[SESSION]
+    peers = node.peer_http
     views = await asyncio.gather(
         *(
             _own_view(node) if m.id == status.node_id
-            else remote_view(session, m, token, node.settings.http_scheme, node.client_ssl())
+            else remote_view(peers.session, m, token, peers.scheme, peers.ssl())
             for m in members
         )
     )
@@ -156,7 +155,7 @@ async def remote_view(
     scheme: str = "http",
     context: ssl.SSLContext | bool = True,
 ) -> dict[str, Any]:
-    """``scheme`` and ``context``: the cluster's TLS setting (``Node.http_url``/``client_ssl``)."""
+    """``scheme`` and ``context``: the cluster's TLS setting (``konsul.peers.PeerHTTP``)."""
     if not member.http_address:
         return {"reachable": False, "error": "no HTTP address known for this member"}
     base = f"{scheme}://{member.http_address}"

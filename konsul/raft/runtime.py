@@ -78,7 +78,21 @@ class StateMachine(Protocol):
 
 
 class Transport(Protocol):
+    """How messages reach the other members (``konsul.raft.transport.TcpTransport``).
+
+    The runtime attaches itself when it is constructed (what to call with a message received,
+    when a peer becomes unreachable, and where a peer is), and starts and stops the transport
+    with itself."""
+
+    def attach(
+        self,
+        resolve: Callable[[str], str | None],
+        deliver: Callable[[Message], None],
+        on_unreachable: Callable[[str], None],
+    ) -> None: ...
     def send(self, messages: Sequence[Message]) -> None: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 def core_config(settings: RaftSettings) -> CoreConfig:
@@ -129,6 +143,7 @@ class RaftRuntime:
         fsm: StateMachine,
         metrics: Metrics,
         *,
+        transport: Transport | None = None,
         rng: random.Random | None = None,
         propose_timeout: float = 30.0,
         wal_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
@@ -137,7 +152,7 @@ class RaftRuntime:
         self.settings = settings
         self.fsm = fsm
         self.metrics = metrics
-        self.transport: Transport | None = None
+        self.transport = transport
         self.propose_timeout = propose_timeout
         self._rng = rng or random.Random()
         self.wal = WriteAheadLog.open(f"{settings.data_dir}/wal", segment_bytes=wal_segment_bytes)
@@ -168,6 +183,8 @@ class RaftRuntime:
         )
         self.last_snapshot: SnapshotMeta | None = self.core.snapshot_meta
         self.on_config_applied: list[Callable[[Configuration], None]] = []
+        if transport is not None:
+            transport.attach(self.address_of, self.receive, self.peer_unreachable)
 
     # ----------------------------------------------------------------- recovery and lifecycle
 
@@ -216,6 +233,8 @@ class RaftRuntime:
         )
 
     async def start(self) -> None:
+        if self.transport is not None:
+            await self.transport.start()
         self._running = True
         self._tasks = [
             asyncio.create_task(self._ready_loop(), name="raft-ready"),
@@ -236,6 +255,8 @@ class RaftRuntime:
         self._fail_all(Unavailable("The node is shutting down."))
         async with self._wal_lock:
             self.wal.close()
+        if self.transport is not None:
+            await self.transport.stop()
 
     def _fail_all(self, error: Exception) -> None:
         for proposal in self._proposals.values():
@@ -562,6 +583,11 @@ class RaftRuntime:
                 event(log, logging.INFO, "pending writes expired", writes=len(expired))
 
         asyncio.get_running_loop().call_later(grace, expire)
+
+    def address_of(self, node_id: str) -> str | None:
+        """Where to reach a peer: its address in the configuration (None for us, or a stranger)."""
+        member = self.core.configuration.get(node_id)
+        return member.address if member is not None and node_id != self.node_id else None
 
     def receive(self, message: Message) -> None:
         self.core.step(message)

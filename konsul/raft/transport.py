@@ -36,6 +36,7 @@ from typing import Protocol
 import msgpack
 
 from konsul.logs import event
+from konsul.net import parse_host_port
 from konsul.raft.inbound import InboundConnection
 from konsul.raft.messages import DecodeError, Message, decode, encode
 from konsul.tls import HANDSHAKE_TIMEOUT
@@ -59,11 +60,6 @@ HELLO_TIMEOUT = 5.0
 # two minutes later). Aborting lets the write loop open a fresh connection instead.
 UNACKED_TIMEOUT_MS = 2000
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 @dataclass
@@ -116,9 +112,9 @@ class TcpTransport:
         node_id: str,
         bind_addr: str,
         advertise_addr: str,
-        resolve: Callable[[str], str | None],
-        deliver: Callable[[Message], None],
-        on_unreachable: Callable[[str], None],
+        resolve: Callable[[str], str | None] = lambda _: None,
+        deliver: Callable[[Message], None] = lambda _: None,
+        on_unreachable: Callable[[str], None] = lambda _: None,
         tls: PeerTls | None = None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
@@ -136,8 +132,20 @@ class TcpTransport:
         self._inbound: set[InboundConnection] = set()
         self._serving: set[asyncio.Task[None]] = set()
 
+    def attach(
+        self,
+        resolve: Callable[[str], str | None],
+        deliver: Callable[[Message], None],
+        on_unreachable: Callable[[str], None],
+    ) -> None:
+        """Connect to the runtime that drives this transport (``RaftRuntime`` does it when it is
+        given one): where a peer is, what to do with a message, whom to tell of a lost peer."""
+        self._resolve = resolve
+        self._deliver = deliver
+        self._on_unreachable = on_unreachable
+
     async def start(self) -> None:
-        host, port = split_host_port(self.bind_addr)
+        host, port = parse_host_port(self.bind_addr)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             self._accept, host, port, reuse_address=True
@@ -214,7 +222,7 @@ class TcpTransport:
 
     async def _write_loop(self, peer: _Peer) -> None:
         backoff = BACKOFF_MIN
-        host, port = split_host_port(peer.address)
+        host, port = parse_host_port(peer.address)
         while True:
             try:
                 _, writer = await asyncio.wait_for(self._dial(host, port), CONNECT_TIMEOUT)

@@ -31,6 +31,7 @@ from typing import Any
 from konsul.acl.rules import RuleError, Rules
 from konsul.durations import parse_duration
 from konsul.errors import BadRequest, TooLarge
+from konsul.net import parse_host_port
 from konsul.store.schema import (
     AclBootstrap,
     AclPolicyDelete,
@@ -459,11 +460,14 @@ def _http_target(raw: object, where: str) -> str:
 
 def _tcp_target(raw: object, where: str) -> str:
     addr = _text(raw, f"{where}.tcp", MAX_ADDRESS_LEN)
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or any(
-        ch.isspace() for ch in addr
-    ):
-        raise BadRequest(f"{where}.tcp must be host:port with a port in 1..65535; got {addr!r}.")
+    try:
+        parse_host_port(addr)
+        if any(ch.isspace() for ch in addr):
+            raise ValueError(addr)
+    except ValueError:
+        raise BadRequest(
+            f"{where}.tcp must be host:port with a port in 1..65535; got {addr!r}."
+        ) from None
     return addr
 
 

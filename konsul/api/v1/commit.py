@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
-from konsul.api.forward import FORWARDED_HEADER, SESSION
+from konsul.api.forward import FORWARDED_HEADER
 from konsul.api.http import IMPORT_BODY_LIMIT, node_of, read_body
 from konsul.api.v1.edge import Answered, text
 from konsul.errors import KonsulError, NoLeader, NotLeader, Unavailable
@@ -101,11 +101,10 @@ async def _forward(request: web.Request, leader: Member) -> web.Response:
     headers["X-Forwarded-For"] = client_address(request)
     body = await read_body(request, IMPORT_BODY_LIMIT)
     node = node_of(request)
-    url = node.http_url(leader.http_address) + request.raw_path
     try:
-        async with request.config_dict[SESSION].request(
-            request.method, url, data=body, headers=headers, allow_redirects=False,
-            ssl=node.client_ssl(),
+        async with node.peer_http.request(
+            request.method, leader.http_address, request.raw_path, data=body, headers=headers,
+            allow_redirects=False,
         ) as upstream:
             payload = await upstream.read()
             if NOT_LEADER_HEADER in upstream.headers:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import konsul
-from konsul.raft.transport import split_host_port
+from konsul.net import parse_host_port
 from konsul.store import Check, Service
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def tagged_addresses(host: str) -> dict[str, str]:
 
 def _host(address: str) -> str:
     try:
-        return split_host_port(address)[0]
+        return parse_host_port(address)[0]
     except ValueError:
         return address
 
@@ -225,7 +225,7 @@ def member(consul_node: ConsulNode) -> JSON:
     """A member as ``/v1/agent/members`` lists it (Status 1: alive)."""
     port = 0
     if consul_node.raft_address:
-        port = split_host_port(consul_node.raft_address)[1]
+        port = parse_host_port(consul_node.raft_address)[1]
     return {
         "Name": consul_node.name,
         "Addr": consul_node.address,
