@@ -27,7 +27,9 @@ missing() {
 }
 if ! missing; then echo "$bin"; exit 0; fi
 
-command -v go >/dev/null || { echo "build.sh: go is not installed (needs Go ${KUBE_GO:-1.26})" >&2; exit 1; }
+# Go lives in /usr/local/go on these machines; a shell without it on PATH still finds it.
+export PATH="$PATH:/usr/local/go/bin"
+command -v go >/dev/null || { echo "build.sh: Go is not installed (the release needs Go 1.26)" >&2; exit 1; }
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 work="$dest/src"
 rm -rf "$work" "$bin.partial"
