@@ -116,7 +116,7 @@ class Node:
             rng=rng,
             wal_segment_bytes=wal_segment_bytes,
         )
-        self.runtime.on_config_applied.append(self._forget_removed)
+        self.runtime.on_config_applied.append(self._track_members)
         self.peer_http = PeerHTTP(settings.http_scheme, self.tls)
         self.membership = Membership(self.runtime, settings, self.me(), self.peer_http, self.tls)
         self.started = False
@@ -139,6 +139,7 @@ class Node:
         if self.core.is_empty and (not self.clustered or self.settings.raft.bootstrap):
             self.core.bootstrap(self.me())
             self.runtime.poke()
+        self._track_members(self.core.configuration)
         self.started = True
         self._background.append(asyncio.create_task(CheckRunner(self).run(), name="check-runner"))
         if self.tls is not None:
@@ -198,12 +199,18 @@ class Node:
         else:
             event(log, logging.INFO, "leadership handed over before shutdown", to=new_leader)
 
-    def _forget_removed(self, config: Configuration) -> None:
+    def _track_members(self, config: Configuration) -> None:
+        """Connections to every member open (an election should not wait for one), none to
+        servers that left the configuration."""
         transport = self.transport
-        if transport is not None:
-            for peer in list(transport.peer_ids()):
-                if config.get(peer) is None and self.core.configuration.get(peer) is None:
-                    transport.forget(peer)
+        if transport is None:
+            return
+        for peer in list(transport.peer_ids()):
+            if config.get(peer) is None and self.core.configuration.get(peer) is None:
+                transport.forget(peer)
+        for member in self.core.configuration.members:
+            if member.id != self.node_id:
+                transport.connect(member.id)
 
     async def stop(self) -> None:
         for task in self._background:

@@ -18,6 +18,17 @@ advertise address). Refused handshakes, either way, go to ``tls.refused`` (logge
 Connection loss is reported to the runtime (``on_unreachable``): a follower whose connection to
 or from its leader breaks may start its pre-vote at once instead of waiting out the full
 heartbeat timeout. That is what makes the replacement of a crashed leader fast.
+
+A dead or restarted peer must cost no more than its own connection, whatever its address does:
+- A peer that closes its end (it exited or restarted) is noticed on our outgoing connection at
+  once, which is then replaced: peers never write on it, so its read side ends only with the
+  peer's end. Kept open, it would swallow our next frames, and a peer that came back at another
+  address (a container, a pod) would never see them; no reset comes from an address that is gone,
+  so they went nowhere until ``UNACKED_TIMEOUT_MS`` and a killed leader took seconds to replace.
+- An idle connection to an address that vanished without a word (a node lost) is found by TCP
+  keepalive within about three seconds and replaced, before an election needs it.
+- Each reconnection looks the peer's name up afresh, one lookup per peer at a time in a thread of
+  its own (``konsul.raft.lookup``), so a resolver stalled on a dead peer's name delays no other.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ import msgpack
 from konsul.logs import event
 from konsul.net import parse_host_port
 from konsul.raft.inbound import InboundConnection
+from konsul.raft.lookup import PeerLookup
 from konsul.raft.messages import DecodeError, Message, decode, encode
 from konsul.tls import HANDSHAKE_TIMEOUT
 
@@ -59,6 +71,10 @@ HELLO_TIMEOUT = 5.0
 # backoff for many minutes, and after healing our frames wait for its next retransmission (up to
 # two minutes later). Aborting lets the write loop open a fresh connection instead.
 UNACKED_TIMEOUT_MS = 2000
+# An idle outgoing connection is probed after this many seconds, then every interval; with
+# UNACKED_TIMEOUT_MS also bounding unanswered probes, a dead one ends about 3 s after going quiet.
+KEEPALIVE_IDLE_S = KEEPALIVE_INTERVAL_S = 1
+KEEPALIVE_PROBES = 2
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
 
 
@@ -211,6 +227,11 @@ class TcpTransport:
             peer.task = asyncio.create_task(self._write_loop(peer), name=f"raft-to-{node_id}")
         return peer
 
+    def connect(self, node_id: str) -> None:
+        """Keep a connection to a member open before there is anything to send it: an election's
+        first messages then need no name lookup or handshake."""
+        self._peer(node_id)
+
     def peer_ids(self) -> list[str]:
         return list(self._peers)
 
@@ -222,10 +243,10 @@ class TcpTransport:
 
     async def _write_loop(self, peer: _Peer) -> None:
         backoff = BACKOFF_MIN
-        host, port = parse_host_port(peer.address)
+        lookup = PeerLookup(*parse_host_port(peer.address))
         while True:
             try:
-                _, writer = await asyncio.wait_for(self._dial(host, port), CONNECT_TIMEOUT)
+                reader, writer = await asyncio.wait_for(self._dial(lookup), CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
                 if isinstance(exc, ssl.SSLError) and self._tls is not None:
                     self._tls.refused("outbound", peer.address, exc)
@@ -234,7 +255,8 @@ class TcpTransport:
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
             backoff = BACKOFF_MIN
-            _bound_unacknowledged(writer)
+            _tune(writer)
+            watch = asyncio.create_task(_until_peer_closes(reader, writer, peer))
             try:
                 writer.write(self._hello)
                 await self._drain(peer, writer)
@@ -245,16 +267,17 @@ class TcpTransport:
                 event(log, logging.DEBUG, "connection lost", peer=peer.node_id)
                 self._on_unreachable(peer.node_id)
             finally:
+                watch.cancel()
                 writer.close()
 
-    async def _dial(
-        self, host: str, port: int
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _dial(self, lookup: PeerLookup) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        # Dialled by address: a literal IP takes no lookup from asyncio's shared pool.
+        address = await lookup.address()
         if self._tls is None:
-            return await asyncio.open_connection(host, port)
+            return await asyncio.open_connection(address, lookup.port)
         # server_hostname: the peer's certificate must name the host we dialled.
         return await asyncio.open_connection(
-            host, port, ssl=self._tls.client(), server_hostname=host,
+            address, lookup.port, ssl=self._tls.client(), server_hostname=lookup.host,
             ssl_handshake_timeout=CONNECT_TIMEOUT,
         )
 
@@ -312,12 +335,33 @@ def _peer_name(conn: InboundConnection) -> str:
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
 
 
-def _bound_unacknowledged(writer: asyncio.StreamWriter) -> None:
+async def _until_peer_closes(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: _Peer
+) -> None:
+    """Close our end as soon as the peer ends its own, and wake the write loop to reconnect."""
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        await reader.read(1)  # peers never write here: only the end of the stream comes
+    writer.close()
+    peer.ready.set()
+
+
+def _tune(writer: asyncio.StreamWriter) -> None:
+    """Bound unacknowledged data (UNACKED_TIMEOUT_MS) and probe idle connections (keepalive)."""
     sock = writer.get_extra_info("socket")
-    option = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
-    if sock is not None and option is not None:
+    if sock is None:
+        return
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (
+        ("TCP_USER_TIMEOUT", UNACKED_TIMEOUT_MS),  # these four: Linux (and some BSDs) only
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_S),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+    ):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    for level, option, value in options:
         with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, option, UNACKED_TIMEOUT_MS)
+            sock.setsockopt(level, option, value)
 
 
 def _hello_frame(node_id: str, advertise_addr: str) -> bytes:

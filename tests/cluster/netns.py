@@ -17,17 +17,19 @@ import ctypes
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.cluster_harness import RAFT_PORT, ClusterNode, LocalCluster
+from tests.cluster_harness import HTTP_PORT, RAFT_PORT, ClusterNode, LocalCluster
 from tests.processes import REPO, http, wait_until
 
 CLONE_NEWNET = 0x40000000
 CLIENT = 200  # the client's host number in the subnet
+NETNS_ETC = Path("/etc/netns")  # per-namespace files that `ip netns exec` mounts over /etc
 
 
 def unavailable_reason() -> str | None:
@@ -61,6 +63,7 @@ class NetnsLab:
     prefix: str = field(default_factory=_free_private_prefix)
     tag: str = field(default_factory=lambda: f"{random.getrandbits(24):06x}")
     namespaces: list[str] = field(default_factory=list)
+    names: dict[str, int] = field(default_factory=dict)  # name -> host number (hosts files)
     _pool: concurrent.futures.ThreadPoolExecutor | None = None
     _blackholed: bool = False
 
@@ -100,12 +103,43 @@ class NetnsLab:
         _run("ip", "-n", ns, "link", "set", "eth0", "up")
         _run("ip", "-n", self.switch, "link", "set", port, "master", "br0")
         _run("ip", "-n", self.switch, "link", "set", port, "up")
+        if self.names:
+            self._write_hosts()
+
+    # --------------------------------------------------------------------------- names
+
+    def name(self, name: str, host: int) -> None:
+        """Make ``name`` resolve to ``host``'s address in every namespace, as a container
+        network's DNS does (through the hosts file ``ip netns exec`` mounts over /etc/hosts).
+        Naming it again to another host is how a restarted container comes back elsewhere."""
+        self.names[name] = host
+        self._write_hosts()
+
+    def _write_hosts(self) -> None:
+        lines = ["127.0.0.1 localhost"]
+        lines += [f"{self.prefix}.{host} {name}" for name, host in self.names.items()]
+        for ns in self.namespaces:
+            folder = NETNS_ETC / ns
+            folder.mkdir(parents=True, exist_ok=True)
+            # Rewritten in place (same inode): processes already running see the new address.
+            (folder / "hosts").write_text("\n".join(lines) + "\n")
+            # Names outside the lab fail at once: nothing answers DNS on the namespace's loopback.
+            (folder / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+
+    def remove_host(self, host: int) -> None:
+        """Delete a namespace whose processes are dead: its veth and its address vanish, and
+        whatever is still sent there meets silence, not a connection reset."""
+        ns = self.ns(host)
+        _run("ip", "netns", "del", ns)
+        self.namespaces.remove(ns)
+        shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
 
     def teardown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+            shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
         self.namespaces.clear()
         if self._blackholed:  # last, after every namespace is gone
             subprocess.run(["ip", "route", "del", "blackhole", self.subnet], capture_output=True)
@@ -229,3 +263,48 @@ class NetnsCluster(LocalCluster):
 
 def make_cluster(root: Path, lab: NetnsLab, size: int = 3) -> NetnsCluster:
     return NetnsCluster(root, size=size, prefix=lab.prefix, lab=lab)
+
+
+# A member killed with its namespace comes back elsewhere under its name, as a container or pod
+# does (tests/cluster/test_cluster_netns_kill.py, bench/failover.py).
+MOVED = 10  # a member that moves from host n comes back as host n + MOVED
+
+
+class NamedCluster(NetnsCluster):
+    """Members advertised as ``k<n>:7000``; the lab's hosts files say where k<n> is now."""
+
+    def make_node(self, n: int, bootstrap: bool = False) -> ClusterNode:
+        node = super().make_node(n, bootstrap)
+        assert self.lab is not None
+        self.lab.name(f"k{n}", n)
+        node.env.update({
+            "KONSUL_RAFT_BIND_ADDR": f"0.0.0.0:{RAFT_PORT}",
+            "KONSUL_RAFT_ADVERTISE_ADDR": f"k{n}:{RAFT_PORT}",
+        })
+        return node
+
+    def join(self, node: ClusterNode, via: ClusterNode | None = None) -> dict[str, object]:
+        assert self.lab is not None and isinstance(node, NetnsNode)
+        target = via or self.leader()
+        code, _, body = self.lab.http(
+            "POST", target.url + "/cluster/join",
+            {"node_id": node.node_id, "address": f"k{node.number}:{RAFT_PORT}"}, timeout=40,
+        )
+        assert code == 200, f"join {node.node_id} -> {code} {body}"
+        return dict(body)
+
+    def kill_namespace(self, node: NetnsNode) -> None:
+        """The process dies (its connections are closed), then its address vanishes."""
+        assert self.lab is not None
+        node.kill(signal.SIGKILL)
+        self.lab.remove_host(node.number)
+
+    def restart_elsewhere(self, node: NetnsNode) -> None:
+        assert self.lab is not None
+        name = f"k{node.number % MOVED}"
+        node.number += MOVED
+        node.host = f"{self.lab.prefix}.{node.number}"
+        self.lab.add_host(node.number)
+        self.lab.name(name, node.number)
+        node.env["KONSUL_HTTP_ADVERTISE_ADDR"] = f"{node.host}:{HTTP_PORT}"
+        node.start()
