@@ -141,6 +141,25 @@ def test_unreachable_leader_is_replaced_before_the_heartbeat_timeout() -> None:
     assert ticks < FAST.heartbeat_timeout_ticks
 
 
+def test_followers_told_their_leader_is_gone_campaign_by_rank_not_together() -> None:
+    """Both survivors hear of the crash at the same moment. b, first in id order, pre-votes a
+    slot before c and has won by then: no two pre-candidates granting each other, whose split
+    vote would cost an election timeout."""
+    for seed in range(20):  # whatever the jitter
+        c = Cluster("abc", seed=seed)
+        c.elect("a")
+        term = c["b"].term
+        c.crash("a")
+        c["b"].peer_unreachable("a")
+        c["c"].peer_unreachable("a")
+        for _ in range(FAST.heartbeat_timeout_ticks):
+            c.tick(1)
+            assert c["c"].role is Role.FOLLOWER, f"seed {seed}: c campaigned too"
+            if c.leader() is not None:
+                break
+        assert (c.leader(), c["b"].term) == ("b", term + 1), f"seed {seed}"
+
+
 def test_unreachable_non_leader_does_not_start_an_election() -> None:
     c = Cluster("abc")
     c.elect("a")
