@@ -55,10 +55,12 @@ cluster: $(STAMP)
 cluster-stop:
 	scripts/cluster.sh stop
 
-## Konsul beside etcd on this machine; results in bench/results/
-bench: $(STAMP)
+## Konsul beside etcd on this machine; results in bench/results/. Then ten leader kills each
+## as processes, with their network namespace, and as compose containers (bench/failover.py)
+bench: $(STAMP) image
 	scripts/install-bench-deps.sh
 	$(PY) -m bench.run
+	$(PY) -m bench.failover
 
 bench-quick: $(STAMP)
 	scripts/install-bench-deps.sh
