@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from containers.podman import podman
+from containers.podman import podman, podman_env
 from tests.cluster_harness import WriteLoad, assert_no_acked_write_lost
 from tests.processes import REPO, http, wait_until
 
@@ -151,7 +151,9 @@ def test_the_guides_rolling_restart_loses_no_acknowledged_write(deployment: str)
             wait_until(lambda n=node: status(n) is not None, 60, f"{node} to serve again", 0.1)
             wait_converged(60)
             wait_until(lambda b=before: len(load.acks) > b + 10, 30, "writes to go on", 0.05)
-    assert wait_converged() != leader, "the leader, restarted last, handed leadership over"
+    assert wait_converged() != leader, "the leader, restarted last, handed leadership over:\n" + (
+        "\n".join(f"{n}: {container_log(c)}" for n, c in CONTAINERS.items())
+    )
     assert_no_acked_write_lost(list(URLS.values()), load)
 
 
@@ -171,6 +173,12 @@ def test_a_killed_leader_container_is_replaced(deployment: str) -> None:
     print(f"compose failover (s): {[round(s, 2) for s in failover_seconds]}, "
           f"median {statistics.median(failover_seconds):.2f}")
     assert max(failover_seconds) < 5, failover_seconds
+
+
+def container_log(name: str) -> str:
+    done = subprocess.run(["podman", "logs", "--tail", "15", name], env=podman_env(),
+                          capture_output=True, text=True, timeout=30)
+    return done.stdout + done.stderr
 
 
 def accepts(node: str) -> bool:
