@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import ipaddress
 import os
 import random
 import shutil
@@ -46,14 +47,31 @@ def _run(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True, timeout=20)
 
 
-def _free_private_prefix() -> str:
+def _routed_networks() -> list[ipaddress.IPv4Network]:
+    """Every IPv4 destination in any routing table (types such as ``unreachable`` skipped)."""
     routes = subprocess.run(
         ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True
     ).stdout
+    networks = []
+    for line in routes.splitlines():
+        for word in line.split()[:2]:
+            try:
+                networks.append(ipaddress.IPv4Network(word, strict=False))
+                break
+            except ValueError:
+                continue
+    return networks
+
+
+def _free_private_prefix() -> str:
+    """A 10.x.y /24 that overlaps no route on this machine (the local Kubernetes plane's
+    10.244.0.0/16, podman's networks, another lab's subnet)."""
+    taken = _routed_networks()
     rng = random.Random()
     for _ in range(100):
         prefix = f"10.{rng.randint(200, 250)}.{rng.randint(0, 255)}"
-        if f"{prefix}." not in routes and f" {prefix.rsplit('.', 1)[0]}.0.0/16" not in routes:
+        candidate = ipaddress.IPv4Network(f"{prefix}.0/24")
+        if not any(candidate.overlaps(net) for net in taken if net.prefixlen > 0):
             return prefix
     raise RuntimeError("no free private /24")
 
