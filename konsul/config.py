@@ -45,6 +45,8 @@ class RaftSettings:
     snapshot_threshold: int
     snapshot_retention: int
     max_append_entries: int
+    max_append_bytes: int
+    max_inflight_bytes: int
     trailing_logs: int
     log_level: str
 
@@ -259,6 +261,9 @@ def _load_raft(read: _Reader, data_dir: str) -> RaftSettings:
             "host:port other nodes can reach (required)",
         )
     duration = f"{DURATION_FORM}, greater than zero"
+    max_append_bytes = read.get(
+        "KONSUL_RAFT_MAX_APPEND_BYTES", "1048576", _int_at_least(1), "an integer >= 1 (bytes)"
+    )
     return RaftSettings(
         enabled=enabled,
         node_id=node_id.strip(),
@@ -287,6 +292,13 @@ def _load_raft(read: _Reader, data_dir: str) -> RaftSettings:
         ),
         max_append_entries=read.get(
             "KONSUL_RAFT_MAX_APPEND_ENTRIES", "64", _int_at_least(1), "an integer >= 1"
+        ),
+        max_append_bytes=max_append_bytes,
+        max_inflight_bytes=read.get(
+            "KONSUL_RAFT_MAX_INFLIGHT_BYTES",
+            "4194304",
+            _int_at_least(max_append_bytes),
+            f"an integer >= KONSUL_RAFT_MAX_APPEND_BYTES ({max_append_bytes}) (bytes)",
         ),
         trailing_logs=read.get(
             "KONSUL_RAFT_TRAILING_LOGS", "10240", _int_at_least(0), "an integer >= 0"

@@ -138,7 +138,7 @@ from typing import Any, Protocol
 
 from konsul.raft.catchup import CatchUp
 from konsul.raft.confchange import Configurations, with_learner, with_voter, without
-from konsul.raft.describe import describe_config, describe_entries, describe_message
+from konsul.raft.describe import describe_config, describe_message, describe_ready
 from konsul.raft.errors import NotLeaderError, ProposalRejected, RaftSafetyError
 from konsul.raft.log import RaftLog
 from konsul.raft.messages import (
@@ -200,7 +200,13 @@ class CoreConfig:
     leader_lease_ticks: int = 50
     commit_ticks: int = 5  # idle heartbeat cadence of the leader
     max_append_entries: int = 64  # entries per AppendEntries
+    # bytes of entries per AppendEntries (at least one entry is sent, however large; an entry
+    # counts len(data) + log.ENTRY_OVERHEAD), as etcd's MaxSizePerMsg
+    max_append_bytes: int = 1 << 20
     max_inflight: int = 8  # AppendEntries in flight per follower (pipelining)
+    # bytes of entries in flight per follower, as etcd's MaxInflightBytes: a follower far
+    # behind gets entries at the pace it acknowledges them
+    max_inflight_bytes: int = 4 << 20
     snapshot_chunk_bytes: int = 1 << 20
     pre_vote: bool = True
     check_quorum: bool = True
@@ -371,7 +377,8 @@ class RaftCore:
 
     @property
     def last_index(self) -> int:
-        return self._log.last_index
+        log = self._log
+        return log.base + len(log.entries)  # (log.last_index, without a second call)
 
     @property
     def last_term(self) -> int:
@@ -454,8 +461,10 @@ class RaftCore:
         progress = self._progress
         me = self._id
         return quorum_index(
-            self._self_match_index() if v == me else (progress[v].match if v in progress else 0)
-            for v in self._voters
+            [
+                self._self_match_index() if v == me else (progress[v].match if v in progress else 0)
+                for v in self._voters
+            ]
         )
 
     # ------------------------------------------------------------------ inputs
@@ -520,8 +529,9 @@ class RaftCore:
             raise NotLeaderError(self._leader)
         if self._transferee is not None:
             raise ProposalRejected("leadership transfer in progress")
-        index = self._log.last_index + 1
-        self._log.entries.append(make_entry(index, self._term, _COMMAND, data))
+        entries = self._log.entries
+        index = self._log.base + len(entries) + 1  # (the hot path: no property call)
+        entries.append(make_entry(index, self._term, _COMMAND, data))
         self._needs_flush = True
         return index, self._term
 
@@ -532,9 +542,10 @@ class RaftCore:
             raise NotLeaderError(self._leader)
         if self._transferee is not None:
             raise ProposalRejected("leadership transfer in progress")
-        first = self._log.last_index + 1
+        entries = self._log.entries
+        first = self._log.base + len(entries) + 1
         term = self._term
-        self._log.entries.extend(
+        entries.extend(
             [make_entry(i, term, _COMMAND, d) for i, d in enumerate(datas, first)]
         )
         self._needs_flush = True
@@ -642,13 +653,14 @@ class RaftCore:
     def has_ready(self) -> bool:
         if self._needs_flush:
             self._flush()
+        log = self._log
         return bool(
             self._msgs
+            or log.unstable_from <= log.base + len(log.entries)  # (log.has_unstable(), inline)
+            or self._applicable_index() > log.applying
             or self._hard_state_changed()
             or self._received is not None
-            or self._log.truncate_from is not None
-            or self._log.has_unstable()
-            or self._applicable_index() > self._log.applying
+            or log.truncate_from is not None
             or self._read_states
             or self._dropped_reads
         )
@@ -688,29 +700,9 @@ class RaftCore:
             rd.dropped_reads = self._dropped_reads
             self._dropped_reads = []
         if self._trace is not None:
-            self._trace_ready(rd)
+            for line in describe_ready(rd):
+                self._trace(line)
         return rd
-
-    def _trace_ready(self, rd: Ready) -> None:
-        say = self._trace
-        assert say is not None
-        if rd.hard_state is not None:
-            say(f"HardState term={rd.hard_state.term} vote={rd.hard_state.vote}")
-        if rd.snapshot is not None:
-            meta = rd.snapshot.meta
-            say(f"Snapshot {meta.index}@{meta.term} config({describe_config(meta.config)})")
-        if rd.truncate_from is not None:
-            say(f"Truncate from {rd.truncate_from}")
-        if rd.entries:
-            say(f"Entries {describe_entries(rd.entries)}")
-        for m in rd.messages:
-            say(describe_message(m))
-        if rd.committed:
-            say(f"Committed {describe_entries(rd.committed)}")
-        for r in rd.read_states:
-            say(f"ReadState ctx={r.ctx} index={r.index}")
-        if rd.dropped_reads:
-            say(f"DroppedReads {' '.join(map(str, rd.dropped_reads))}")
 
     def _say(self, text: str) -> None:
         """Trace a state change (on hot paths callers test ``self._trace`` first: the text
@@ -941,10 +933,12 @@ class RaftCore:
             self._needs_flush = False
         last = self.last_index
         max_inflight = self._cfg.max_inflight
+        max_inflight_bytes = self._cfg.max_inflight_bytes
         for pid, pr in self._progress.items():
             state = pr.state
             if state is ProgressState.REPLICATE:
-                while len(pr.inflight) < max_inflight and pr.next <= last:
+                inflight = pr.inflight
+                while pr.next <= last and not inflight.full(max_inflight, max_inflight_bytes):
                     if not self._send_entries(pid, pr):
                         break
             elif state is ProgressState.PROBE and not pr.probe_sent:
@@ -957,7 +951,8 @@ class RaftCore:
         if prev_term is None:
             self._start_snapshot(pid, pr)
             return False
-        entries = self._log.slice(prev, self._cfg.max_append_entries)
+        cfg = self._cfg
+        entries, size = self._log.slice(prev, cfg.max_append_entries, cfg.max_append_bytes)
         self._msgs.append(
             AppendEntries(
                 self._id, pid, self._term, prev, prev_term, entries, self._log.commit,
@@ -965,7 +960,7 @@ class RaftCore:
             )
         )
         if entries:
-            pr.sent_entries(entries[-1].index)
+            pr.sent_entries(entries[-1].index, size)
         return True
 
     def _start_snapshot(self, pid: str, pr: Progress) -> None:
@@ -1178,8 +1173,10 @@ class RaftCore:
         reads = self._reads
         progress = self._progress
         echoed = quorum_index(
-            reads.round if v == self._id else (progress[v].read_ack if v in progress else 0)
-            for v in self._voters
+            [
+                reads.round if v == self._id else (progress[v].read_ack if v in progress else 0)
+                for v in self._voters
+            ]
         )
         for src, ctx, index in reads.confirmed(echoed):
             self._answer_read(src, ctx, index)

@@ -8,6 +8,7 @@ transcripts: ``a->b AppendEntries term=2 prev=1@1 commit=1 [2@2 noop]``. Entries
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from konsul.raft.messages import (
     AppendEntries,
@@ -27,7 +28,16 @@ from konsul.raft.messages import (
 )
 from konsul.raft.types import Configuration, Entry, EntryKind
 
-__all__ = ["describe_config", "describe_entries", "describe_entry", "describe_message"]
+if TYPE_CHECKING:
+    from konsul.raft.core import Ready
+
+__all__ = [
+    "describe_config",
+    "describe_entries",
+    "describe_entry",
+    "describe_message",
+    "describe_ready",
+]
 
 
 def describe_config(config: Configuration) -> str:
@@ -55,6 +65,27 @@ def _data(data: bytes) -> str:
     if text.isprintable() and len(text) <= 40:
         return repr(text)
     return f"<{len(data)} bytes>"
+
+
+def describe_ready(rd: Ready) -> list[str]:
+    """One line per part of a Ready, in the order the runtime handles them."""
+    lines = []
+    if rd.hard_state is not None:
+        lines.append(f"HardState term={rd.hard_state.term} vote={rd.hard_state.vote}")
+    if rd.snapshot is not None:
+        meta = rd.snapshot.meta
+        lines.append(f"Snapshot {meta.index}@{meta.term} config({describe_config(meta.config)})")
+    if rd.truncate_from is not None:
+        lines.append(f"Truncate from {rd.truncate_from}")
+    if rd.entries:
+        lines.append(f"Entries {describe_entries(rd.entries)}")
+    lines += [describe_message(m) for m in rd.messages]
+    if rd.committed:
+        lines.append(f"Committed {describe_entries(rd.committed)}")
+    lines += [f"ReadState ctx={r.ctx} index={r.index}" for r in rd.read_states]
+    if rd.dropped_reads:
+        lines.append(f"DroppedReads {' '.join(map(str, rd.dropped_reads))}")
+    return lines
 
 
 def describe_message(m: Message) -> str:

@@ -24,10 +24,17 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
+from operator import attrgetter
 
 from konsul.raft.types import Entry, SnapshotMeta
 
-__all__ = ["RaftLog"]
+__all__ = ["ENTRY_OVERHEAD", "RaftLog"]
+
+# What an entry costs in an AppendEntries beyond its data (term, kind, lengths), about: the
+# unit of the byte limits on replication is len(data) + ENTRY_OVERHEAD.
+ENTRY_OVERHEAD = 16
+
+_data_of = attrgetter("data")
 
 
 def _term_of(entry: Entry) -> int:
@@ -120,10 +127,23 @@ class RaftLog:
             return snap.term
         return None
 
-    def slice(self, after: int, count: int) -> tuple[Entry, ...]:
-        """Up to ``count`` entries following index ``after`` (which must be >= base)."""
+    def slice(self, after: int, count: int, max_bytes: int) -> tuple[tuple[Entry, ...], int]:
+        """The entries following index ``after`` (which must be >= base), at most ``count`` of
+        them and at most ``max_bytes`` (but at least one entry, however large), and their size
+        in bytes (``ENTRY_OVERHEAD`` each plus their data)."""
         lo = after - self.base
-        return tuple(self.entries[lo : lo + count])
+        batch = self.entries[lo : lo + count]
+        size = sum(map(len, map(_data_of, batch))) + ENTRY_OVERHEAD * len(batch)
+        if size > max_bytes and len(batch) > 1:
+            size = n = 0
+            for e in batch:
+                cost = len(e.data) + ENTRY_OVERHEAD
+                if n and size + cost > max_bytes:
+                    break
+                size += cost
+                n += 1
+            del batch[n:]
+        return tuple(batch), size
 
     def find_conflict_by_term(self, index: int, term: int) -> tuple[int, int]:
         """The last index <= ``index`` whose entry has a term <= ``term`` (and that term).

@@ -9,9 +9,10 @@ says how the leader feeds the follower:
   moves ``next`` back (``maybe_decrease_to``), an acceptance that reaches ``next - 1`` switches
   to REPLICATE. A periodic heartbeat re-arms the probe, in case it was lost.
 * REPLICATE: optimistic pipelining. Each AppendEntries moves ``next`` past what it carries
-  (``sent_entries``) and records its last index in ``inflight``, up to ``max_inflight`` of them;
-  acceptances free them. A refusal, a lost tail (``stall``) or an unreachable peer falls back
-  to PROBE.
+  (``sent_entries``) and is recorded in ``inflight`` until the follower acknowledges it, up to
+  ``max_inflight`` messages and ``max_inflight_bytes`` of entries: a follower far behind is fed
+  at the pace it acknowledges. A refusal, a lost tail (``stall``) or an unreachable peer falls
+  back to PROBE.
 * SNAPSHOT: the entries the follower needs are compacted away: InstallSnapshot chunks, one at
   a time, each answered; a chunk or answer lost for a while is sent again (``snap_elapsed``).
   Done, the follower is probed from the snapshot point.
@@ -27,13 +28,48 @@ from enum import IntEnum
 
 from konsul.raft.types import SnapshotMeta
 
-__all__ = ["Progress", "ProgressState"]
+__all__ = ["Inflights", "Progress", "ProgressState"]
 
 
 class ProgressState(IntEnum):
     PROBE = 0  # one AppendEntries at a time until the follower's match point is known
     REPLICATE = 1  # optimistic pipelining: up to max_inflight AppendEntries in flight
     SNAPSHOT = 2  # sending InstallSnapshot chunks, one at a time
+
+
+class Inflights:
+    """The AppendEntries in flight to one follower: how many, and how many bytes of entries
+    (etcd-io/raft's ``tracker/inflights.go``)."""
+
+    __slots__ = ("_sent", "bytes")
+
+    def __init__(self) -> None:
+        self._sent: deque[tuple[int, int]] = deque()  # (last index, bytes) per message
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+    def __bool__(self) -> bool:
+        return bool(self._sent)
+
+    def add(self, last: int, size: int) -> None:
+        self._sent.append((last, size))
+        self.bytes += size
+
+    def free_to(self, index: int) -> None:
+        """The follower acknowledged everything through ``index``."""
+        sent = self._sent
+        while sent and sent[0][0] <= index:
+            self.bytes -= sent.popleft()[1]
+
+    def clear(self) -> None:
+        self._sent.clear()
+        self.bytes = 0
+
+    def full(self, max_count: int, max_bytes: int) -> bool:
+        """No room for another message (the last one may overshoot ``max_bytes``, as etcd's)."""
+        return len(self._sent) >= max_count or self.bytes >= max_bytes
 
 
 class Progress:
@@ -58,7 +94,7 @@ class Progress:
         self.match = 0
         self.next = next_index
         self.state = ProgressState.PROBE
-        self.inflight: deque[int] = deque()  # last index of each AppendEntries in flight
+        self.inflight = Inflights()  # AppendEntries sent in REPLICATE, not yet acknowledged
         self.probe_sent = False
         self.last_active = now  # leader tick of the follower's last message (check-quorum)
         self.read_ack = 0  # highest read round the follower echoed
@@ -98,13 +134,11 @@ class Progress:
 
     # ------------------------------------------------------------------ replication
 
-    def inflight_full(self, max_inflight: int) -> bool:
-        return len(self.inflight) >= max_inflight
-
-    def sent_entries(self, last: int) -> None:
-        """An AppendEntries through ``last`` left: in REPLICATE, the next one follows it."""
+    def sent_entries(self, last: int, size: int) -> None:
+        """An AppendEntries through ``last`` with ``size`` bytes of entries left: in REPLICATE,
+        the next one follows it."""
         if self.state is ProgressState.REPLICATE:
-            self.inflight.append(last)
+            self.inflight.add(last, size)
             self.next = last + 1
 
     def maybe_update(self, index: int) -> bool:
@@ -124,9 +158,7 @@ class Progress:
             if self.match >= self.next - 1:  # the probe matched (not just a heartbeat answer)
                 self.become_replicate()
         elif state is ProgressState.REPLICATE:
-            inflight = self.inflight
-            while inflight and inflight[0] <= index:
-                inflight.popleft()
+            self.inflight.free_to(index)
         return advanced
 
     def maybe_decrease_to(self, rejected: int, hint: int) -> bool:

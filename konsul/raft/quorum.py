@@ -6,7 +6,6 @@ the voters of one configuration: no joint consensus.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from enum import Enum
 
 __all__ = ["VoteResult", "majority", "quorum_index", "vote_result"]
@@ -17,11 +16,12 @@ def majority(voters: int) -> int:
     return voters // 2 + 1
 
 
-def quorum_index(values: Iterable[int]) -> int:
+def quorum_index(values: list[int]) -> int:
     """The highest value that a majority of the voters has reached, one value per voter (0 for
-    no voters): the commit index from match indexes, the confirmed read round from echoes."""
-    ordered = sorted(values, reverse=True)
-    return ordered[len(ordered) // 2] if ordered else 0
+    no voters): the commit index from match indexes, the confirmed read round from echoes.
+    Sorts ``values`` in place."""
+    values.sort(reverse=True)
+    return values[len(values) // 2] if values else 0
 
 
 class VoteResult(Enum):

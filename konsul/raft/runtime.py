@@ -107,6 +107,8 @@ def core_config(settings: RaftSettings) -> CoreConfig:
         leader_lease_ticks=ticks(settings.leader_lease_timeout),
         commit_ticks=ticks(settings.commit_timeout),
         max_append_entries=settings.max_append_entries,
+        max_append_bytes=settings.max_append_bytes,
+        max_inflight_bytes=settings.max_inflight_bytes,
     )
 
 

@@ -44,6 +44,12 @@ def test_seeds_with_pipelined_storage_writes() -> None:
     _assert_clean(3, range(1000, 1030), pipeline=True)
 
 
+def test_seeds_with_writes_larger_than_an_append_batch() -> None:
+    """Writes padded past the simulator's 256-byte batch limit: each AppendEntries carries
+    one, and a follower has one or two in flight (the 768-byte window)."""
+    _assert_clean(3, range(2000, 2006), payload_bytes=600)
+
+
 def test_same_seed_same_trace() -> None:
     cfg = SimConfig(nodes=5, trace_digest=True)
     first = run_seed(7, cfg)

@@ -17,6 +17,7 @@ Commands (``X`` node ids; ``[...]`` optional; ``key=value`` options):
 
     add-nodes X... [members=X,..] [learners=X,..] [terms=1,2,..] [term=N] [core=NAME]
                    [pre-vote=false] [check-quorum=false] [max-append=N] [max-inflight=N]
+                   [max-append-bytes=N] [max-inflight-bytes=N]
         nodes restarted from a log: entry 1 the configuration (``members``, default the ids
         given, plus ``learners``), then one command per further term in ``terms``; hard
         state ``term`` (default the last of ``terms``). ``core`` names a broken core of
@@ -30,7 +31,8 @@ Commands (``X`` node ids; ``[...]`` optional; ``key=value`` options):
     deliver-msgs [X...] [from=X]   step the messages in flight to these nodes
     drop-msgs [from=X] [to=X] [kind=NAME] [entry-term=N]   lose messages in flight
     stabilize [X...]          process-ready and deliver-msgs until nothing moves
-    propose X DATA | propose-add X Y | propose-remove X Y | transfer X Y|any
+    propose X DATA [count=N] [bytes=N]   N commands DATA1.., each padded to N bytes
+    propose-add X Y | propose-remove X Y | transfer X Y|any
     read-index X CTX | compact X [trailing=N] | unreachable X PEER
     partition X,X X,.. | heal | crash X | restart X | wipe X
         (a crashed node's messages already sent stay in flight; those sent to it are lost when
@@ -201,7 +203,9 @@ _CONFIG_OPTIONS = {
     "pre-vote": "pre_vote",
     "check-quorum": "check_quorum",
     "max-append": "max_append_entries",
+    "max-append-bytes": "max_append_bytes",
     "max-inflight": "max_inflight",
+    "max-inflight-bytes": "max_inflight_bytes",
 }
 
 
@@ -300,8 +304,12 @@ def _stabilize(env: Env, args: Args, opts: Opts) -> None:
 
 def _propose(env: Env, args: Args, opts: Opts) -> None:
     nid, data = args
-    index, term = env.core(nid).propose(data.encode())
-    env.print(f"proposed {index}@{term}")
+    count = int(opts.get("count", "1"))
+    size = int(opts.get("bytes", "0"))
+    for i in range(1, count + 1):
+        text = f"{data}{i}" if count > 1 else data
+        index, term = env.core(nid).propose(text.encode().ljust(size, b"."))
+        env.print(f"proposed {index}@{term}")
 
 
 def _propose_add(env: Env, args: Args, opts: Opts) -> None:

@@ -13,8 +13,10 @@ One seed = one run, bit-for-bit reproducible (``--seed S --trace`` replays it): 
 - a nemesis injecting one fault at a time and an operator doing membership (join as
   non-voter, promotion by the core, removal, rejoin of a wiped member) (``nemesis.py``);
 - clients proposing unique writes (acknowledged only when applied on the proposing node with
-  the proposal's index and term) and ReadIndex reads, on a set-of-writes state machine
-  (``model.py``).
+  the proposal's index and term; ``--payload N`` pads them with up to N bytes) and ReadIndex
+  reads, on a set-of-writes state machine (``model.py``);
+- small replication limits in bytes (256 per AppendEntries, 768 in flight per follower), so
+  that batches are cut by size and followers far behind are fed at the pace they acknowledge.
 
 After every step ``invariants.Checker`` (plus a few runtime-contract checks in ``cluster.py``)
 verifies: one leader per term, one vote per (term, voter), log matching, leader completeness,

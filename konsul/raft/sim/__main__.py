@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--messages", action="store_true", help="with --trace: every message too")
     p.add_argument("--keep-going", action="store_true", help="do not stop at the first violation")
     p.add_argument("--retention", type=int, default=2, help="snapshots the store keeps")
+    p.add_argument("--payload", type=int, default=0,
+                   help="pad each write with up to this many random bytes")
     p.add_argument("--pipeline", action="store_true",
                    help="etcd-style runtime: Readies pipelined, leader appends sent before fsync")
     p.add_argument("--bench", action="store_true", help="entries committed per CPU-second")
@@ -45,6 +47,8 @@ def replay_flags(cfg: SimConfig) -> str:
         flags += f" --retention {cfg.snapshot_retention}"
     if cfg.pipeline:
         flags += " --pipeline"
+    if cfg.payload_bytes:
+        flags += f" --payload {cfg.payload_bytes}"
     return flags
 
 
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(bench())
         return 0
     cfg = SimConfig(nodes=args.nodes, steps=args.steps, snapshot_retention=args.retention,
-                    pipeline=args.pipeline)
+                    pipeline=args.pipeline, payload_bytes=args.payload)
     if args.seed is not None:
         cfg.trace_echo = args.trace
         cfg.trace_messages = args.messages

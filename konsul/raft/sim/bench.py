@@ -9,7 +9,9 @@ cluster spreads over three machines, so this is the cost of a commit summed over
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
+from konsul.raft.core import CoreConfig
 from konsul.raft.sim.cluster import Cluster, SimConfig
 from konsul.raft.sim.invariants import Ack, Checker
 from konsul.raft.sim.nemesis import Operator
@@ -32,6 +34,12 @@ class _NoChecks(Checker):
 
 def bench(ticks: int = 3000, batch: int = 64, nodes: int = 3) -> str:
     cfg = SimConfig(nodes=nodes, fault_rate=0.0, membership=False, disk_loss=False)
+    defaults = CoreConfig()  # the runtime's byte limits, not the simulator's small ones
+    cfg.core = replace(
+        cfg.core,
+        max_append_bytes=defaults.max_append_bytes,
+        max_inflight_bytes=defaults.max_inflight_bytes,
+    )
     cfg.read_rate = 0.0
     cfg.propose_rate = 0.0
     cfg.wire_rate = 0.0

@@ -49,6 +49,10 @@ class SimConfig:
             leader_lease_ticks=50,
             commit_ticks=5,
             max_append_entries=64,
+            # small byte limits: a batch is cut by bytes (about 11 writes), and at most about
+            # three batches are in flight to a follower, fewer than max_inflight's 8
+            max_append_bytes=256,
+            max_inflight_bytes=768,
             snapshot_chunk_bytes=16,  # small: every InstallSnapshot takes several chunks
         )
     )
@@ -56,6 +60,7 @@ class SimConfig:
     snapshot_retention: int = 2  # snapshots the store keeps (the guide's default)
     trailing_logs: int = 8
     propose_rate: float = 0.15  # client proposals per tick
+    payload_bytes: int = 0  # each write padded with up to this many bytes (0: a few bytes)
     read_rate: float = 0.05  # ReadIndex reads per tick
     wire_rate: float = 0.02  # share of messages round-tripped through the codec
     fault_rate: float = 1.0  # scales how often the nemesis acts (0: fault-free)
@@ -571,7 +576,8 @@ class Cluster:
             wid = self.next_write
             self.next_write += 1
             try:
-                index, term = core.propose(command(wid))
+                pad = self.rng.randint(0, self.cfg.payload_bytes) if self.cfg.payload_bytes else 0
+                index, term = core.propose(command(wid, pad))
             except (NotLeaderError, ProposalRejected):
                 break
             node.proposals[index] = (term, wid)

@@ -18,12 +18,14 @@ from konsul.raft.types import Configuration, Entry, EntryKind
 _MASK = (1 << 61) - 1
 
 
-def command(write_id: int) -> bytes:
-    return b"w%d" % write_id
+def command(write_id: int, padding: int = 0) -> bytes:
+    """Write ``write_id``, made ``padding`` bytes longer (the byte limits of replication)."""
+    data = b"w%d" % write_id
+    return data + b":" + b"." * padding if padding else data
 
 
 def write_id(data: bytes) -> int:
-    return int(data[1:])
+    return int(data[1:].partition(b":")[0])
 
 
 def chain(digest: int, entry: Entry) -> int:
