@@ -441,7 +441,7 @@ class RaftCore:
 
     def _may_commit(self, index: int) -> bool:
         """Figure 8: a leader commits by counting replicas only entries of its own term."""
-        return self.term_at(index) == self._term
+        return self._log.term_at(index) == self._term
 
     def _log_is_up_to_date(self, last_index: int, last_term: int) -> bool:
         """§5.4.1: the candidate's log is at least as up to date as ours."""
@@ -454,7 +454,8 @@ class RaftCore:
 
     def _applicable_index(self) -> int:
         """Ready.committed never reaches past what is durable locally."""
-        return min(self._log.commit, self._log.persisted)
+        log = self._log
+        return min(log.commit, log.persisted)
 
     def _quorum_index(self) -> int:
         """The highest index a majority of the voters (of the latest configuration) stores."""
@@ -916,7 +917,7 @@ class RaftCore:
             match = pr.match
             self._msgs.append(
                 AppendEntries(
-                    self._id, pid, self._term, match, self.term_at(match) or 0, (),
+                    self._id, pid, self._term, match, self._log.term_at(match) or 0, (),
                     self._log.commit, self._reads.round,
                 )
             )
@@ -947,7 +948,7 @@ class RaftCore:
 
     def _send_entries(self, pid: str, pr: Progress) -> bool:
         prev = pr.next - 1
-        prev_term = self.term_at(prev)
+        prev_term = self._log.term_at(prev)
         if prev_term is None:
             self._start_snapshot(pid, pr)
             return False
@@ -1290,7 +1291,7 @@ class RaftCore:
                 self._check_committed(entries[skip - 1])
             entries = entries[skip:]
             prev += skip
-        elif self.term_at(prev) != m.prev_term:
+        elif self._log.term_at(prev) != m.prev_term:
             hint_index, hint_term = self._log.find_conflict_by_term(
                 min(prev, self.last_index), m.prev_term
             )
@@ -1314,7 +1315,7 @@ class RaftCore:
 
     def _check_committed(self, entry: Entry) -> None:
         """A leader's entry at an index we hold as committed must be ours (log matching)."""
-        term = self.term_at(entry.index)
+        term = self._log.term_at(entry.index)
         if term is not None and term != entry.term:
             raise RaftSafetyError(
                 f"{self._id}: the leader's entry {entry.index}@{entry.term} conflicts with "
@@ -1364,7 +1365,7 @@ class RaftCore:
             self._snapshot_reply(m.src, meta.index, 0, True)
             return
         if m.offset == 0:
-            if self.term_at(meta.index) == meta.term:
+            if self._log.term_at(meta.index) == meta.term:
                 # our log already holds the snapshot's last entry: it is committed, keep the log
                 self._incoming = None
                 self._log.commit = meta.index
@@ -1399,7 +1400,7 @@ class RaftCore:
             # does the snapshot hold our promotion? (konsul/raft/catchup.py, step 6; the log
             # no longer knows the term of our latest configuration entry unless it is the
             # snapshot point: term 0 asks about leaders of every term, the stricter check)
-            latest_term = self.term_at(configs.latest_index) or 0
+            latest_term = self._log.term_at(configs.latest_index) or 0
             if self._catchup.snapshot_promotes(
                 self._id, configs.latest, configs.latest_index, latest_term, meta.config
             ):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from operator import attrgetter
 
 from konsul.raft.types import Entry, SnapshotMeta
 
@@ -34,8 +33,6 @@ __all__ = ["ENTRY_OVERHEAD", "RaftLog"]
 # unit of the byte limits on replication is len(data) + ENTRY_OVERHEAD.
 ENTRY_OVERHEAD = 16
 
-_data_of = attrgetter("data")
-
 
 def _term_of(entry: Entry) -> int:
     return entry.term
@@ -43,6 +40,7 @@ def _term_of(entry: Entry) -> int:
 
 class RaftLog:
     __slots__ = (
+        "_bytes",
         "applied",
         "applying",
         "base",
@@ -63,6 +61,10 @@ class RaftLog:
         self.base = snapshot.index if snapshot else 0
         self.base_term: int | None = snapshot.term if snapshot else 0
         self.entries: list[Entry] = []
+        # _bytes[k] - _bytes[j]: the size of entries[j:k] for the byte limits of replication.
+        # It covers a prefix of the entries and grows when a batch is cut (each entry is sized
+        # once, however many followers it goes to), so appending costs nothing here.
+        self._bytes = [0]
         self._load(entries)
         commit = snapshot.index if snapshot else 0
         self.commit = commit
@@ -131,19 +133,19 @@ class RaftLog:
         """The entries following index ``after`` (which must be >= base), at most ``count`` of
         them and at most ``max_bytes`` (but at least one entry, however large), and their size
         in bytes (``ENTRY_OVERHEAD`` each plus their data)."""
+        entries = self.entries
         lo = after - self.base
-        batch = self.entries[lo : lo + count]
-        size = sum(map(len, map(_data_of, batch))) + ENTRY_OVERHEAD * len(batch)
-        if size > max_bytes and len(batch) > 1:
-            size = n = 0
-            for e in batch:
-                cost = len(e.data) + ENTRY_OVERHEAD
-                if n and size + cost > max_bytes:
-                    break
-                size += cost
-                n += 1
-            del batch[n:]
-        return tuple(batch), size
+        hi = min(lo + count, len(entries))
+        sizes = self._bytes
+        if len(sizes) <= hi:
+            total = sizes[-1]
+            for e in entries[len(sizes) - 1 : hi]:
+                total += len(e.data) + ENTRY_OVERHEAD
+                sizes.append(total)
+        start = sizes[lo]
+        if sizes[hi] - start > max_bytes and hi - lo > 1:
+            hi = max(lo + 1, bisect_right(sizes, start + max_bytes, lo + 1, hi + 1) - 1)
+        return tuple(entries[lo:hi]), sizes[hi] - start
 
     def find_conflict_by_term(self, index: int, term: int) -> tuple[int, int]:
         """The last index <= ``index`` whose entry has a term <= ``term`` (and that term).
@@ -181,7 +183,9 @@ class RaftLog:
 
     def truncate(self, index: int) -> None:
         """Drop the entries from ``index`` on (the caller checked they are not committed)."""
-        del self.entries[index - self.base - 1 :]
+        k = index - self.base - 1
+        del self.entries[k:]
+        del self._bytes[k + 1 :]
         if index < self.unstable_from:
             self.unstable_from = index
             if self.truncate_from is None or index < self.truncate_from:
@@ -210,13 +214,17 @@ class RaftLog:
         keep_from = max(self.base, meta.index - max(trailing, 0))
         if keep_from > self.base:
             self.base_term = self.term_at(keep_from)
-            del self.entries[: keep_from - self.base]
+            dropped = keep_from - self.base
+            del self.entries[:dropped]
+            # (the sizes are running totals: those that remain still subtract right)
+            self._bytes = self._bytes[dropped:] if len(self._bytes) > dropped else [0]
             self.base = keep_from
 
     def restore(self, meta: SnapshotMeta) -> None:
         """Reset to a snapshot received from a leader: no entries, everything through it
         committed, applied (the runtime restores its state machine) and durable."""
         self.entries = []
+        self._bytes = [0]
         self.base = meta.index
         self.base_term = meta.term
         self.snapshot = meta

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import pytest
@@ -10,7 +11,7 @@ from konsul import config
 from konsul.raft.log import ENTRY_OVERHEAD, RaftLog
 from konsul.raft.messages import AppendEntries
 from konsul.raft.runtime import core_config
-from konsul.raft.types import Entry, EntryKind
+from konsul.raft.types import Entry, EntryKind, SnapshotMeta
 from tests.raft.core_harness import FAST, Cluster
 
 
@@ -33,6 +34,41 @@ def test_an_entry_larger_than_the_limit_goes_alone() -> None:
     assert [e.index for e in batch] == [1] and size == 5000 + ENTRY_OVERHEAD
     batch, _ = log.slice(1, 64, 1000)
     assert [e.index for e in batch] == [2, 3]
+
+
+def test_sizes_stay_right_across_truncation_compaction_and_restore() -> None:
+    """The log sizes each entry once, lazily: every way the log changes must keep it right."""
+    rng = random.Random(5)
+    log = RaftLog(None, entries(*(rng.randrange(200) for _ in range(30))))
+    for _ in range(300):
+        op = rng.randrange(4)
+        if op == 0:  # append
+            last = log.last_index
+            log.append([Entry(last + 1, 2, EntryKind.COMMAND, b"y" * rng.randrange(300))])
+        elif op == 1 and log.last_index > log.base + 2:  # truncate the tail
+            log.truncate(rng.randrange(log.base + 2, log.last_index + 1))
+        elif op == 2 and log.last_index > log.base + 1:  # compact (as if applied)
+            log.applying = log.last_index
+            index = rng.randrange(log.base + 1, log.last_index + 1)
+            log.compact(SnapshotMeta(index, log.term_at(index) or 0), rng.randrange(5))
+        after = rng.randrange(log.base, log.last_index + 1)
+        count, limit = rng.randrange(1, 20), rng.randrange(1, 2000)
+        batch, size = log.slice(after, count, limit)
+        expected: list[Entry] = []
+        for e in log.entries[after - log.base : after - log.base + count]:
+            cost = sum(len(x.data) + ENTRY_OVERHEAD for x in expected)
+            if expected and cost + len(e.data) + ENTRY_OVERHEAD > limit:
+                break
+            expected.append(e)
+        assert list(batch) == expected
+        assert size == sum(len(x.data) + ENTRY_OVERHEAD for x in expected)
+    log.restore(SnapshotMeta(log.last_index + 5, 3))
+    log.append(entries_from(log.last_index + 1, 40, 50))
+    assert log.slice(log.base, 64, 1000)[1] == 40 + 50 + 2 * ENTRY_OVERHEAD
+
+
+def entries_from(first: int, *sizes: int) -> list[Entry]:
+    return [Entry(i, 3, EntryKind.COMMAND, b"z" * n) for i, n in enumerate(sizes, start=first)]
 
 
 def test_a_follower_gets_no_more_bytes_than_the_limit_before_it_acknowledges() -> None:

@@ -19,13 +19,13 @@ _MASK = (1 << 61) - 1
 
 
 def command(write_id: int, padding: int = 0) -> bytes:
-    """Write ``write_id``, made ``padding`` bytes longer (the byte limits of replication)."""
-    data = b"w%d" % write_id
-    return data + b":" + b"." * padding if padding else data
+    """Write ``write_id``, made ``padding`` bytes longer with spaces (which ``int`` ignores),
+    to exercise the byte limits of replication."""
+    return b"w%d" % write_id + b" " * padding
 
 
 def write_id(data: bytes) -> int:
-    return int(data[1:].partition(b":")[0])
+    return int(data[1:])
 
 
 def chain(digest: int, entry: Entry) -> int:
