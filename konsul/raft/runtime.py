@@ -27,7 +27,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,17 +64,24 @@ class StateMachine(Protocol):
     """What the runtime needs of the replicated state machine (``konsul.store.StateMachine``).
 
     ``apply`` never raises: a command that cannot be applied is a result, and counted in
-    ``apply_errors``. ``snapshot_deferred`` captures the state at once and returns the (slow)
-    encoding as a function, so the state can move on while the snapshot is written.
+    ``apply_errors``. ``snapshot_chunks`` captures the state at once and encodes it as it is
+    iterated, so the state can move on while the snapshot is written (in a worker thread);
+    ``restore_stream`` builds the state from a snapshot read a block at a time. Neither holds
+    a whole snapshot in memory. While ``restore_pending`` (an online restore is open, see
+    ``konsul/store/restore.py``) no snapshot is taken.
     """
 
     last_applied: int
     apply_errors: int
 
+    @property
+    def restore_pending(self) -> bool: ...
+
     def apply(self, index: int, data: bytes) -> object: ...
     def advance(self, index: int) -> None: ...
-    def snapshot_deferred(self) -> Callable[[], bytes]: ...
+    def snapshot_chunks(self) -> Iterator[bytes]: ...
     def restore(self, data: bytes) -> None: ...
+    def restore_stream(self, pieces: Iterable[bytes]) -> None: ...
 
 
 class Transport(Protocol):
@@ -192,11 +199,10 @@ class RaftRuntime:
 
     def _recover(self) -> RaftCore:
         """Rebuild the core from disk: newest valid snapshot, then the log entries after it."""
-        loaded = self.snapshots.load_latest()
-        meta: SnapshotMeta | None = None
-        if loaded is not None:
-            meta, data = loaded
-            self.fsm.restore(data)
+        loaded = self.snapshots.load_latest_into(
+            lambda _, pieces: self.fsm.restore_stream(pieces)
+        )
+        meta = loaded[0] if loaded is not None else None
         after = meta.index if meta else 0
         entries = self.wal.entries()
         if meta is not None and not _log_continues(meta, entries, self.wal.first_index):
@@ -283,7 +289,8 @@ class RaftRuntime:
     async def _snapshot_timer(self) -> None:
         while self._running:
             await asyncio.sleep(self.settings.snapshot_interval)
-            if self.fsm.last_applied > (self.last_snapshot.index if self.last_snapshot else 0):
+            last = self.last_snapshot.index if self.last_snapshot else 0
+            if self.fsm.last_applied > last and not self.fsm.restore_pending:
                 await self.take_snapshot()
 
     async def _ready_loop(self) -> None:
@@ -497,7 +504,10 @@ class RaftRuntime:
 
     def _snapshot_due(self) -> bool:
         last = self.last_snapshot.index if self.last_snapshot else 0
-        return self.fsm.last_applied - last >= self.settings.snapshot_threshold
+        return (
+            self.fsm.last_applied - last >= self.settings.snapshot_threshold
+            and not self.fsm.restore_pending
+        )
 
     async def _background_snapshot(self) -> None:
         """The threshold was crossed: snapshot without holding up the ready loop."""
@@ -508,38 +518,48 @@ class RaftRuntime:
         finally:
             self._snapshot_task = None
 
-    async def take_snapshot(self) -> SavedSnapshot:
+    async def take_snapshot(self, *, keep_after: int | None = None) -> SavedSnapshot:
         """Snapshot the applied state, then compact the core's log and the WAL behind it.
 
-        The state is captured at once; encoding and writing happen in a worker thread while
-        the node goes on applying. One snapshot at a time.
+        The state is captured at once; encoding and writing happen, piece by piece, in a
+        worker thread while the node goes on applying. One snapshot at a time. ``keep_after``:
+        keep no entry at or before that index in the core's log, however many trailing logs
+        are configured (after an online restore, whose chunks are of no use to anyone once
+        committed: a member that needs them gets this snapshot instead).
+
+        Raises ``Unavailable`` while an online restore is open (its state is in no snapshot).
         """
         async with self._snapshot_lock:
-            return await self._take_snapshot()
+            return await self._take_snapshot(keep_after)
 
-    async def _take_snapshot(self) -> SavedSnapshot:
+    async def _take_snapshot(self, keep_after: int | None) -> SavedSnapshot:
+        if self.fsm.restore_pending:
+            raise Unavailable("A snapshot restore is under way; snapshot once it has ended.")
         meta = SnapshotMeta(self.fsm.last_applied, self.applied_term, self._applied_config)
         if self.last_snapshot is not None and self.last_snapshot.index == meta.index:
             return SavedSnapshot(meta, self.snapshots.snapshot_size(meta))
-        encode = self.fsm.snapshot_deferred()
+        pieces = self.fsm.snapshot_chunks()
         loop = asyncio.get_running_loop()
-        data = await loop.run_in_executor(None, encode)
-        await loop.run_in_executor(None, self.snapshots.save, meta, data)
+        saved = await loop.run_in_executor(None, self.snapshots.save_stream, meta, pieces)
         async with self._wal_lock:
             if self.last_snapshot is not None and self.last_snapshot.index >= meta.index:
                 # A newer snapshot arrived from the leader while this one was being written.
-                return SavedSnapshot(meta, len(data))
+                return SavedSnapshot(meta, saved.size)
             self.last_snapshot = meta
-            self.core.compact(meta, self.settings.trailing_logs)
+            trailing = self.settings.trailing_logs
+            if keep_after is not None:
+                trailing = min(trailing, max(0, meta.index - keep_after))
+            self.core.compact(meta, trailing)
             # Keep the log back to the oldest retained snapshot too, so that a corrupt newest
             # snapshot can fall back to the previous one plus the log.
             oldest = min(info.meta.index for info in self.snapshots.list())
             self.wal.compact(min(meta.index - self.settings.trailing_logs, oldest))
         self.metrics.raft_snapshot.inc()
         event(
-            log, logging.INFO, "snapshot taken", index=meta.index, term=meta.term, bytes=len(data)
+            log, logging.INFO, "snapshot taken", index=meta.index, term=meta.term,
+            bytes=saved.size,
         )
-        return SavedSnapshot(meta, len(data))
+        return SavedSnapshot(meta, saved.size)
 
     # ------------------------------------------------------------------------ observations
 

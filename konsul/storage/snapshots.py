@@ -9,6 +9,10 @@ names sorts the snapshots oldest to newest. A file is:
 * a CRC-32 (u32) of the fixed header and the meta, so a damaged header is told from a damaged body;
 * the body, the state machine's bytes, untouched, so InstallSnapshot chunks are plain preads.
 
+Bodies are written and read as streams: ``save_stream`` takes the body in pieces and fills in
+the header (length, checksum) last; ``load_latest_into`` hands the body over a block at a time
+and checks the checksum past the last block, so that neither ever holds a whole body in memory.
+
 ``save`` writes a temp file, fsyncs it, renames it into place and fsyncs the directory; only then
 are snapshots beyond the retention deleted. A corrupt snapshot (bad magic or version, checksum
 mismatch, truncated) is skipped with a warning and listed in ``store.skipped``; the file is left in
@@ -25,8 +29,10 @@ import re
 import struct
 import threading
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import BinaryIO, TypeVar
 
 import msgpack
 
@@ -46,6 +52,8 @@ _MAX_META = 64 * 1024 * 1024  # a configuration is small; a larger length is a g
 _NAME = re.compile(r"^(\d{20})-(\d{20})" + re.escape(SUFFIX) + "$")
 _VERIFY_CHUNK = 8 * 1024 * 1024
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+T = TypeVar("T")
 
 
 class CorruptSnapshot(Exception):
@@ -175,15 +183,27 @@ class SnapshotStore:
 
     def save(self, meta: SnapshotMeta, data: bytes) -> SnapshotInfo:
         """Write a snapshot durably, then apply retention. ``data`` is written without copying."""
+        return self.save_stream(meta, (data,))
+
+    def save_stream(self, meta: SnapshotMeta, pieces: Iterable[bytes]) -> SnapshotInfo:
+        """``save`` from the body's pieces, written as they come (the state machine encodes
+        them as it is iterated): the whole body is never in memory. The header, which holds
+        the body's length and checksum, goes in last, at its place in front."""
         name = snapshot_name(meta.index, meta.term)
         final = os.path.join(self.directory, name)
         temp = final + TEMP_SUFFIX
-        body_crc = zlib.crc32(data)
-        head = _encode_header(meta, len(data), body_crc)
+        head_size = len(_encode_header(meta, 0, 0))
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, head)
-            _write_all(fd, data)
+            os.lseek(fd, head_size, os.SEEK_SET)
+            body_crc = size = 0
+            for piece in pieces:
+                body_crc = zlib.crc32(piece, body_crc)
+                size += len(piece)
+                _write_all(fd, piece)
+            head = _encode_header(meta, size, body_crc)
+            assert len(head) == head_size  # (the meta alone decides it)
+            os.pwrite(fd, head, 0)
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -192,13 +212,13 @@ class SnapshotStore:
         os.close(fd)
         os.replace(temp, final)
         os.fsync(self._dir_fd)
-        header = _Header(meta, len(head), len(data), body_crc)
+        header = _Header(meta, head_size, size, body_crc)
         with self._lock:
             self._headers[name] = header
             self._verified.add(name)
             self._bad.pop(name, None)
         self._apply_retention()
-        return SnapshotInfo(meta, final, len(data))
+        return SnapshotInfo(meta, final, size)
 
     def _apply_retention(self) -> None:
         """Keep the newest ``retention`` valid snapshots; delete the files older than those.
@@ -230,33 +250,56 @@ class SnapshotStore:
 
     def load_latest(self) -> tuple[SnapshotMeta, bytes] | None:
         """The newest valid snapshot (meta, body), skipping corrupt ones; None if there is none."""
+        return self.load_latest_into(lambda meta, pieces: b"".join(pieces))
+
+    def load_latest_into(
+        self, consume: Callable[[SnapshotMeta, Iterator[bytes]], T]
+    ) -> tuple[SnapshotMeta, T] | None:
+        """Stream the newest valid snapshot's body to ``consume(meta, pieces)`` and return its
+        meta and what ``consume`` returned; None if there is none.
+
+        The pieces are read a block at a time; past the last one the body's checksum is
+        compared, and a mismatch raises ``CorruptSnapshot`` out of the iteration, so a consumer
+        that builds something from them drops it. The snapshot is then marked corrupt and the
+        next older one is tried."""
         for name in self._names_newest_first():
             with self._lock:
                 if name in self._bad:
                     continue
             try:
-                return self._load(name)
+                with open(os.path.join(self.directory, name), "rb") as f:
+                    # Read the header afresh: this is the startup path, where trust is earned.
+                    header = self._header_of(name, f.fileno(), fresh=True)
+                    result = consume(header.meta, self._body(name, f, header))
             except CorruptSnapshot as exc:
                 self._mark_bad(name, str(exc))
+                continue
             except FileNotFoundError:
                 continue  # deleted by retention meanwhile
+            return header.meta, result
         return None
 
-    def _load(self, name: str) -> tuple[SnapshotMeta, bytes]:
-        path = os.path.join(self.directory, name)
-        with open(path, "rb") as f:
-            # Read the header afresh: this is the startup path, where trust is earned.
-            header = self._header_of(name, f.fileno(), fresh=True)
-            f.seek(header.body_offset)
-            # One allocation of the body's size; BufferedReader reads straight into it.
-            data = f.read(header.body_size)
-        if len(data) != header.body_size:
-            raise CorruptSnapshot(f"truncated body ({len(data)} of {header.body_size} bytes)")
-        if zlib.crc32(data) != header.body_crc:
+    def _body(self, name: str, f: BinaryIO, header: _Header) -> Iterator[bytes]:
+        """The body of ``name`` (open as ``f``) in blocks; its checksum checked past the last."""
+        f.seek(header.body_offset)
+        crc = 0
+        remaining = header.body_size
+        while remaining:
+            piece = f.read(min(remaining, _VERIFY_CHUNK))
+            if not piece:
+                raise CorruptSnapshot(
+                    f"truncated body ({header.body_size - remaining} of {header.body_size} "
+                    "bytes)"
+                )
+            crc = zlib.crc32(piece, crc)
+            remaining -= len(piece)
+            if not remaining and crc != header.body_crc:
+                raise CorruptSnapshot("body checksum mismatch")
+            yield piece
+        if header.body_size == 0 and header.body_crc != 0:
             raise CorruptSnapshot("body checksum mismatch")
         with self._lock:
             self._verified.add(name)
-        return header.meta, data
 
     def latest_meta(self) -> SnapshotMeta | None:
         """Meta of the snapshot ``load_latest`` would return (bodies checksummed, once each)."""

@@ -14,7 +14,9 @@ itself never reads a clock): ``check_update(..., from_runner=True)``, ``service_
 its decision on, and applies only if that index is still current: a heartbeat or a report that
 was committed in between wins, on every replica alike. ACL builders: ``acl_policy_set``,
 ``acl_policy_delete``, ``acl_token_set``, ``acl_token_delete``, ``acl_bootstrap`` (a token's
-secret never reaches them: only its hash, ``konsul.acl.tokens.hash_secret``).
+secret never reaches them: only its hash, ``konsul.acl.tokens.hash_secret``). Online restore
+builders (``konsul.backup.restore`` drives them, from a file it has already checked):
+``restore_begin``, ``restore_chunk``, ``restore_commit``, ``restore_abort``.
 
 Each builder returns the encoded bytes of one command type of ``konsul.store.schema``.
 """
@@ -47,6 +49,10 @@ from konsul.store.schema import (
     KVDelete,
     KVItem,
     KVSet,
+    RestoreAbort,
+    RestoreBegin,
+    RestoreChunk,
+    RestoreCommit,
     ServiceDef,
     ServiceDeregister,
     ServiceExpire,
@@ -698,3 +704,22 @@ def acl_bootstrap(accessor_id: str, secret_hash: str, description: str, initial:
     return encode(AclBootstrap(
         validate_id(accessor_id, "accessor id"), _hash(secret_hash), description, initial
     ))
+
+
+# ----------------------------------------------------------------------------- online restore
+
+
+def restore_begin(restore_id: str, size: int, sha256: bytes, index: int, term: int) -> bytes:
+    return encode(RestoreBegin(restore_id, size, sha256, index, term))
+
+
+def restore_chunk(restore_id: str, offset: int, data: bytes) -> bytes:
+    return encode(RestoreChunk(restore_id, offset, data))
+
+
+def restore_commit(restore_id: str) -> bytes:
+    return encode(RestoreCommit(restore_id))
+
+
+def restore_abort(restore_id: str, reason: str) -> bytes:
+    return encode(RestoreAbort(restore_id, reason))

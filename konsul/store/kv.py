@@ -11,7 +11,7 @@ out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import cast
 
 from konsul.store.schema import TxnOp
@@ -251,13 +251,10 @@ class KVTable:
 
     # ------------------------------------------------------------------------- persistence
 
-    def frozen(self) -> Callable[[], dict[str, Row]]:
-        """A consistent copy taken now (an O(n) pointer copy: rows are immutable tuples) and a
-        function that later returns the rows in key order (dict order is what msgpack writes, so
-        the snapshot bytes are deterministic), while applies go on."""
-        rows = dict(self._rows)
-        keys = self._keys.to_list()
-        return lambda: {k: rows[k] for k in keys}
+    def capture(self) -> tuple[list[str], dict[str, Row]]:
+        """The keys in order and the rows, as they are now: O(n) pointer copies (rows are
+        immutable tuples), so a snapshot can be encoded later while applies go on."""
+        return self._keys.to_list(), dict(self._rows)
 
     def load(self, rows: dict[str, Row], index: int, text_values: bool = False) -> None:
         """Replace the table with a snapshot's rows (in key order, as ``frozen`` wrote them),

@@ -23,6 +23,10 @@ acl_policy_delete   id                                    AclDeleted | Rejected(
 acl_token_set       id, hash, description, policies       AclWritten | Rejected(INVALID|CONFLICT)
 acl_token_delete    id                                    AclDeleted | Rejected(NOT_FOUND|CONFLICT)
 acl_bootstrap       id, hash, description, initial        AclWritten | Rejected(CONFLICT) | Ignored
+restore_begin       id, size, sha256, index, term         Restoring
+restore_chunk       id, offset, data                      Restoring | Rejected(CONFLICT|INVALID)
+restore_commit      id                                    Restored | Rejected(CONFLICT|INVALID)
+restore_abort       id, reason                            Ignored
 ==================  ====================================  ==========================================
 
 TxnOp: [verb, key, value, flags, expected_index]
@@ -38,15 +42,17 @@ answered ``Rejected(MALFORMED)`` (a bug somewhere: builders never produce them).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import assert_never
 
 import msgpack
 
 from konsul.errors import BadRequest, NotFound
+from konsul.store import snapshot
 from konsul.store.acl import AclTable
 from konsul.store.catalog import Catalog, not_ttl_message
 from konsul.store.kv import KVTable
+from konsul.store.restore import PendingRestore
 from konsul.store.schema import (
     AclBootstrap,
     AclPolicyDelete,
@@ -61,6 +67,10 @@ from konsul.store.schema import (
     Import,
     KVDelete,
     KVSet,
+    RestoreAbort,
+    RestoreBegin,
+    RestoreChunk,
+    RestoreCommit,
     ServiceDeregister,
     ServiceExpire,
     ServiceHeartbeat,
@@ -68,6 +78,7 @@ from konsul.store.schema import (
     Txn,
     reader,
 )
+from konsul.store.snapshot import Tables
 from konsul.store.types import (
     JSON,
     ApplyResult,
@@ -78,15 +89,16 @@ from konsul.store.types import (
     KVEntry,
     Reason,
     Rejected,
+    Restored,
+    Restoring,
     Service,
 )
 
 log = logging.getLogger(__name__)
 
-# 2: KV values are bytes (msgpack bin). Format 1 snapshots held them as text and still load.
-SNAPSHOT_FORMAT = 2
-TEXT_VALUES_FORMAT = 1
+SNAPSHOT_FORMAT = snapshot.FORMAT  # konsul/store/snapshot.py (formats 1 and 2 still load)
 EXPORT_VERSION = 1
+_RESTORE_COMMANDS = (RestoreBegin, RestoreChunk, RestoreCommit, RestoreAbort)
 
 Listener = Callable[[Event], None]
 
@@ -109,6 +121,7 @@ class StateMachine:
         self.last_applied = 0
         self.apply_errors = 0  # local counter (not replicated state, not in snapshots)
         self.listeners: list[Listener] = []
+        self.restoring: PendingRestore | None = None  # an online restore under way
 
     # ------------------------------------------------------------------------- apply
 
@@ -153,6 +166,12 @@ class StateMachine:
                     log.exception("store listener failed on %r", event)
 
     def _dispatch(self, index: int, cmd: Command) -> ApplyResult:
+        if self.restoring is not None and not isinstance(cmd, _RESTORE_COMMANDS):
+            return Rejected(
+                Reason.BUSY,
+                "A snapshot restore is under way; writes are accepted again when it ends. "
+                "Retry shortly.",
+            )
         match cmd:
             case KVSet():
                 return self.kv.set(index, cmd.key, cmd.value, cmd.flags, cmd.cas)
@@ -190,6 +209,19 @@ class StateMachine:
                 return self.acl.delete_token(index, cmd.id)
             case AclBootstrap():
                 return self.acl.bootstrap(index, cmd.id, cmd.hash, cmd.description, cmd.initial)
+            case RestoreBegin():
+                self.restoring = PendingRestore(cmd, index)
+                return Restoring(cmd.id, 0)
+            case RestoreChunk():
+                return self._restore_chunk(cmd)
+            case RestoreCommit():
+                return self._restore_commit(index, cmd.id)
+            case RestoreAbort():
+                if self.restoring is None or self.restoring.id != cmd.id:
+                    return Ignored(f"no restore {cmd.id!r} under way")
+                self.restoring = None
+                log.warning("restore %s aborted: %s", cmd.id, cmd.reason)
+                return Ignored(f"restore {cmd.id!r} aborted")
             case _:
                 assert_never(cmd)
 
@@ -323,63 +355,81 @@ class StateMachine:
             raise BadRequest(not_ttl_message(chk))
         return chk
 
+    # ------------------------------------------------------------------------- online restore
+
+    def _open_restore(self, restore_id: str) -> PendingRestore | Rejected:
+        pending = self.restoring
+        if pending is None or pending.id != restore_id:
+            return Rejected(Reason.CONFLICT, f"No restore {restore_id!r} is under way.")
+        return pending
+
+    def _restore_chunk(self, cmd: RestoreChunk) -> Restoring | Rejected:
+        pending = self._open_restore(cmd.id)
+        if isinstance(pending, Rejected):
+            return pending
+        problem = pending.take(cmd)
+        if problem is not None:
+            self.restoring = None
+            return Rejected(Reason.INVALID, f"The restore was dropped: {problem}.")
+        return Restoring(cmd.id, pending.received)
+
+    def _restore_commit(self, index: int, restore_id: str) -> Restored | Rejected:
+        pending = self._open_restore(restore_id)
+        if isinstance(pending, Rejected):
+            return pending
+        self.restoring = None
+        tables = pending.finish()
+        if isinstance(tables, str):
+            return Rejected(Reason.INVALID, f"The restore was dropped: {tables}.")
+        self._install(tables, index)
+        return Restored(restore_id, pending.begin_index, len(self.kv), len(self.catalog.services),
+                        len(self.catalog.checks))
+
+    @property
+    def restore_pending(self) -> bool:
+        """An online restore is open: the runtime takes no snapshot until it ends."""
+        return self.restoring is not None
+
     # ------------------------------------------------------------------------- whole state
 
     def snapshot(self) -> bytes:
-        """The whole replicated state as msgpack, in a deterministic order: two replicas at the
-        same ``last_applied`` produce the same bytes. Call it between applies (not from another
-        thread while applies run); for a large state see ``snapshot_deferred``."""
-        return self.snapshot_deferred()()
+        """The whole replicated state (``konsul.store.snapshot``) in one piece: for tests and
+        small states; the runtime streams ``snapshot_chunks``."""
+        return b"".join(self.snapshot_chunks())
 
-    def snapshot_deferred(self) -> Callable[[], bytes]:
-        """Capture the state now, encode it later: returns a function producing exactly the
-        bytes ``snapshot()`` would have produced at this moment, whatever is applied meanwhile.
+    def snapshot_chunks(self) -> Iterator[bytes]:
+        """Capture the state now, encode it as it is iterated: the pieces of exactly the bytes
+        ``snapshot()`` gives at this moment, whatever is applied meanwhile.
 
         The capture is a pointer copy of the tables (tens of milliseconds for a million keys);
-        the expensive part (ordering and msgpack encoding, seconds for a million keys) is in the
-        returned function, which the runtime may call later or from a worker thread. It still
-        holds the GIL, but releases it between bytecodes, so the event loop keeps running."""
-        services, checks = self.catalog.dump()
-        rows = self.kv.frozen()
-        acl = self.acl.dump()
-        head = {
-            "format": SNAPSHOT_FORMAT,
-            "last_applied": self.last_applied,
-            "kv_index": self.kv.index,
-            "services_index": self.catalog.services_index,
-            "checks_index": self.catalog.checks_index,
-        }
-
-        def encode() -> bytes:
-            data: bytes = msgpack.packb(
-                {**head, "kv": rows(), "services": services, "checks": checks, "acl": acl}
-            )
-            return data
-
-        return encode
+        the encoding (seconds for a million keys) happens piece by piece as the caller iterates,
+        which the runtime does in a worker thread while the event loop goes on. Two replicas at
+        the same ``last_applied`` produce the same bytes. Never while a restore is open (its
+        tables are not part of a snapshot: see ``konsul.store.restore``)."""
+        if self.restoring is not None:
+            raise RuntimeError("no snapshot while an online restore is under way")
+        return snapshot.encode(snapshot.capture(self.kv, self.catalog, self.acl,
+                                                self.last_applied))
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a snapshot's. Raises ValueError for bytes that are not a
         snapshot (the runtime then falls back to an older one), leaving the state untouched."""
-        try:
-            raw = msgpack.unpackb(data, use_list=False)
-            if raw["format"] not in (SNAPSHOT_FORMAT, TEXT_VALUES_FORMAT):
-                raise ValueError(f"unknown snapshot format {raw['format']!r}")
-            kv = KVTable()
-            kv.load(raw["kv"], raw["kv_index"], text_values=raw["format"] == TEXT_VALUES_FORMAT)
-            catalog = Catalog()
-            catalog.load(raw["services"], raw["checks"], raw["services_index"],
-                         raw["checks_index"])
-            acl = AclTable.load(raw.get("acl"))  # absent in snapshots from before ACLs
-            last_applied = int(raw["last_applied"])
-        except ValueError:
-            raise
-        except Exception as exc:
-            raise ValueError(f"not a store snapshot: {exc!r}") from exc
-        self.kv = kv
-        self.catalog = catalog
-        self.acl = acl
+        self.restore_stream([data])
+
+    def restore_stream(self, pieces: Iterable[bytes]) -> None:
+        """``restore`` from the snapshot's bytes in pieces cut anywhere (a file read a block at
+        a time): the new tables are built as the pieces arrive, and replace the current ones
+        only once the last one is in. An error of the source (a checksum that does not match
+        at the end of a file) propagates the same way, with the state untouched."""
+        tables = snapshot.load(pieces)
+        self._install(tables, tables.last_applied)
+
+    def _install(self, tables: Tables, last_applied: int) -> None:
+        self.kv = tables.kv
+        self.catalog = tables.catalog
+        self.acl = tables.acl
         self.last_applied = last_applied
+        self.restoring = None
         event = Event("restored", last_applied)
         for listener in self.listeners:
             try:

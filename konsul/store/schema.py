@@ -302,6 +302,50 @@ class AclBootstrap:
     initial: bool
 
 
+@dataclass(slots=True)
+class RestoreBegin:
+    """Start an online restore of a snapshot of ``size`` bytes (its SHA-256: ``sha256``), taken
+    at ``index``@``term``. Writes are refused until its commit or abort."""
+
+    OP: ClassVar[str] = "restore_begin"
+    RESULT: ClassVar[str] = "Restoring"
+    id: str
+    size: int
+    sha256: bytes
+    index: int
+    term: int
+
+
+@dataclass(slots=True)
+class RestoreChunk:
+    """The next ``data`` of restore ``id``, at byte ``offset`` of its snapshot."""
+
+    OP: ClassVar[str] = "restore_chunk"
+    RESULT: ClassVar[str] = "Restoring | Rejected(CONFLICT|INVALID)"
+    id: str
+    offset: int
+    data: bytes
+
+
+@dataclass(slots=True)
+class RestoreCommit:
+    """Replace the whole state with restore ``id``'s snapshot, all of it received and checked."""
+
+    OP: ClassVar[str] = "restore_commit"
+    RESULT: ClassVar[str] = "Restored | Rejected(CONFLICT|INVALID)"
+    id: str
+
+
+@dataclass(slots=True)
+class RestoreAbort:
+    """Drop restore ``id`` (nothing changed); writes are accepted again."""
+
+    OP: ClassVar[str] = "restore_abort"
+    RESULT: ClassVar[str] = "Ignored"
+    id: str
+    reason: str
+
+
 Command = (
     KVSet
     | KVDelete
@@ -320,6 +364,10 @@ Command = (
     | AclTokenSet
     | AclTokenDelete
     | AclBootstrap
+    | RestoreBegin
+    | RestoreChunk
+    | RestoreCommit
+    | RestoreAbort
 )
 
 # Field names in wire order, per dataclass (commands and nested maps).

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from konsul.durations import format_duration
-from konsul.errors import BadRequest, Conflict, KonsulError, NotFound
+from konsul.errors import BadRequest, Conflict, KonsulError, NotFound, Unavailable
 
 JSON = dict[str, Any]
 
@@ -251,6 +251,29 @@ class Imported:
 
 
 @dataclass(slots=True)
+class Restoring:
+    """An online restore begun, or one more chunk of it taken: ``received`` bytes so far."""
+
+    id: str
+    received: int
+
+
+@dataclass(slots=True)
+class Restored:
+    """An online restore committed: the state is the snapshot's, every row at ``index``."""
+
+    id: str
+    index: int
+    kv: int
+    services: int
+    checks: int
+
+    def to_json(self) -> JSON:
+        return {"index": self.index, "kv_keys": self.kv, "services": self.services,
+                "checks": self.checks}
+
+
+@dataclass(slots=True)
 class AclWritten:
     """A policy or token created or updated (``id``: the policy id or token accessor id)."""
 
@@ -285,6 +308,7 @@ class Reason(enum.Enum):
     NOT_FOUND = "not found"  # no such instance or check
     CONFLICT = "conflict"  # a CAS mismatch, a failed transaction, a check id owned elsewhere
     MALFORMED = "malformed"  # an entry that is not a valid command (a bug: builders never)
+    BUSY = "busy"  # an online restore is under way: writes wait for it (retry shortly)
 
 
 @dataclass(slots=True)
@@ -308,12 +332,13 @@ _ERRORS: dict[Reason, type[KonsulError]] = {
     Reason.NOT_FOUND: NotFound,
     Reason.CONFLICT: Conflict,
     Reason.MALFORMED: KonsulError,
+    Reason.BUSY: Unavailable,
 }
 
 
 ApplyResult = (
     KVWritten | KVDeleted | TxnDone | ServiceWritten | CheckWritten | Imported | AclWritten
-    | AclDeleted | Ignored | Rejected
+    | AclDeleted | Restoring | Restored | Ignored | Rejected
 )
 
 

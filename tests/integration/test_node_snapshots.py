@@ -7,11 +7,10 @@ import asyncio
 import time
 from pathlib import Path
 
-import msgpack
-
 from konsul import config
 from konsul.node import Node
 from konsul.store import commands
+from tests.store.snapshot_view import as_map
 
 
 def _settings(data_dir: Path, **env: str) -> config.Settings:
@@ -55,8 +54,8 @@ async def test_snapshot_compaction_and_identical_restart(tmp_path: Path) -> None
     try:
         assert await again.runtime.wait_applied(lambda: again.store.last_applied >= applied, 10)
         # Identical state; only last_applied moved on, by the new term's no-op entry.
-        after = msgpack.unpackb(again.store.snapshot())
-        expected = msgpack.unpackb(before)
+        after = as_map(again.store.snapshot())
+        expected = as_map(before)
         assert after.pop("last_applied") == expected.pop("last_applied") + 1
         assert after == expected
         assert again.store.kv_get("key/0007") is None

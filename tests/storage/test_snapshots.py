@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -262,3 +262,44 @@ def test_retention_never_keeps_an_undetected_corrupt_file_instead_of_a_good_one(
     _flip_body(tmp_path / snapshot_name(30, 1))
     with SnapshotStore(tmp_path, retention=2) as store:
         assert store.load_latest() == (meta(10), body(10))
+
+
+def test_a_body_saved_from_pieces_reads_back_whole(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    pieces = (data[i:i + 100_000] for i in range(0, len(data), 100_000))
+    with SnapshotStore(tmp_path, retention=2) as store:
+        info = store.save_stream(meta(7, 2), pieces)
+        assert info.size == len(data)
+    with SnapshotStore(tmp_path, retention=2) as store:
+        assert store.load_latest() == (meta(7, 2), data)
+        assert store.read_chunk(meta(7, 2), len(data) - 5, 100) == data[-5:]
+
+
+def test_a_stream_that_fails_leaves_no_snapshot(tmp_path: Path) -> None:
+    def failing() -> Iterator[bytes]:
+        yield b"x" * 1000
+        raise RuntimeError("encoder broke")
+
+    with SnapshotStore(tmp_path, retention=2) as store:
+        with pytest.raises(RuntimeError):
+            store.save_stream(meta(7), failing())
+        assert store.load_latest() is None
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_streamed_load_sees_the_bad_checksum_after_the_last_block_and_falls_back(
+    tmp_path: Path,
+) -> None:
+    with SnapshotStore(tmp_path, retention=3) as store:
+        store.save(meta(10), body(10))
+        store.save(meta(20), body(20, size=20 * 1024 * 1024))
+    _flip_body(tmp_path / snapshot_name(20, 1))
+    consumed: list[int] = []
+
+    def consume(m: SnapshotMeta, pieces: Iterator[bytes]) -> int:
+        consumed.append(m.index)
+        return sum(map(len, pieces))
+
+    with SnapshotStore(tmp_path, retention=3) as store:
+        assert store.load_latest_into(consume) == (meta(10), 10_000)
+    assert consumed == [20, 10]  # the corrupt one was read to its end, then dropped

@@ -61,6 +61,15 @@ WIRE: list[tuple[bytes, dict[str, Any]]] = [
         {"op": "acl_bootstrap", "id": "t0", "hash": HASH, "description": "bootstrap",
          "initial": False},
     ),
+    (
+        c.restore_begin("r1", 100, b"\x01" * 32, 7, 2),
+        {"op": "restore_begin", "id": "r1", "size": 100, "sha256": b"\x01" * 32, "index": 7,
+         "term": 2},
+    ),
+    (c.restore_chunk("r1", 0, b"\x00\xff"),
+     {"op": "restore_chunk", "id": "r1", "offset": 0, "data": b"\x00\xff"}),
+    (c.restore_commit("r1"), {"op": "restore_commit", "id": "r1"}),
+    (c.restore_abort("r1", "gone"), {"op": "restore_abort", "id": "r1", "reason": "gone"}),
 ]
 
 
