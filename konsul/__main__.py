@@ -1,4 +1,8 @@
-"""``konsul``: start one node from its ``KONSUL_*`` environment."""
+"""``konsul``: start one node from its ``KONSUL_*`` environment.
+
+``konsul restore FILE`` instead founds a new cluster from a backup in the (empty) data
+directory that environment names, and exits: start the node afterwards (docs/backup.md).
+"""
 
 from __future__ import annotations
 
@@ -53,6 +57,13 @@ def main() -> None:
     except config.ConfigError as exc:
         print(f"konsul: {exc}", file=sys.stderr)
         sys.exit(2)
+    if sys.argv[1:2] == ["restore"]:
+        sys.exit(restore(sys.argv[2:], settings))
+    if sys.argv[1:]:
+        print("usage: konsul            start a node (settings from KONSUL_* variables)\n"
+              "       konsul restore FILE   found a cluster from a backup in the empty data "
+              "directory", file=sys.stderr)
+        sys.exit(2)
     logs.setup(settings.log_level, settings.raft.log_level)
     try:
         import uvloop
@@ -68,6 +79,25 @@ def main() -> None:
     except TlsError as exc:  # unusable certificate files: a configuration error too
         print(f"konsul: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def restore(args: list[str], settings: config.Settings) -> int:
+    """``konsul restore FILE``: offline restore into this node's empty data directory."""
+    from konsul.backup.seed import restore_offline
+    from konsul.errors import KonsulError
+
+    if len(args) != 1:
+        print("usage: konsul restore FILE", file=sys.stderr)
+        return 2
+    try:
+        seeded, checked = restore_offline(args[0], settings)
+    except (KonsulError, OSError) as exc:
+        print(f"konsul: restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"Restored {args[0]} into {settings.raft.data_dir}: index {seeded.index}, "
+          f"{checked.kv_count} key(s), {checked.service_count} service(s). New cluster "
+          f"{seeded.cluster_id}, this node its only voter: start it, then join the others.")
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from konsul.backup import file as backup_file
 from konsul.client import DEFAULT_RETRIES, Client, KonsulClientError, KonsulHTTPError
 
 Handler = Callable[[Client, argparse.Namespace], Any]
@@ -305,10 +306,68 @@ def cluster_transfer(c: Client, a: argparse.Namespace) -> Any:
 
 
 def cluster_bootstrap(c: Client, a: argparse.Namespace) -> Any:
-    result = c.bootstrap()
+    result = c.bootstrap_from(a.from_file) if a.from_file else c.bootstrap()
     if a.json:
         return result
-    print("Bootstrapped a one-voter cluster")
+    if a.from_file:
+        print(f"Bootstrapped a one-voter cluster from {a.from_file}: {result['kv_keys']} key(s), "
+              f"{result['services']} service(s), index {result['index']}, new cluster id "
+              f"{result['cluster_id']}")
+    else:
+        print("Bootstrapped a one-voter cluster")
+    return None
+
+
+def cluster_recover(c: Client, a: argparse.Namespace) -> Any:
+    result = c.cluster_recover()
+    if a.json:
+        return result
+    removed = ", ".join(result["removed"]) or "none"
+    print(f"Recovered: this node is now the only voter of cluster {result['cluster_id']} "
+          f"(removed: {removed}); join the others again as new, empty members")
+    return None
+
+
+# ---------------------------------------------------------------- commands: backups
+
+
+def snapshot_save(c: Client, a: argparse.Namespace) -> Any:
+    result = c.snapshot_save(a.file, stale=a.stale)
+    if a.json:
+        return result
+    print(f"Saved {a.file}: index {result['index']}, term {result['term']}, "
+          f"{result['size_bytes']} bytes, {result['kv_keys']} key(s), "
+          f"{result['services']} service(s), checksum ok")
+    return None
+
+
+def snapshot_inspect(c: Client, a: argparse.Namespace) -> Any:
+    try:
+        checked = backup_file.inspect(backup_file.read_file(a.file))
+    except backup_file.BadBackup as exc:
+        raise KonsulClientError(f"{a.file}: {exc}") from None
+    header = checked.header
+    result = {
+        **header.to_wire(), "size_bytes": checked.size, "snapshot_bytes": checked.body_size,
+        "kv_keys": checked.kv_count, "services": checked.service_count,
+        "checks": checked.check_count, "checksum": "ok",
+    }
+    if a.json:
+        return result
+    rows = [(name, result[name]) for name in (
+        "index", "term", "created", "cluster_id", "node_id", "size_bytes", "kv_keys",
+        "services", "checks", "checksum")]
+    table(rows, ("FIELD", "VALUE"), sys.stdout)
+    return None
+
+
+def snapshot_restore(c: Client, a: argparse.Namespace) -> Any:
+    result = c.snapshot_restore(a.file)
+    if a.json:
+        return result
+    print(f"Restored {a.file} (index {result['source']['index']} of cluster "
+          f"{result['source']['cluster_id'] or '?'}): {result['kv_keys']} key(s), "
+          f"{result['services']} service(s); in effect from index {result['index']}")
     return None
 
 
@@ -584,7 +643,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub(cluster, "snapshot", cluster_snapshot, "take a snapshot now")
     p = sub(cluster, "transfer-leadership", cluster_transfer, "hand leadership to another voter")
     p.add_argument("node_id", nargs="?")
-    sub(cluster, "bootstrap", cluster_bootstrap, "make this empty node a one-voter cluster")
+    p = sub(cluster, "bootstrap", cluster_bootstrap, "make this empty node a one-voter cluster")
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="a backup: the new cluster starts with its data")
+    sub(cluster, "recover", cluster_recover, "make this survivor a cluster of one when a "
+        "quorum is lost for good (refused while a quorum is reachable)")
+
+    snap = _group(top, "snapshot", "backups: save, inspect, restore (docs/backup.md)")
+    p = sub(snap, "save", snapshot_save, "write a consistent backup of the cluster to FILE")
+    p.add_argument("file")
+    p.add_argument("--stale", action="store_true",
+                   help="from the addressed node's own replica, without asking the leader")
+    p = sub(snap, "inspect", snapshot_inspect, "check a backup file and show what it holds")
+    p.add_argument("file")
+    p = sub(snap, "restore", snapshot_restore,
+            "replace the running cluster's data with a backup's (through Raft)")
+    p.add_argument("file")
 
     p = sub(top, "export", export_cmd, "write every key and service as JSON")
     p.add_argument("--output", "-o", help="a file (default stdout)")

@@ -29,16 +29,20 @@ per thread or task when you rely on them), and ``request()`` returns them with t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
 import ssl
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, BinaryIO, Generic, TypeVar
+
+from konsul.backup import file as backup_file
 
 DEFAULT_ADDR = "127.0.0.1:8500"
 ENV_ADDR = "KONSUL_HTTP_ADDR"
@@ -47,6 +51,8 @@ MAX_REDIRECTS = 5
 # Retries of 503 "no leader" and of unreachable nodes: 0.05s doubling to 1s, 8 times (≈ 4.5 s),
 # enough to ride out an election or a rolling restart without hanging a caller forever.
 DEFAULT_RETRIES = 8
+# Per socket operation: a restore's answer comes once the whole backup went through the log.
+BACKUP_TIMEOUT = 3600.0
 BACKOFF_START = 0.05
 BACKOFF_MAX = 1.0
 
@@ -164,6 +170,8 @@ class Call:
     timeout: float | None = None
     accept: tuple[int, ...] = ()  # error statuses that are an answer, not an exception
     raw: bool = False  # the body is text (metrics), not JSON
+    upload: str | None = None  # a file sent as the body, as it is (a backup)
+    sink: BinaryIO | None = None  # where a 200 answer's body goes, as it comes (a backup)
 
     @property
     def idempotent(self) -> bool:
@@ -796,14 +804,21 @@ class Client(_Endpoints[Any]):
         conn.timeout = timeout
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
-        body = json.dumps(call.body).encode() if call.has_body else None
+        body: bytes | BinaryIO | None = json.dumps(call.body).encode() if call.has_body else None
         headers = {"Accept": "application/json", **self._state.security.headers()}
         if body is not None:
             headers["Content-Type"] = "application/json"
+        if call.upload is not None:
+            body = open(call.upload, "rb")  # noqa: SIM115 (closed below, after the exchange)
+            headers["Content-Type"] = "application/octet-stream"
+            headers["Content-Length"] = str(os.fstat(body.fileno()).st_size)
         try:
             conn.request(call.method, call.target(), body=body, headers=headers)
             response = conn.getresponse()
-            raw = response.read()
+            if call.sink is not None and response.status == 200:
+                raw = _copy(response, call.sink)
+            else:
+                raw = response.read()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             self._conns.pop(base, None)
@@ -819,11 +834,80 @@ class Client(_Endpoints[Any]):
                 f"{call.method} {call.path} to {base} failed mid-request ({exc}); "
                 "the outcome is unknown"
             ) from None
+        finally:
+            if call.upload is not None and body is not None and not isinstance(body, bytes):
+                body.close()
         if response.will_close:
             conn.close()
             self._conns.pop(base, None)
         headers_out = {k.lower(): v for k, v in response.getheaders()}
         return Result(response.status, _decode(raw, call.raw), headers_out)
+
+    # Backups: bodies that are files, streamed both ways (docs/backup.md)
+
+    def snapshot_save(self, path: str, *, stale: bool = False) -> dict[str, Any]:
+        """Write a backup of the cluster to ``path``: streamed to a temporary file beside it,
+        checked whole (``konsul.backup.file.inspect``), made durable, then renamed into place,
+        so ``path`` is a complete, intact backup or is not written at all."""
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=".konsul-backup-", suffix=".part")
+        try:
+            with os.fdopen(fd, "w+b") as sink:
+                self.request(Call("GET", "/cluster/snapshot",
+                                           tuple(_bool_query(stale=stale)),
+                                           timeout=BACKUP_TIMEOUT, sink=sink))
+                sink.flush()
+                os.fsync(sink.fileno())
+            checked = backup_file.inspect(backup_file.read_file(temp))
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        _fsync_directory(directory)
+        header = checked.header
+        return {
+            "path": path, "index": header.index, "term": header.term,
+            "cluster_id": header.cluster_id, "node_id": header.node_id,
+            "created": header.created, "size_bytes": checked.size,
+            "kv_keys": checked.kv_count, "services": checked.service_count,
+            "checks": checked.check_count,
+        }
+
+    def snapshot_restore(self, path: str) -> Any:
+        """Restore the backup in ``path`` onto the running cluster. Sent to the leader at once
+        (a follower would answer 307 before reading a body that may be gigabytes)."""
+        leader = self.cluster_leader().get("leader_http_addr")
+        if leader:
+            scheme = urllib.parse.urlsplit(self._state.base()).scheme
+            self._state.point_at(normalize_address(str(leader), scheme))
+        return self._call(Call("POST", "/cluster/restore", timeout=BACKUP_TIMEOUT, upload=path))
+
+    def bootstrap_from(self, path: str) -> Any:
+        """Make this empty node a one-voter cluster holding the backup in ``path``."""
+        return self._call(Call("POST", "/cluster/bootstrap", timeout=BACKUP_TIMEOUT,
+                               upload=path))
+
+    def cluster_recover(self) -> Any:
+        """Make this survivor a cluster of one (a quorum lost for good: docs/backup.md)."""
+        return self._call(Call("POST", "/cluster/recover"))
+
+
+def _copy(response: http.client.HTTPResponse, sink: BinaryIO) -> bytes:
+    """The answer's body into ``sink`` (from its start again if this is a retry)."""
+    sink.seek(0)
+    sink.truncate()
+    while block := response.read(1 << 20):
+        sink.write(block)
+    return b""
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 _UNSET = object()

@@ -32,6 +32,7 @@ from konsul.errors import (
 from konsul.net import parse_host_port, probe
 from konsul.peers import PeerHTTP
 from konsul.raft.core import ProposalRejected, RaftCore, Role
+from konsul.raft.identity import ClusterIdentity
 from konsul.raft.runtime import TICK_SECONDS, RaftRuntime
 from konsul.raft.types import Configuration, Member
 from konsul.tls import Tls
@@ -57,12 +58,14 @@ class Membership:
         me: Member,
         peers: PeerHTTP,
         tls: Tls | None,
+        identity: ClusterIdentity,
     ) -> None:
         self._runtime = runtime
         self._settings = settings
         self._me = me
         self._peers = peers
         self._tls = tls
+        self._identity = identity
 
     @property
     def _core(self) -> RaftCore:
@@ -96,8 +99,13 @@ class Membership:
             raise Conflict(f"Address {member.address} already belongs to member {clash.id!r}.")
         if current is None:
             await self._reachable(member.address)
-            if not member.http_address:
-                member = await self._with_http_address(member)
+            member, cluster = await self._ask_status(member)
+            if cluster and cluster != self._identity.value:
+                raise Conflict(
+                    f"{member.id} at {member.address} belongs to another cluster ({cluster}): "
+                    "it can never exchange a message with this one. Empty its data directory "
+                    "to join it as a new member; the configuration is unchanged."
+                )
             await self._change(lambda: self._core.propose_add(member))
         return await self._until(
             lambda: _is_voter(self._core.configuration, member.id), PROMOTION_WAIT
@@ -138,24 +146,27 @@ class Membership:
         if self._tls is not None:
             self._tls.refused("outbound", address, exc)
 
-    async def _with_http_address(self, member: Member) -> Member:
-        """The guide's join names only the Raft address; redirects need the HTTP one too.
+    async def _ask_status(self, member: Member) -> tuple[Member, str]:
+        """The new server's own word (its /cluster/status): its HTTP address, which redirects
+        need and the guide's join does not give, and the cluster it belongs to ("" if none).
 
-        Ask the new server itself (its /cluster/status reports it), on the Raft host at our own
-        HTTP port, as the guide's deployments use one port everywhere; fall back to that guess.
+        Asked at its HTTP address if given, else on the Raft host at our own HTTP port (the
+        guide's deployments use one port everywhere), which is also the fallback address.
         """
         host, _ = parse_host_port(member.address)
-        guess = f"{host}:{self._settings.port}"
+        address = member.http_address or f"{host}:{self._settings.port}"
+        cluster = ""
         try:
             async with self._peers.request(
-                "GET", guess, "/cluster/status", timeout=STATUS_TIMEOUT
+                "GET", address, "/cluster/status", timeout=STATUS_TIMEOUT
             ) as resp:
                 body = await resp.json()
-            if body.get("node_id") == member.id and body.get("http_address"):
-                guess = str(body["http_address"])
+            if body.get("node_id") == member.id:
+                address = member.http_address or str(body.get("http_address") or address)
+                cluster = str(body.get("cluster_id") or "")
         except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
             pass
-        return Member(member.id, member.address, member.voter, guess)
+        return Member(member.id, member.address, member.voter, address), cluster
 
     # ----------------------------------------------------------------------------- leave
 
@@ -206,8 +217,9 @@ class Membership:
     async def bootstrap(self) -> None:
         """Make this empty node a one-voter cluster."""
         self._require_cluster()
-        if not self._core.is_empty:
+        if not self._core.is_empty or self._identity.value:
             raise Conflict("This node already has Raft state; only an empty node can bootstrap.")
+        self._identity.found()  # a new cluster
         self._core.bootstrap(self._me)
         self._runtime.poke()
 

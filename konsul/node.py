@@ -14,6 +14,8 @@ Interface (stable; the HTTP layer codes against it):
 - ``membership``: ``join(member)``, ``leave(node_id)``, ``transfer_leadership(node_id | None)``,
   ``bootstrap()`` (``konsul.membership``); ``take_snapshot()``.
 - ``peer_http``: the one client session for calls to other members (``konsul.peers``).
+- ``identity``: the cluster this node belongs to (``konsul.raft.identity``); ``restorer``:
+  online restores (``konsul.backup.restore``; the rest of ``konsul.backup`` takes the node).
 
 A node is wired here and nothing is set after construction: the Raft runtime gets its transport
 (none on a standalone node), the check runner a view of the node (``checks.CheckHost``).
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 
 from konsul.acl.resolver import Resolver
 from konsul.acl.tokens import hash_secret
+from konsul.backup import staging
+from konsul.backup.restore import Restorer
 from konsul.checks import CheckRunner
 from konsul.config import Settings, read_secret_file
 from konsul.errors import KonsulError
@@ -39,7 +43,9 @@ from konsul.logs import event
 from konsul.membership import Membership, leader_of
 from konsul.metrics import Metrics
 from konsul.peers import PeerHTTP
+from konsul.raft import identity
 from konsul.raft.core import RaftCore, Role
+from konsul.raft.identity import ClusterIdentity
 from konsul.raft.runtime import TICK_SECONDS, RaftRuntime
 from konsul.raft.transport import TcpTransport
 from konsul.raft.types import Configuration, Member
@@ -70,6 +76,7 @@ class RaftStatus:
     # Started with no Raft state and not promoted since: neither votes nor campaigns. A member
     # listed as a voter while this is true lost its volume and must be removed and re-added.
     catching_up: bool
+    cluster_id: str  # "" for an empty node, or data from before cluster ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +108,12 @@ class Node:
             if settings.acl.enabled else None
         )
         os.makedirs(settings.raft.data_dir, exist_ok=True)
-        self.node_id = settings.raft.node_id if self.clustered else _standalone_id(settings)
+        self.node_id = identity.node_id(settings)
         raft = settings.raft
+        self.identity = ClusterIdentity(raft.data_dir, lambda: not self.core.is_empty)
         self.transport = (
-            TcpTransport(self.node_id, raft.bind_addr, raft.advertise_addr, tls=self.tls)
+            TcpTransport(self.node_id, raft.bind_addr, raft.advertise_addr, tls=self.tls,
+                         identity=self.identity)
             if self.clustered else None
         )
         self.runtime = RaftRuntime(
@@ -118,7 +127,9 @@ class Node:
         )
         self.runtime.on_config_applied.append(self._track_members)
         self.peer_http = PeerHTTP(settings.http_scheme, self.tls)
-        self.membership = Membership(self.runtime, settings, self.me(), self.peer_http, self.tls)
+        self.membership = Membership(self.runtime, settings, self.me(), self.peer_http, self.tls,
+                                     self.identity)
+        self.restorer = Restorer(self)
         self.started = False
         self._background: list[asyncio.Task[None]] = []
 
@@ -135,13 +146,16 @@ class Node:
         )
 
     async def start(self) -> None:
+        staging.clear(self.settings.raft.data_dir)  # what an interrupted upload left
         await self.runtime.start()
         if self.core.is_empty and (not self.clustered or self.settings.raft.bootstrap):
+            self.identity.found()
             self.core.bootstrap(self.me())
             self.runtime.poke()
         self._track_members(self.core.configuration)
         self.started = True
         self._background.append(asyncio.create_task(CheckRunner(self).run(), name="check-runner"))
+        self._background.append(asyncio.create_task(self.restorer.reap(), name="restore-reaper"))
         if self.tls is not None:
             self._background.append(asyncio.create_task(self._watch_tls(), name="tls-reload"))
         if self.acl is not None and self._initial_management_token():
@@ -271,6 +285,7 @@ class Node:
             address=self.settings.raft.advertise_addr,
             http_address=self.settings.http_advertise_addr,
             catching_up=core.catching_up,
+            cluster_id=self.identity.value,
         )
 
     def is_ready(self) -> bool:
@@ -304,15 +319,3 @@ _STATE_NAMES = {
     Role.PRE_CANDIDATE: "Candidate",
     Role.FOLLOWER: "Follower",
 }
-
-
-def _standalone_id(settings: Settings) -> str:
-    """A standalone node keeps the id it was born with, even if the host is renamed later."""
-    path = os.path.join(settings.data_dir, "node-id")
-    with contextlib.suppress(FileNotFoundError), open(path) as f:
-        return f.read().strip()
-    node_id = settings.raft.node_id or "node1"
-    os.makedirs(settings.data_dir, exist_ok=True)
-    with open(path, "w") as f:
-        f.write(node_id + "\n")
-    return node_id

@@ -1,7 +1,7 @@
 """Konsul's HTTP API (aiohttp): ``create_app(node)``.
 
-One module per resource (kv, txn, services, health, cluster, data, metrics, and ui: the web
-UI), and Consul's ``/v1`` surface as a sub-application of its own (``konsul.api.v1``);
+One module per resource (kv, txn, services, health, cluster, backup, data, metrics, and ui: the
+web UI), and Consul's ``/v1`` surface as a sub-application of its own (``konsul.api.v1``);
 cross-cutting concerns in two middlewares (metrics, errors), a guard that refuses cross-site
 writes (run by the full app and by the fast path alike) and a response hook
 (``X-Request-ID``); blocking reads are released when the app shuts down. Serve it with
@@ -15,7 +15,19 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from konsul.api import acl, cluster, data, fastpath, health, kv, metrics, services, txn, ui
+from konsul.api import (
+    acl,
+    backup,
+    cluster,
+    data,
+    fastpath,
+    health,
+    kv,
+    metrics,
+    services,
+    txn,
+    ui,
+)
 from konsul.api.crosssite import refuse_cross_site
 from konsul.api.http import APP_MAX_SIZE, NODE, STOPPING
 from konsul.api.middlewares import (
@@ -46,7 +58,7 @@ def create_app(node: Node) -> web.Application:
     app.on_shutdown.append(_stopping)
     init_metrics_cache(app)
     app.on_response_prepare.append(add_request_id)
-    for module in (kv, txn, services, health, cluster, data, metrics, ui):
+    for module in (kv, txn, services, health, cluster, backup, data, metrics, ui):
         module.add_routes(app)
     fastpath.add_guard(app, refuse_cross_site)  # run by the full app and the fast path alike
     acl.install(app, node)  # (with ACLs on, its guard middleware turns the fast path off)

@@ -210,6 +210,10 @@ NEEDS: dict[tuple[str, str], Need | None] = {
     ("POST", "/cluster/snapshot"): _operator("write"),
     ("POST", "/cluster/transfer-leadership"): _operator("write"),
     ("POST", "/cluster/bootstrap"): _operator("write"),
+    # Backups hold everything (ACL tables included); restores and recovery replace it
+    ("GET", "/cluster/snapshot"): _operator("write"),
+    ("POST", "/cluster/restore"): _operator("write"),
+    ("POST", "/cluster/recover"): _operator("write"),
     ("GET", "/export"): _operator("write"),  # and filtered
     ("POST", "/import"): _operator("write"),
     # The web UI: its files are open (the page asks for a token); what it shows is not

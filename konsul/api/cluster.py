@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from konsul.api import backup
 from konsul.api.http import json_response, node_of, read_json_object, read_response
 from konsul.errors import BadRequest, NoLeader
 from konsul.net import parse_host_port
@@ -126,6 +127,8 @@ async def transfer_leadership(request: web.Request) -> web.StreamResponse:
 
 
 async def bootstrap(request: web.Request) -> web.StreamResponse:
+    if request.body_exists:  # a backup: the new cluster starts with its data
+        return await backup.bootstrap_from_backup(request)
     node = node_of(request)
     await node.membership.bootstrap()
     raft = node.status()

@@ -181,6 +181,7 @@ class RaftRuntime:
         self._wal_lock = asyncio.Lock()
         self._sync_seconds = 0.0  # moving average of the WAL's syncs (see INLINE_SYNC_SECONDS)
         self._snapshot_lock = asyncio.Lock()
+        self._ready_lock = asyncio.Lock()  # held while Readies are handled (reset_storage)
         self._snapshot_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -197,12 +198,17 @@ class RaftRuntime:
 
     # ----------------------------------------------------------------- recovery and lifecycle
 
-    def _recover(self) -> RaftCore:
-        """Rebuild the core from disk: newest valid snapshot, then the log entries after it."""
-        loaded = self.snapshots.load_latest_into(
-            lambda _, pieces: self.fsm.restore_stream(pieces)
-        )
-        meta = loaded[0] if loaded is not None else None
+    def _recover(self, *, load_state: bool = True) -> RaftCore:
+        """Rebuild the core from disk: newest valid snapshot, then the log entries after it.
+        ``load_state=False``: the state machine keeps what it holds (it is at least as far as
+        the snapshot; the log replays what it has not applied)."""
+        if load_state:
+            loaded = self.snapshots.load_latest_into(
+                lambda _, pieces: self.fsm.restore_stream(pieces)
+            )
+            meta = loaded[0] if loaded is not None else None
+        else:
+            meta = self.snapshots.latest_meta()
         after = meta.index if meta else 0
         entries = self.wal.entries()
         if meta is not None and not _log_continues(meta, entries, self.wal.first_index):
@@ -297,8 +303,9 @@ class RaftRuntime:
         while self._running:
             await self._wake.wait()
             self._wake.clear()
-            while self.core.has_ready():
-                await self._handle(self.core.ready())
+            async with self._ready_lock:
+                while self.core.has_ready():
+                    await self._handle(self.core.ready())
             self._observe()
 
     async def _handle(self, rd: Ready) -> None:
@@ -560,6 +567,30 @@ class RaftRuntime:
             bytes=saved.size,
         )
         return SavedSnapshot(meta, saved.size)
+
+    # ---------------------------------------------------------------------- storage reset
+
+    async def reset_storage(self, rewrite: Callable[[], None], *, load_state: bool) -> None:
+        """Rewrite this node's Raft storage, then go on from it as after a restart.
+
+        For the rare operations that change what a node is (``konsul.backup``): founding a
+        cluster from a backup on an empty node, recovering a survivor as a cluster of one.
+        Readies and snapshots are held off meanwhile, ``rewrite`` runs in a worker thread (on
+        ``wal`` and ``snapshots``), and writes and reads still waiting fail with
+        ``Unavailable``. ``load_state``: rebuild the state machine from the new snapshot.
+        """
+        async with self._snapshot_lock, self._ready_lock, self._wal_lock:
+            self._fail_all(Unavailable("This node's Raft state was replaced; retry."))
+            await asyncio.get_running_loop().run_in_executor(None, rewrite)
+            self.core = self._recover(load_state=load_state)
+            meta = self.core.snapshot_meta
+            self.last_snapshot = meta
+            if load_state and meta is not None:
+                self.applied_term = meta.term
+                self._applied_config = meta.config
+            for callback in self.on_config_applied:
+                callback(self.core.configuration)
+        self._wake.set()
 
     # ------------------------------------------------------------------------ observations
 

@@ -2,10 +2,11 @@
 
 Each node listens on ``KONSUL_RAFT_BIND_ADDR`` and keeps one outgoing connection per peer that it
 writes to (frames for one peer are written in order, many per syscall). Incoming connections are
-read-only. A connection opens with a hello (magic, the sender's id and advertise address): a new
-server that has no configuration yet learns from it where to answer the leader. After it, a
-frame is a 4-byte big-endian length and a payload of ``messages.encode``; a frame that is too
-large or does not decode closes that one connection and nothing else.
+read-only. A connection opens with a hello (magic, the sender's id, advertise address and
+cluster id): a new server that has no configuration yet learns from it where to answer the
+leader, and a connection from another cluster is closed at once (``konsul.raft.identity``).
+After it, a frame is a 4-byte big-endian length and a payload of ``messages.encode``; a frame
+that is too large or does not decode closes that one connection and nothing else.
 
 Queues are bounded: Raft tolerates lost messages (it retries), so a peer that cannot keep up
 loses its oldest queued frames instead of growing the leader's memory without limit.
@@ -40,6 +41,7 @@ import logging
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -48,9 +50,17 @@ import msgpack
 
 from konsul.logs import event
 from konsul.net import parse_host_port
+from konsul.raft.identity import ClusterIdentity
 from konsul.raft.inbound import InboundConnection
 from konsul.raft.lookup import PeerLookup
-from konsul.raft.messages import DecodeError, Message, decode, encode
+from konsul.raft.messages import (
+    AppendEntries,
+    DecodeError,
+    InstallSnapshot,
+    Message,
+    decode,
+    encode,
+)
 from konsul.tls import HANDSHAKE_TIMEOUT
 
 log = logging.getLogger("konsul.raft.transport")
@@ -76,6 +86,7 @@ UNACKED_TIMEOUT_MS = 2000
 KEEPALIVE_IDLE_S = KEEPALIVE_INTERVAL_S = 1
 KEEPALIVE_PROBES = 2
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
+FOREIGN_WARN_SECONDS = 60.0  # a peer of another cluster is logged once a minute, not per dial
 
 
 @dataclass
@@ -133,12 +144,15 @@ class TcpTransport:
         on_unreachable: Callable[[str], None] = lambda _: None,
         tls: PeerTls | None = None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        identity: ClusterIdentity | None = None,
     ) -> None:
         self.node_id = node_id
         self._tls = tls
         self._handshake_timeout = handshake_timeout
         self.bind_addr = bind_addr
-        self._hello = _hello_frame(node_id, advertise_addr)
+        self._advertise_addr = advertise_addr
+        self._identity = identity
+        self._foreign_warned: dict[str, float] = {}  # sender -> when we last logged it
         self._resolve = resolve
         self._learned: dict[str, str] = {}  # addresses from hellos, for servers not yet configured
         self._deliver = deliver
@@ -258,7 +272,7 @@ class TcpTransport:
             _tune(writer)
             watch = asyncio.create_task(_until_peer_closes(reader, writer, peer))
             try:
-                writer.write(self._hello)
+                writer.write(self._hello())
                 await self._drain(peer, writer)
             except (OSError, RuntimeError):
                 # uvloop raises RuntimeError ("the handler is closed"), not an OSError, for a
@@ -280,6 +294,16 @@ class TcpTransport:
             address, lookup.port, ssl=self._tls.client(), server_hostname=lookup.host,
             ssl_handshake_timeout=CONNECT_TIMEOUT,
         )
+
+    def _hello(self) -> bytes:
+        """Made at each dial: an empty node that joins a cluster claims it from then on."""
+        cluster = self._identity.value if self._identity is not None else ""
+        return _hello_frame(self.node_id, self._advertise_addr, cluster)
+
+    def reconnect_all(self) -> None:
+        """Drop every outgoing connection (they reopen with a new hello: the cluster changed)."""
+        for node_id in list(self._peers):
+            self.forget(node_id)
 
     @staticmethod
     async def _drain(peer: _Peer, writer: asyncio.StreamWriter) -> None:
@@ -304,9 +328,15 @@ class TcpTransport:
     async def _serve(self, reader: asyncio.StreamReader, conn: InboundConnection) -> None:
         sender: str | None = None
         try:
-            hello = await asyncio.wait_for(_read_hello(reader), HELLO_TIMEOUT)
-            sender = hello[0]
-            self._learned[sender] = hello[1]
+            hello_sender, address, cluster = await asyncio.wait_for(
+                _read_hello(reader), HELLO_TIMEOUT
+            )
+            identity = self._identity
+            if identity is not None and not identity.admits(cluster):
+                self._refuse_foreign(hello_sender, address, cluster)
+                return
+            sender = hello_sender
+            self._learned[sender] = address
             while True:
                 header = await reader.readexactly(HEADER.size)
                 (length,) = HEADER.unpack(header)
@@ -315,6 +345,12 @@ class TcpTransport:
                 msg = decode(await reader.readexactly(length))
                 if msg.dst != self.node_id or msg.src != sender:
                     continue  # meant for whoever had our address before: not ours to act on
+                if identity is not None and identity.value != cluster:
+                    # Only an empty node listens to a cluster not its own: it has none yet.
+                    if not identity.admits(cluster):
+                        return  # it joined another cluster meanwhile
+                    if isinstance(msg, (AppendEntries, InstallSnapshot)):
+                        identity.adopt(cluster)  # it takes the first leader's it accepts
                 self._deliver(msg)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             if sender is not None:
@@ -328,6 +364,16 @@ class TcpTransport:
         finally:
             conn.close()
             self._inbound.discard(conn)
+
+    def _refuse_foreign(self, sender: str, address: str, cluster: str) -> None:
+        now = time.monotonic()
+        last = self._foreign_warned.get(sender)
+        if last is None or now - last >= FOREIGN_WARN_SECONDS:
+            self._foreign_warned[sender] = now
+            ours = self._identity.value if self._identity is not None else ""
+            event(log, logging.WARNING, "refusing Raft messages from another cluster",
+                  peer=sender, address=address, their_cluster=cluster or "(none)",
+                  our_cluster=ours or "(none)")
 
 
 def _peer_name(conn: InboundConnection) -> str:
@@ -364,21 +410,23 @@ def _tune(writer: asyncio.StreamWriter) -> None:
             sock.setsockopt(level, option, value)
 
 
-def _hello_frame(node_id: str, advertise_addr: str) -> bytes:
-    payload: bytes = msgpack.packb([node_id, advertise_addr])
+def _hello_frame(node_id: str, advertise_addr: str, cluster_id: str) -> bytes:
+    payload: bytes = msgpack.packb([node_id, advertise_addr, cluster_id])
     return HELLO_MAGIC + HEADER.pack(len(payload)) + payload
 
 
-async def _read_hello(reader: asyncio.StreamReader) -> tuple[str, str]:
+async def _read_hello(reader: asyncio.StreamReader) -> tuple[str, str, str]:
+    """(sender id, its advertise address, its cluster id; "" from versions before ids)."""
     if await reader.readexactly(len(HELLO_MAGIC)) != HELLO_MAGIC:
         raise DecodeError("not a Konsul Raft connection (bad hello)")
     (length,) = HEADER.unpack(await reader.readexactly(HEADER.size))
     if length > MAX_HELLO_BYTES:
         raise DecodeError(f"hello of {length} bytes exceeds {MAX_HELLO_BYTES}")
     try:
-        node_id, address = msgpack.unpackb(await reader.readexactly(length))
+        node_id, address, *rest = msgpack.unpackb(await reader.readexactly(length))
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise DecodeError(f"bad hello: {exc}") from None
-    if not isinstance(node_id, str) or not isinstance(address, str):
-        raise DecodeError("bad hello: id and address must be strings")
-    return node_id, address
+    cluster = rest[0] if rest else ""
+    if not all(isinstance(v, str) for v in (node_id, address, cluster)):
+        raise DecodeError("bad hello: id, address and cluster must be strings")
+    return node_id, address, cluster

@@ -2,8 +2,8 @@
 
 ``tests/api/golden_answers.json`` holds what the node answered when it was recorded; the test
 (``test_golden.py``) replays the same raw requests on a fresh node and compares the raw answers,
-status line, every header in order, and body, but for the ``Date`` and ``Server`` headers and
-the request id of answers to unparseable requests (random by design).
+status line, every header in order, and body, but for the ``Date`` and ``Server`` headers, the
+request id of answers to unparseable requests and the cluster id (random by design).
 
 Re-record only for an intended change of the HTTP contract:
 ``.venv/bin/python -m tests.api.golden > tests/api/golden_answers.json``
@@ -120,6 +120,7 @@ MALFORMED: list[bytes] = [
 _DATE = re.compile(rb"\r\nDate: [^\r]*")
 _SERVER = re.compile(rb"\r\nServer: [^\r]*")
 _RANDOM_ID = re.compile(rb"\r\nX-Request-ID: [0-9a-f]{32}\r\n")
+_CLUSTER_ID = re.compile(rb'"cluster_id":"[0-9a-f-]{36}"')  # random: made at bootstrap
 
 
 def raw_request(method: str, path: str, headers: dict[str, str], body: Any, rid: str) -> bytes:
@@ -146,6 +147,7 @@ async def exchange(port: int, request: bytes) -> str:
     answer = _DATE.sub(b"\r\nDate: <date>", answer)
     answer = _SERVER.sub(b"\r\nServer: <server>", answer)
     answer = _RANDOM_ID.sub(b"\r\nX-Request-ID: <random>\r\n", answer)
+    answer = _CLUSTER_ID.sub(b'"cluster_id":"<random>"', answer)
     return answer.decode("utf-8", "backslashreplace")
 
 
