@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
+import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
@@ -332,13 +335,41 @@ def cluster_recover(c: Client, a: argparse.Namespace) -> Any:
 
 
 def snapshot_save(c: Client, a: argparse.Namespace) -> Any:
-    result = c.snapshot_save(a.file, stale=a.stale)
+    if (a.file is None) == (a.dir is None):
+        raise UsageError("give FILE, or --dir DIR (a name is chosen there)")
+    if a.keep is not None and (a.dir is None or a.keep < 1):
+        raise UsageError("--keep N (N >= 1) needs --dir")
+    path = a.file or os.path.join(a.dir, f"{a.prefix}-{_utc_stamp()}{backup_file.SUFFIX}")
+    result = c.snapshot_save(path, stale=a.stale)
+    if a.keep is not None:
+        result["deleted"] = _keep_newest(a.dir, a.prefix, a.keep)
+        result["kept"] = len(_backups_in(a.dir, a.prefix))
     if a.json:
         return result
-    print(f"Saved {a.file}: index {result['index']}, term {result['term']}, "
+    print(f"Saved {path}: index {result['index']}, term {result['term']}, "
           f"{result['size_bytes']} bytes, {result['kv_keys']} key(s), "
           f"{result['services']} service(s), checksum ok")
+    for name in result.get("deleted", []):
+        print(f"Deleted {name} (keeping the newest {a.keep})")
     return None
+
+
+def _utc_stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def _backups_in(directory: str, prefix: str) -> list[str]:
+    """Backups that ``save --dir`` wrote with this prefix, oldest first (the names sort by
+    time)."""
+    pattern = re.compile(re.escape(prefix) + r"-\d{8}T\d{6}Z" + re.escape(backup_file.SUFFIX))
+    return sorted(n for n in os.listdir(directory) if pattern.fullmatch(n))
+
+
+def _keep_newest(directory: str, prefix: str, keep: int) -> list[str]:
+    doomed = _backups_in(directory, prefix)[:-keep]
+    for name in doomed:
+        os.unlink(os.path.join(directory, name))
+    return doomed
 
 
 def snapshot_inspect(c: Client, a: argparse.Namespace) -> Any:
@@ -565,6 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default $KONSUL_CLIENT_CERT)")
     common.add_argument("--client-key", default=argparse.SUPPRESS, metavar="FILE",
                         help="its private key (default $KONSUL_CLIENT_KEY)")
+    common.add_argument("--report", default=argparse.SUPPRESS, metavar="FILE",
+                        help="also write the JSON answer to FILE (a Job's termination log)")
     parser = argparse.ArgumentParser(
         prog="konsulctl", description="Talk to a Konsul cluster.", parents=[common]
     )
@@ -651,7 +684,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     snap = _group(top, "snapshot", "backups: save, inspect, restore (docs/backup.md)")
     p = sub(snap, "save", snapshot_save, "write a consistent backup of the cluster to FILE")
-    p.add_argument("file")
+    p.add_argument("file", nargs="?")
+    p.add_argument("--dir", help="write it in DIR as PREFIX-<UTC time>.snap instead")
+    p.add_argument("--prefix", default="konsul", help="file name prefix with --dir")
+    p.add_argument("--keep", type=int, metavar="N",
+                   help="with --dir: then delete all but the newest N backups of that prefix")
     p.add_argument("--stale", action="store_true",
                    help="from the addressed node's own replica, without asking the leader")
     p = sub(snap, "inspect", snapshot_inspect, "check a backup file and show what it holds")
@@ -723,9 +760,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"konsulctl: {exc}", file=sys.stderr)
         return 2
     handler: Handler = args.handler
+    report = getattr(args, "report", None)
+    if report:
+        args.json = True  # (the JSON answer is what the report holds)
     try:
         with client:
             result = handler(client, args)
+        if report:
+            with open(report, "w", encoding="utf-8") as out:
+                json.dump(result, out, sort_keys=True)
     except UsageError as exc:
         print(f"konsulctl: {exc}", file=sys.stderr)
         return 2
@@ -750,8 +793,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _closed_stdout() -> int:
     """``konsulctl ... | head``: the reader left; exit quietly as a shell tool does."""
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())  # no second BrokenPipeError at interpreter exit
     return 141

@@ -410,7 +410,7 @@ def _tune(writer: asyncio.StreamWriter) -> None:
             sock.setsockopt(level, option, value)
 
 
-def _hello_frame(node_id: str, advertise_addr: str, cluster_id: str) -> bytes:
+def _hello_frame(node_id: str, advertise_addr: str, cluster_id: str = "") -> bytes:
     payload: bytes = msgpack.packb([node_id, advertise_addr, cluster_id])
     return HELLO_MAGIC + HEADER.pack(len(payload)) + payload
 
