@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any, assert_never
 
 import aiohttp
-from konsul_operator import names
-from konsul_operator.kube import Kube
+from konsul_operator import backups, names, resources
+from konsul_operator.backups import BackupAction, Idle, PruneJobs, RecordBackup, StartBackup
+from konsul_operator.kube import Kube, KubeError
 from konsul_operator.observe import NODE_TIMEOUT, node_url
 from konsul_operator.planner import (
     Bootstrap,
@@ -23,10 +24,12 @@ from konsul_operator.planner import (
     RemoveMember,
     RestartPod,
     ScaleStatefulSet,
+    SeedFromBackup,
     Step,
     TransferLeadership,
 )
 from konsul_operator.resources import Owner
+from konsul_operator.spec import ClusterSpec
 
 # A join returns once the new member is promoted (bounded on the node's side); a membership
 # change or transfer may take an election timeout or two.
@@ -59,11 +62,17 @@ def _ip_of(obs: Observed, name: str | None) -> str:
 
 
 async def execute(
-    step: Step, obs: Observed, owner: Owner, kube: Kube, session: aiohttp.ClientSession
+    step: Step, obs: Observed, owner: Owner, spec: ClusterSpec, kube: Kube,
+    session: aiohttp.ClientSession,
 ) -> str:
     match step:
         case Bootstrap():
             return await _bootstrap(step, obs, session)
+        case SeedFromBackup():
+            assert spec.restore is not None  # (the planner seeds only from spec.restore)
+            job = resources.restore_job(owner, spec, spec.restore, _ip_of(obs, step.target))
+            await _create(kube, job)
+            return f"Job {job['metadata']['name']} seeds {step.target} ({step.reason})"
         case RecordBootstrapped():
             return f"cluster already exists ({step.reason}); recorded as bootstrapped"
         case Join():
@@ -88,6 +97,52 @@ async def execute(
             return f"deleted pod {step.target} to restart it ({step.reason})"
         case _:
             assert_never(step)
+
+
+async def _create(kube: Kube, obj: dict[str, Any]) -> None:
+    try:
+        await kube.create(obj)
+    except KubeError as exc:
+        if exc.status != 409:  # (409: made by an earlier reconcile that died before recording)
+            raise StepFailed(f"creating {obj['kind']} {obj['metadata']['name']}: {exc}") from exc
+
+
+async def execute_backup(
+    action: BackupAction, obs: Observed, owner: Owner, spec: ClusterSpec, kube: Kube
+) -> str:
+    """Carry out a backup action (``konsul_operator.backups``); the line for its event."""
+    match action:
+        case StartBackup():
+            assert spec.backup is not None
+            ips = [p.ip for p in obs.pods if p.ip and not p.deleting and p.node is not None]
+            if not ips:
+                raise StepFailed("no member answers: no address for the backup Job")
+            job = resources.backup_job(owner, spec, spec.backup, ips,
+                                       backups.format_time(action.scheduled),
+                                       backups.job_suffix(action))
+            await _create(kube, job)
+            return f"Job {job['metadata']['name']} takes a backup ({action.reason})"
+        case RecordBackup():
+            await kube.patch("Job", owner.namespace, action.job.name,
+                             {"metadata": {"annotations": {names.RECORDED: "true"}}})
+            return _backup_outcome(action.job)
+        case PruneJobs():
+            for name in action.names:
+                await kube.delete("Job", owner.namespace, name)
+            return f"deleted finished backup Jobs {', '.join(action.names)}"
+        case Idle():
+            return action.message
+        case _:
+            assert_never(action)
+
+
+def _backup_outcome(job: backups.JobView) -> str:
+    report = job.report or {}
+    if job.succeeded:
+        return (f"backup {report.get('path', '?')}: index {report.get('index', '?')}, "
+                f"{report.get('size_bytes', '?')} bytes, {report.get('kv_keys', '?')} key(s); "
+                f"{report.get('kept', '?')} kept")
+    return f"backup Job {job.name} failed: {job.message}"
 
 
 async def _bootstrap(step: Bootstrap, obs: Observed, session: aiohttp.ClientSession) -> str:

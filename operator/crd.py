@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from konsul_operator.names import Condition, Phase
 from konsul_operator.spec import (
+    DEFAULT_BACKUP_RETENTION,
+    DEFAULT_BACKUP_SIZE,
     DEFAULT_IMAGE,
     DEFAULT_REPLICAS,
     DEFAULT_STORAGE_SIZE,
@@ -127,6 +129,66 @@ def spec_schema() -> dict[str, Any]:
             "prometheusRule": _monitor_schema("PrometheusRule with the Konsul alerts",
                                               "Rule evaluation interval."),
         }, default={}),
+        "backup": _backup_schema(),
+        "restore": _obj(
+            "Create the cluster from a backup: pod-0 is seeded from this file instead of "
+            "starting empty (a new cluster id), the others join as usual. Read before the "
+            "first bootstrap only.", {
+                "claimName": _s("string", "A PersistentVolumeClaim holding the backup file.",
+                                minLength=1),
+                "file": _s("string", "The backup file's name in that volume (as konsulctl "
+                           "snapshot save wrote it).", minLength=1, pattern=r"^[^/]+$"),
+            }, required=["claimName", "file"]),
+    })
+
+
+def _backup_schema() -> dict[str, Any]:
+    return _obj("Scheduled backups: a Job per backup runs `konsulctl snapshot save` into a "
+                "volume; see docs/operator.md.", {
+        "schedule": _s("string", "When, in cron syntax (5 fields, UTC), or @hourly, @daily, "
+                       "@weekly, @monthly, @yearly. Annotate the cluster with "
+                       "konsul.io/backup-now=<any new value> for one now.", minLength=1),
+        "retention": _s("integer", "How many backup files to keep; older ones are deleted.",
+                        default=DEFAULT_BACKUP_RETENTION, minimum=1),
+        "suspend": _s("boolean", "Take no scheduled backups (backup-now still works).",
+                      default=False),
+        "storage": _obj("Where the backup files go.", {
+            "claimName": _s("string", "An existing PersistentVolumeClaim to write them to. "
+                            "Without it the operator makes <name>-backups."),
+            "size": _s("string", "Size of the claim the operator makes.",
+                       default=DEFAULT_BACKUP_SIZE, pattern=QUANTITY_PATTERN),
+            "storageClassName": _s("string", "Storage class of the claim the operator makes."),
+        }, default={}),
+    }, required=["schedule"])
+
+
+def _backup_status_schema() -> dict[str, Any]:
+    when = "date-time"
+    return _obj("Scheduled backups, as far as the operator saw them.", {
+        "lastScheduleTime": _s("string", "The scheduled time of the last backup started.",
+                               format=when),
+        "lastTrigger": _s("string", "The konsul.io/backup-now value last acted on."),
+        "nextScheduleTime": _s("string", "When the next scheduled backup is due.",
+                               format=when),
+        "lastSuccessTime": _s("string", "When the last backup succeeded.", format=when),
+        "lastBackup": _obj("The last backup that succeeded.", {
+            "job": _s("string", "Its Job."),
+            "file": _s("string", "Its file in the backup volume."),
+            "index": _s("integer", "The Raft index whose state it holds."),
+            "term": _s("integer", "The term of that index."),
+            "sizeBytes": _s("integer", "Size of the file."),
+            "kvKeys": _s("integer", "Keys in it."),
+            "services": _s("integer", "Service instances in it."),
+            "time": _s("string", "When it was recorded.", format=when),
+        }),
+        "backupsKept": _s("integer", "Backup files in the volume after the last one."),
+        "lastFailure": _obj("The last backup that failed.", {
+            "time": _s("string", "When it was recorded.", format=when),
+            "job": _s("string", "Its Job (empty: the operator could not start one)."),
+            "message": _s("string", "Why."),
+        }),
+        "active": _s("string", "The backup Job running now, if any."),
+        "message": _s("string", "What the operator did or waits for."),
     })
 
 
@@ -171,6 +233,15 @@ def status_schema() -> dict[str, Any]:
         "conditions": {"type": "array", "items": _condition_schema(),
                        "description": "Available, Progressing and Degraded."},
         "observedGeneration": _s("integer", "The generation last reconciled."),
+        "backup": _backup_status_schema(),
+        "restore": _obj("How pod-0 was seeded from spec.restore.", {
+            "file": _s("string", "The backup file."),
+            "claimName": _s("string", "The volume it is in."),
+            "job": _s("string", "The Job that seeds pod-0."),
+            "phase": _s("string", "Pending, Running, Succeeded or Failed.",
+                        enum=["Pending", "Running", "Succeeded", "Failed"]),
+            "message": _s("string", "Details."),
+        }),
     })
 
 

@@ -20,6 +20,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Service": ("/api/v1", "services"),
     "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
+    "Job": ("/apis/batch/v1", "jobs"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors"),
     "PrometheusRule": ("/apis/monitoring.coreos.com/v1", "prometheusrules"),

@@ -4,6 +4,8 @@ Kubernetes objects of a cluster named ``c`` (as spotahome/redis-operator's ``nam
 the StatefulSet, client Service, PodDisruptionBudget, ServiceMonitor and PrometheusRule are all
 ``c``; the headless Service is ``c-peers``; pod ``n`` is ``c-n`` (also its node id: the node id
 is the pod name); its volume claim ``data-c-n`` (the StatefulSet's claim template ``data``).
+Backups: the claim the operator makes for them is ``c-backups``, a scheduled backup's Job
+``c-backup-<UTC time>``, the Job that seeds pod-0 from ``spec.restore`` ``c-restore-<hash>``.
 
 Then the words of ``status``: phases, condition types and their reasons.
 """
@@ -60,6 +62,29 @@ def claim_ordinal(cluster: str, name: str) -> int | None:
     return _ordinal(f"{DATA_VOLUME}-{cluster}-", name)
 
 
+def backup_claim(cluster: str) -> str:
+    return f"{cluster}-backups"
+
+
+def backup_job(cluster: str, suffix: str) -> str:
+    """``suffix``: the scheduled time as ``YYYYMMDD-HHMMSS`` (UTC), for a backup asked for
+    with a digest of the request after it."""
+    return f"{cluster}-backup-{suffix}"
+
+
+def restore_job(cluster: str, digest: str) -> str:
+    """``digest``: a short hash of ``spec.restore`` (a new source is a new Job)."""
+    return f"{cluster}-restore-{digest}"
+
+
+BACKUP_FILE_PREFIX = "konsul"  # in the backup volume: <prefix>-<UTC time>.snap
+BACKUP_MOUNT = "/backups"
+JOB_LABEL = "konsul.io/job"  # backup | restore
+SCHEDULED_AT = "konsul.io/scheduled-at"  # on a backup Job: the time it stands for
+RECORDED = "konsul.io/recorded"  # on a finished Job: its outcome is in status
+BACKUP_NOW = "konsul.io/backup-now"  # on a KonsulCluster: a backup now (any new value)
+
+
 def _ordinal(prefix: str, name: str) -> int | None:
     tail = name[len(prefix) :] if name.startswith(prefix) else ""
     return int(tail) if tail.isdigit() and tail.isascii() else None
@@ -103,3 +128,5 @@ AS_EXPECTED = "AsExpected"  # Degraded false
 # Available:
 QUORUM_AVAILABLE = "QuorumAvailable"
 NOT_BOOTSTRAPPED = "NotBootstrapped"  # Available false before the first bootstrap
+RESTORING = "Restoring"  # Progressing: pod-0 is being seeded from spec.restore
+RESTORE_FAILED = "RestoreFailed"  # Degraded: the restore Job failed (nothing bootstrapped)

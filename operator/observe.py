@@ -4,14 +4,16 @@ HTTP by pod IP (``/cluster/status``, ``/health/ready``, then the leader's ``/clu
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from konsul_operator import names
+from konsul_operator.backups import JobView
 from konsul_operator.kube import Kube
-from konsul_operator.planner import Member, NodeView, Observed, PodView
-from konsul_operator.resources import Owner, selector_labels
+from konsul_operator.planner import Member, NodeView, Observed, PodView, RestoreView
+from konsul_operator.resources import Owner, backup_labels, restore_digest, selector_labels
 from konsul_operator.spec import HTTP_PORT, TEMPLATE_HASH, ClusterSpec
 
 NODE_TIMEOUT = aiohttp.ClientTimeout(total=2)
@@ -93,6 +95,12 @@ async def observe(
         )
 
     leader_id, members, leader_commit = await _leader_view(session, pods)
+    restore = None
+    if spec.restore is not None and not bootstrapped:
+        wanted = names.restore_job(owner.name, restore_digest(spec.restore))
+        jobs = await observe_jobs(kube, owner, "restore")
+        restore = RestoreView(spec.restore.file, spec.restore.claim_name,
+                              next((j for j in jobs if j.name == wanted), None))
     observed = Observed(
         name=owner.name,
         desired_replicas=spec.replicas,
@@ -104,8 +112,52 @@ async def observe(
         leader_commit=leader_commit,
         bootstrapped=bootstrapped,
         claims=tuple(sorted(c["metadata"]["name"] for c in claims_raw)),
+        restore=restore,
     )
     return Snapshot(observed, sts)
+
+
+async def observe_jobs(kube: Kube, owner: Owner, job: str) -> tuple[JobView, ...]:
+    """This cluster's backup (or restore) Jobs, with what their pods' termination logs say."""
+    selector = backup_labels(owner, job)
+    jobs, pods = await asyncio.gather(kube.list("Job", owner.namespace, selector),
+                                      kube.list("Pod", owner.namespace, selector))
+    logs: dict[str, str] = {}
+    for pod in pods:
+        job_name = (pod["metadata"].get("labels") or {}).get("job-name", "")
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            ended = (container.get("state") or {}).get("terminated") or {}
+            if ended.get("message"):
+                logs[job_name] = str(ended["message"])
+    return tuple(_job_view(raw, logs.get(raw["metadata"]["name"], "")) for raw in jobs)
+
+
+def _job_view(raw: dict[str, Any], log: str) -> JobView:
+    meta, status = raw["metadata"], raw.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    failed_condition = next(
+        (c for c in status.get("conditions") or []
+         if c.get("type") == "Failed" and c.get("status") == "True"), None)
+    succeeded = int(status.get("succeeded") or 0) > 0
+    report = None
+    try:
+        parsed = json.loads(log) if log else None
+        report = parsed if isinstance(parsed, dict) else None
+    except ValueError:
+        pass
+    message = log.strip().splitlines()[-1] if log.strip() and report is None else ""
+    if failed_condition is not None and not message:
+        message = str(failed_condition.get("message") or failed_condition.get("reason") or "")
+    return JobView(
+        name=meta["name"],
+        created=str(meta.get("creationTimestamp") or ""),
+        scheduled_at=str(annotations.get(names.SCHEDULED_AT, "")),
+        succeeded=succeeded,
+        failed=failed_condition is not None and not succeeded,
+        recorded=annotations.get(names.RECORDED) == "true",
+        report=report,
+        message=message,
+    )
 
 
 async def _none() -> None:

@@ -22,12 +22,15 @@ from dataclasses import dataclass, field
 from typing import ClassVar, assert_never
 
 from konsul_operator import names
+from konsul_operator.backups import JobView
 from konsul_operator.names import (
     BOOTSTRAPPING,
     MEMBER_NOT_REJOINING,
     MEMBER_UNHEALTHY,
     QUORUM_LOST,
     REPAIRING,
+    RESTORE_FAILED,
+    RESTORING,
     ROLLING_RESTART,
     SCALING_DOWN,
     SCALING_UP,
@@ -86,6 +89,15 @@ class Member:
 
 
 @dataclass(frozen=True)
+class RestoreView:
+    """``spec.restore`` and its Job (None until the operator creates it)."""
+
+    file: str
+    claim: str
+    job: JobView | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     name: str
     desired_replicas: int
@@ -97,6 +109,7 @@ class Observed:
     leader_commit: int
     bootstrapped: bool
     claims: tuple[str, ...] = ()  # PVC names of this cluster
+    restore: RestoreView | None = None  # spec.restore: pod-0 is seeded from a backup
 
     def pod(self, name: str) -> PodView | None:
         return next((p for p in self.pods if p.name == name and not p.deleting), None)
@@ -130,6 +143,7 @@ TRANSFER = "TransferLeadership"
 SCALE_STS = "ScaleStatefulSet"
 DELETE_CLAIMS = "DeleteClaims"
 RESTART_POD = "RestartPod"
+SEED = "SeedFromBackup"
 
 
 class _Kind:
@@ -160,6 +174,15 @@ class Bootstrap(_Kind):
     """Make pod ``target`` a one-voter cluster (once in the cluster's life)."""
 
     KIND: ClassVar[str] = BOOTSTRAP
+    target: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeedFromBackup(_Kind):
+    """Bootstrap pod ``target`` from ``spec.restore``'s backup instead (a Job does it)."""
+
+    KIND: ClassVar[str] = SEED
     target: str
     reason: str = ""
 
@@ -225,6 +248,7 @@ class RestartPod(_Kind):
 # The steps the executor takes, and every action the planner returns.
 Step = (
     Bootstrap
+    | SeedFromBackup
     | RecordBootstrapped
     | Join
     | RemoveMember
@@ -240,8 +264,8 @@ def target_of(action: Action) -> str:
     """The member or pod an action is about ("" for the cluster as a whole)."""
     match action:
         case (
-            Bootstrap() | RecordBootstrapped() | Join() | RemoveMember() | TransferLeadership()
-            | RestartPod()
+            Bootstrap() | SeedFromBackup() | RecordBootstrapped() | Join() | RemoveMember()
+            | TransferLeadership() | RestartPod()
         ):
             return action.target
         case Wait() | Converged() | ScaleStatefulSet() | DeleteClaims():
@@ -367,8 +391,27 @@ def _plan_bootstrap(obs: Observed) -> Plan:
     if first is None or first.node is None:
         return _wait(f"waiting for {obs.pod_name(0)} to answer", Phase.BOOTSTRAPPING, False,
                      BOOTSTRAPPING)
+    if obs.restore is not None:
+        return _plan_seed(obs.restore, first.name)
     return Plan(action=Bootstrap(target=first.name, reason="new cluster"),
                 phase=Phase.BOOTSTRAPPING, available=False, progressing=BOOTSTRAPPING)
+
+
+def _plan_seed(restore: RestoreView, first: str) -> Plan:
+    """``spec.restore``: a Job seeds pod-0 from the backup; once its node holds state, the
+    bootstrap is recorded as any other (above). Never an empty bootstrap instead: a failed
+    restore waits for the user (a new ``spec.restore``, or the failed Job deleted to retry)."""
+    source = f"{restore.claim}/{restore.file}"
+    job = restore.job
+    if job is None:
+        return Plan(action=SeedFromBackup(target=first, reason=f"spec.restore: {source}"),
+                    phase=Phase.BOOTSTRAPPING, available=False, progressing=RESTORING)
+    if job.failed:
+        return _wait(f"restoring {first} from {source} failed ({job.message}); change "
+                     f"spec.restore, or delete Job {job.name} to try again", Phase.DEGRADED,
+                     False, degraded=RESTORE_FAILED)
+    return _wait(f"{job.name} is seeding {first} from {source}", Phase.BOOTSTRAPPING, False,
+                 RESTORING)
 
 
 def _plan_repair(obs: Observed, healthy: set[str]) -> Plan | None:

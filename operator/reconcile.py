@@ -14,18 +14,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from konsul_operator import metrics
-from konsul_operator.actions import StepFailed, execute
-from konsul_operator.kube import Kube
+from konsul_operator import backups, metrics, names
+from konsul_operator.actions import StepFailed, execute, execute_backup
+from konsul_operator.kube import Kube, KubeError
 from konsul_operator.names import (
     AS_EXPECTED,
+    BACKUP_NOW,
     CONVERGED,
     NOT_BOOTSTRAPPED,
     QUORUM_AVAILABLE,
     QUORUM_LOST,
     Condition,
 )
-from konsul_operator.observe import Snapshot, observe
+from konsul_operator.observe import Snapshot, observe, observe_jobs
 from konsul_operator.planner import (
     WAIT,
     Bootstrap,
@@ -131,6 +132,8 @@ async def ensure_owned(
             await kube.create(obj)
             event("Normal", "Created", f"created {kind} {name}")
             continue
+        if kind == "PersistentVolumeClaim":
+            continue  # (a claim's spec is mostly immutable: made once, never patched)
         if kind == "StatefulSet":
             want = obj["spec"]["template"]
             have = (current.get("spec") or {}).get("template") or {}
@@ -284,7 +287,7 @@ async def _reconcile(
     if not isinstance(p.action, Wait | Converged):
         step = p.action
         try:
-            outcome = await execute(step, snap.observed, owner, kube, session)
+            outcome = await execute(step, snap.observed, owner, spec, kube, session)
         except StepFailed as exc:
             event("Warning", f"{step.kind}Failed", str(exc))
             metrics.STEPS.labels(f"{step.kind}Failed").inc()
@@ -298,7 +301,120 @@ async def _reconcile(
         event("Warning", p.degraded, p.message)
 
     status = build_status(body, snap, p, step, outcome, bootstrapped, now_iso())
+    if spec.backup is not None:
+        status["backup"] = await reconcile_backups(body, owner, spec, snap, p, kube, event)
+    if spec.restore is not None:
+        status["restore"] = restore_status(previous.get("restore"), snap.observed, bootstrapped)
     return Outcome(p, step, status)
+
+
+def restore_status(
+    previous: dict[str, Any] | None, obs: Observed, bootstrapped: bool
+) -> dict[str, Any]:
+    """status.restore: how seeding pod-0 from spec.restore went (kept once bootstrapped)."""
+    view = obs.restore
+    if view is None:  # bootstrapped: what was recorded last stays
+        return dict(previous or {})
+    job = view.job
+    if job is None:
+        phase, message = "Pending", "the restore Job is about to be created"
+    elif job.failed:
+        phase, message = "Failed", job.message
+    elif job.succeeded:
+        report = job.report or {}
+        phase = "Succeeded"
+        message = (f"seeded from index {report.get('index', '?')}: "
+                   f"{report.get('kv_keys', '?')} key(s), new cluster id "
+                   f"{report.get('cluster_id', '?')}")
+    else:
+        phase, message = "Running", f"{job.name} is running"
+    return {"file": view.file, "claimName": view.claim, "job": job.name if job else "",
+            "phase": phase, "message": message}
+
+
+async def reconcile_backups(
+    body: dict[str, Any], owner: Owner, spec: ClusterSpec, snap: Snapshot, p: Plan,
+    kube: Kube, event: EventFn,
+) -> dict[str, Any]:
+    """Take at most one backup action (``konsul_operator.backups``); the new status.backup.
+    A failure here is recorded and reported, never an error of the whole reconcile."""
+    assert spec.backup is not None
+    previous = dict((body.get("status") or {}).get("backup") or {})
+    now = datetime.datetime.now(datetime.UTC)
+    created = backups.parse_time(body["metadata"].get("creationTimestamp")) or now
+    trigger = (body["metadata"].get("annotations") or {}).get(BACKUP_NOW, "")
+    labels = (owner.namespace, owner.name)
+    try:
+        jobs = await observe_jobs(kube, owner, "backup")
+        action = backups.plan_backup(
+            spec.backup.schedule, spec.backup.suspend, backups.BackupState.from_status(previous),
+            jobs, trigger, p.available, created, now)
+        outcome = await execute_backup(action, snap.observed, owner, spec, kube)
+        interval = backups.interval_seconds(spec.backup.schedule, now)
+    except (backups.BadSchedule, StepFailed, KubeError) as exc:
+        event("Warning", "BackupFailed", str(exc))
+        return {**previous, "lastFailure": {"time": backups.format_time(now), "job": "",
+                                            "message": str(exc)}}
+    status = _backup_status(previous, action, outcome, jobs, now, owner.name)
+    if not isinstance(action, backups.Idle | backups.PruneJobs):
+        failed = isinstance(action, backups.RecordBackup) and not action.job.succeeded
+        event("Warning" if failed else "Normal", _event_reason(action), outcome)
+    if isinstance(action, backups.RecordBackup):
+        metrics.BACKUPS.labels(*labels, "succeeded" if action.job.succeeded else "failed").inc()
+    last = backups.parse_time(status.get("lastSuccessTime")) or created
+    metrics.BACKUP_LAST_SUCCESS.labels(*labels).set(last.timestamp())
+    metrics.BACKUP_INTERVAL.labels(*labels).set(interval)
+    size = (status.get("lastBackup") or {}).get("sizeBytes")
+    if size is not None:
+        metrics.BACKUP_SIZE.labels(*labels).set(size)
+    return status
+
+
+def _event_reason(action: backups.BackupAction) -> str:
+    if isinstance(action, backups.RecordBackup):
+        return "BackupSucceeded" if action.job.succeeded else "BackupFailed"
+    return "BackupStarted"
+
+
+def _backup_status(
+    previous: dict[str, Any], action: backups.BackupAction, outcome: str,
+    jobs: tuple[backups.JobView, ...], now: datetime.datetime, cluster: str,
+) -> dict[str, Any]:
+    status = dict(previous)
+    stamp = backups.format_time(now)
+    match action:
+        case backups.StartBackup():
+            if action.due is not None:
+                status["lastScheduleTime"] = backups.format_time(action.due)
+            if action.trigger:
+                status["lastTrigger"] = action.trigger
+            status["message"] = outcome
+        case backups.RecordBackup(job=job) if job.succeeded:
+            report = job.report or {}
+            status["lastSuccessTime"] = stamp
+            status["lastBackup"] = {
+                "job": job.name, "file": str(report.get("path", "")),
+                "index": int(report.get("index", 0)), "term": int(report.get("term", 0)),
+                "sizeBytes": int(report.get("size_bytes", 0)),
+                "kvKeys": int(report.get("kv_keys", 0)),
+                "services": int(report.get("services", 0)), "time": stamp,
+            }
+            status["backupsKept"] = int(report.get("kept", 0))
+            status["message"] = outcome
+        case backups.RecordBackup(job=job):
+            status["lastFailure"] = {"time": stamp, "job": job.name, "message": job.message}
+            status["message"] = outcome
+        case backups.Idle():
+            status["message"] = action.message
+            if action.next_at is not None:
+                status["nextScheduleTime"] = backups.format_time(action.next_at)
+        case backups.PruneJobs():
+            pass
+    running = [j.name for j in jobs if not j.finished]
+    if isinstance(action, backups.StartBackup):
+        running.append(names.backup_job(cluster, backups.job_suffix(action)))
+    status["active"] = running[0] if running else ""
+    return status
 
 
 def _degraded_reason(status: dict[str, Any]) -> str | None:

@@ -24,7 +24,9 @@ from konsul_operator.spec import (
     RESTARTED_AT,
     TEMPLATE_HASH,
     VERSION,
+    BackupSpec,
     ClusterSpec,
+    RestoreSpec,
 )
 
 DATA_PATH = "/data"
@@ -296,6 +298,116 @@ def prometheus_rule(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------- backups
+
+
+def backup_labels(owner: Owner, job: str) -> dict[str, str]:
+    """Backup objects carry labels of their own: the members' selector must never match a
+    backup Job's pod, nor the members' claims the backup volume."""
+    return {"app.kubernetes.io/name": "konsul-backup", "app.kubernetes.io/instance": owner.name,
+            "app.kubernetes.io/managed-by": "konsul-operator", names.JOB_LABEL: job}
+
+
+def backup_claim(owner: Owner, backup: BackupSpec) -> dict[str, Any]:
+    """The volume the operator makes for backups when ``spec.backup.storage`` names none."""
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": backup.size}},
+    }
+    if backup.storage_class:
+        claim_spec["storageClassName"] = backup.storage_class
+    meta = _metadata(owner, names.backup_claim(owner.name))
+    meta["labels"] = backup_labels(owner, "backup")
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta,
+            "spec": claim_spec}
+
+
+def backup_claim_name(owner: Owner, backup: BackupSpec) -> str:
+    return backup.claim_name or names.backup_claim(owner.name)
+
+
+def _job(owner: Owner, spec: ClusterSpec, name: str, job: str, claim: str, args: list[str],
+         annotations: dict[str, str]) -> dict[str, Any]:
+    """A one-shot konsulctl run with the backup volume at BACKUP_MOUNT; it writes its JSON
+    answer to the termination log, where the operator reads the outcome."""
+    meta = _metadata(owner, name)
+    meta["labels"] = backup_labels(owner, job)
+    meta["annotations"] = annotations
+    container: dict[str, Any] = {
+        "name": job,
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["konsulctl", *args, "--report", "/dev/termination-log"],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "backups", "mountPath": names.BACKUP_MOUNT}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [{"name": "backups", "persistentVolumeClaim": {"claimName": claim}}],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = spec.node_selector
+    if spec.tolerations:
+        pod_spec["tolerations"] = spec.tolerations
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
+            "template": {"metadata": {"labels": backup_labels(owner, job)}, "spec": pod_spec},
+        },
+    }
+
+
+JOB_DEADLINE_SECONDS = 3600
+
+
+def _addresses(ips: list[str]) -> str:
+    return ",".join(f"{ip}:{HTTP_PORT}" for ip in ips)
+
+
+def backup_job(owner: Owner, spec: ClusterSpec, backup: BackupSpec, ips: list[str],
+               scheduled: str, stamp: str) -> dict[str, Any]:
+    """A backup now: ``konsulctl snapshot save`` into the volume, the oldest beyond the
+    retention deleted. Addressed to the members by pod IP (a follower redirects to the
+    leader), as the operator itself talks to them."""
+    args = ["--addr", _addresses(ips), "--timeout", "60", "snapshot", "save", "--dir",
+            names.BACKUP_MOUNT, "--prefix", names.BACKUP_FILE_PREFIX, "--keep",
+            str(backup.retention)]
+    return _job(owner, spec, names.backup_job(owner.name, stamp), "backup",
+                backup_claim_name(owner, backup), args, {names.SCHEDULED_AT: scheduled})
+
+
+def restore_digest(restore: RestoreSpec) -> str:
+    return hashlib.sha256(f"{restore.claim_name}/{restore.file}".encode()).hexdigest()[:8]
+
+
+def restore_job(owner: Owner, spec: ClusterSpec, restore: RestoreSpec, pod_ip: str
+                ) -> dict[str, Any]:
+    """Seed pod-0 (empty, answering at ``pod_ip``) from the backup file: a new cluster that
+    starts with its data (``POST /cluster/bootstrap`` with the file as body)."""
+    args = ["--addr", _addresses([pod_ip]), "--timeout", "60", "cluster", "bootstrap",
+            "--from", f"{names.BACKUP_MOUNT}/{restore.file}"]
+    return _job(owner, spec, names.restore_job(owner.name, restore_digest(restore)), "restore",
+                restore.claim_name, args, {})
+
+
 def owned_objects(
     owner: Owner, spec: ClusterSpec, sts_replicas: int, monitoring_served: bool
 ) -> list[dict[str, Any]]:
@@ -306,6 +418,8 @@ def owned_objects(
         disruption_budget(owner, spec.replicas),
         statefulset(owner, spec, sts_replicas),
     ]
+    if spec.backup is not None and not spec.backup.claim_name:
+        objects.append(backup_claim(owner, spec.backup))
     if monitoring_served and spec.service_monitor.enabled:
         objects.append(service_monitor(owner, spec))
     if monitoring_served and spec.prometheus_rule.enabled:

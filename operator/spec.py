@@ -57,6 +57,30 @@ class MonitorSpec:
     interval: str = "30s"
 
 
+DEFAULT_BACKUP_RETENTION = 7
+DEFAULT_BACKUP_SIZE = "5Gi"
+
+
+@dataclass(frozen=True)
+class BackupSpec:
+    """``spec.backup``: scheduled backups into a volume (docs/operator.md, Backups)."""
+
+    schedule: str  # cron, 5 fields (or @hourly, @daily, @weekly, @monthly, @yearly)
+    retention: int = DEFAULT_BACKUP_RETENTION
+    claim_name: str | None = None  # a claim the user made; else the operator makes one
+    size: str = DEFAULT_BACKUP_SIZE
+    storage_class: str | None = None
+    suspend: bool = False
+
+
+@dataclass(frozen=True)
+class RestoreSpec:
+    """``spec.restore``: seed pod-0 from a backup file in a volume, instead of starting empty."""
+
+    claim_name: str
+    file: str
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
     replicas: int = DEFAULT_REPLICAS
@@ -76,6 +100,28 @@ class ClusterSpec:
     forward_writes: bool = False
     service_monitor: MonitorSpec = field(default_factory=MonitorSpec)
     prometheus_rule: MonitorSpec = field(default_factory=MonitorSpec)
+    backup: BackupSpec | None = None
+    restore: RestoreSpec | None = None
+
+
+def _backup(raw: Mapping[str, Any] | None) -> BackupSpec | None:
+    if not raw or not raw.get("schedule"):
+        return None
+    storage = raw.get("storage") or {}
+    return BackupSpec(
+        schedule=str(raw["schedule"]).strip(),
+        retention=max(1, int(raw.get("retention", DEFAULT_BACKUP_RETENTION))),
+        claim_name=storage.get("claimName") or None,
+        size=str(storage.get("size") or DEFAULT_BACKUP_SIZE),
+        storage_class=storage.get("storageClassName"),
+        suspend=bool(raw.get("suspend", False)),
+    )
+
+
+def _restore(raw: Mapping[str, Any] | None) -> RestoreSpec | None:
+    if not raw or not raw.get("claimName") or not raw.get("file"):
+        return None
+    return RestoreSpec(claim_name=str(raw["claimName"]), file=str(raw["file"]))
 
 
 def _monitor(raw: Mapping[str, Any] | None) -> MonitorSpec:
@@ -111,4 +157,6 @@ def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
         forward_writes=bool(raw.get("forwardWrites", False)),
         service_monitor=_monitor(monitoring.get("serviceMonitor")),
         prometheus_rule=_monitor(monitoring.get("prometheusRule")),
+        backup=_backup(raw.get("backup")),
+        restore=_restore(raw.get("restore")),
     )

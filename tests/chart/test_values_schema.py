@@ -58,6 +58,11 @@ def test_schema_rejects(why: str, values: dict[str, Any], tmp_path: Path) -> Non
     assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
 
 
+# What the sections with required fields (and no default for them) need.
+REQUIRED_SAMPLES = {"backup": {"schedule": "@daily"},
+                    "restore": {"claimName": "backups", "file": "konsul-20260101T000000Z.snap"}}
+
+
 def test_schema_accepts_a_full_cluster_spec(tmp_path: Path) -> None:
     """The positive control: every field of the CRD's spec, as the CRD's own defaults."""
     spec: dict[str, Any] = {}
@@ -68,7 +73,8 @@ def test_schema_accepts_a_full_cluster_spec(tmp_path: Path) -> None:
         elif prop["type"] == "object" and "properties" in prop:
             spec[key] = {k: p["default"] for k, p in prop["properties"].items()
                          if "default" in p and p["type"] != "object"}
-    assert {"replicas", "storage", "raft"} <= spec.keys()
+            spec[key].update(REQUIRED_SAMPLES.get(key, {}))
+    assert {"replicas", "storage", "raft", "backup", "restore"} <= spec.keys()
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump({"cluster": {"enabled": True, "spec": spec}}))
     helm("template", "konsul", str(CHART), "-f", str(path))

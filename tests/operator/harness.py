@@ -9,6 +9,9 @@
   template; a crashed process is restarted like kubelet would; a PVC object per ordinal stands
   for a data directory (a new PVC is an empty directory). It also plays the garbage collector
   for pods of a deleted StatefulSet.
+- ``JobController``: runs each Job's container command (``konsulctl``, for backups and
+  restores) as a local process, its volumes mapped to the claims' directories and its
+  termination log to a file; records the outcome on a Pod object and the Job's status.
 - ``OperatorProcess``: ``python -m konsul_operator`` as a subprocess, pointed at the emulator by
   a kubeconfig.
 
@@ -49,6 +52,7 @@ RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
                                                           set()),
     "konsul.io/v1alpha1/konsulclusters": ("KonsulCluster", True, {"status", "scale"}),
     "apps/v1/statefulsets": ("StatefulSet", True, {"status", "scale"}),
+    "batch/v1/jobs": ("Job", True, {"status"}),
     "v1/pods": ("Pod", True, {"status"}),
     "v1/services": ("Service", True, set()),
     "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True, set()),
@@ -61,6 +65,7 @@ RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
 API_PATHS = {
     "KonsulCluster": "/apis/konsul.io/v1alpha1",
     "StatefulSet": "/apis/apps/v1",
+    "Job": "/apis/batch/v1",
     "PodDisruptionBudget": "/apis/policy/v1",
     "Pod": "/api/v1",
     "Service": "/api/v1",
@@ -70,7 +75,7 @@ API_PATHS = {
     "PrometheusRule": "/apis/monitoring.coreos.com/v1",
 }
 PLURALS = {
-    "KonsulCluster": "konsulclusters", "StatefulSet": "statefulsets",
+    "KonsulCluster": "konsulclusters", "StatefulSet": "statefulsets", "Job": "jobs",
     "PodDisruptionBudget": "poddisruptionbudgets", "Pod": "pods", "Service": "services",
     "PersistentVolumeClaim": "persistentvolumeclaims", "Event": "events",
     "ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules",
@@ -294,6 +299,7 @@ class StatefulSetController:
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _thread: threading.Thread | None = None
+    _bases: dict[str, int] = field(default_factory=dict)
 
     def start(self) -> StatefulSetController:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="sts-controller")
@@ -307,8 +313,11 @@ class StatefulSetController:
         for pod in list(self.pods.values()):
             pod.stop(signal.SIGKILL)
 
-    def ip_of(self, ordinal: int) -> str:
-        return f"{self.prefix}.{ordinal + 1}"
+    def ip_of(self, ordinal: int, sts: str = "") -> str:
+        """Pod ``ordinal``'s address: the first StatefulSet seen gets .1, .2, ..., the next
+        .21, .22, ... (two clusters at once never share an address)."""
+        base = self._bases.setdefault(sts, 20 * len(self._bases)) if sts else 0
+        return f"{self.prefix}.{base + ordinal + 1}"
 
     def claim_dir(self, claim: str) -> Path:
         return self.root / "claims" / claim
@@ -356,7 +365,7 @@ class StatefulSetController:
 
     def _create_pod(self, sts: dict[str, Any], ordinal: int) -> None:
         sts_name = sts["metadata"]["name"]
-        name, ip = f"{sts_name}-{ordinal}", self.ip_of(ordinal)
+        name, ip = f"{sts_name}-{ordinal}", self.ip_of(ordinal, sts_name)
         template = sts["spec"]["template"]
         claim = f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{name}"
         if self.api.get("PersistentVolumeClaim", claim) is None:
@@ -435,6 +444,87 @@ def _answers_ready(url: str) -> bool:
     except OSError:
         return False
     return code == 200
+
+
+# --------------------------------------------------------------------------- Jobs as processes
+
+
+@dataclass
+class JobController:
+    """Plays the Job controller and kubelet for the operator's backup and restore Jobs: each
+    new Job's container command runs once as a local process (``konsulctl`` from this
+    checkout), with each volume mapped to its claim's directory (what the StatefulSet
+    controller uses for the same claim) and ``/dev/termination-log`` to a file."""
+
+    api: Emulator
+    root: Path
+    claims: StatefulSetController
+    runs: list[str] = field(default_factory=list)  # Job names, in the order they ran
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> JobController:
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="job-controller")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(150)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for job in self.api.list("Job"):
+                    if job["metadata"]["name"] not in self.runs:
+                        self.runs.append(job["metadata"]["name"])
+                        self._run(job)
+            except Exception:
+                self.errors.append(traceback.format_exc())
+            self._stop.wait(0.2)
+
+    def _run(self, job: dict[str, Any]) -> None:
+        name = job["metadata"]["name"]
+        pod_spec = job["spec"]["template"]["spec"]
+        container = pod_spec["containers"][0]
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
+                  for v in pod_spec.get("volumes") or []}
+        mounts = {m["mountPath"]: self.claims.claim_dir(claims[m["name"]])
+                  for m in container.get("volumeMounts") or []}
+        for directory in mounts.values():
+            directory.mkdir(parents=True, exist_ok=True)
+        log = self.root / f"{name}.termination-log"
+        args = []
+        for arg in container["command"][1:]:
+            for path, directory in mounts.items():
+                if arg == path or arg.startswith(path + "/"):
+                    arg = str(directory) + arg[len(path):]
+            args.append(str(log) if arg == "/dev/termination-log" else arg)
+        assert container["command"][0] == "konsulctl", container["command"]
+        done = subprocess.run([sys.executable, "-m", "konsul.cli", *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        message = log.read_text() if log.exists() and log.read_text() else ""
+        if not message and done.returncode != 0:  # FallbackToLogsOnError
+            message = (done.stdout + done.stderr)[-2000:]
+        labels = {**(job["spec"]["template"]["metadata"].get("labels") or {}), "job-name": name}
+        self.api.create({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{name}-{uuid.uuid4().hex[:5]}", "labels": labels},
+            "spec": pod_spec,
+            "status": {"phase": "Succeeded" if done.returncode == 0 else "Failed",
+                       "containerStatuses": [{"name": container["name"], "state": {
+                           "terminated": {"exitCode": done.returncode, "message": message}}}]},
+        })
+        if done.returncode == 0:
+            status: dict[str, Any] = {"succeeded": 1, "conditions": [
+                {"type": "Complete", "status": "True"}]}
+        else:
+            status = {"failed": 1, "conditions": [
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit"}]}
+        self.api.patch("Job", name, {"status": status})
 
 
 # --------------------------------------------------------------------------- the operator

@@ -19,7 +19,12 @@ from typing import Any
 import pytest
 
 from tests.cluster_harness import WriteLoad, assert_no_acked_write_lost, free_subnet
-from tests.operator.harness import Emulator, OperatorProcess, StatefulSetController
+from tests.operator.harness import (
+    Emulator,
+    JobController,
+    OperatorProcess,
+    StatefulSetController,
+)
 from tests.processes import http, wait_until
 
 NAME = "demo"
@@ -32,10 +37,12 @@ class Env:
         self.name = NAME  # the KonsulCluster the views below look at
         self.api = Emulator().start()
         self.sts = StatefulSetController(self.api, root, free_subnet()).start()
+        self.jobs = JobController(self.api, root, self.sts).start()
         self.operator = OperatorProcess(self.api.url, root).start()
 
     def stop(self) -> None:
         self.operator.stop()
+        self.jobs.stop()
         self.sts.stop()
         self.api.stop()
 
@@ -124,6 +131,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     finally:
         environment.stop()
         assert not environment.sts.errors, environment.sts.errors[-1]
+        assert not environment.jobs.errors, environment.jobs.errors[-1]
 
 
 def kc_manifest(replicas: int = 3) -> dict[str, Any]:
@@ -168,7 +176,9 @@ def test_create_three_replicas_bootstraps_once_and_becomes_available(env: Env) -
 
 
 def claims(env: Env) -> list[str]:
-    return sorted(c["metadata"]["name"] for c in env.api.list("PersistentVolumeClaim"))
+    """The members' data claims (not the backup volume)."""
+    return sorted(c["metadata"]["name"] for c in env.api.list("PersistentVolumeClaim")
+                  if c["metadata"]["name"].startswith("data-"))
 
 
 def test_scale_3_to_5_to_3_under_writes(env: Env) -> None:
@@ -356,6 +366,71 @@ def test_operator_killed_mid_scale_down_converges_after_restart(env: Env) -> Non
     operator_killed_after("ScaleStatefulSet", 3)
     assert env.status()["bootstrapped"] is True
     assert not env.steps().get("Bootstrap"), "the restarted operator bootstrapped again"
+
+
+def test_backups_keep_the_retention_and_a_new_cluster_starts_from_one(env: Env) -> None:
+    """spec.backup with two backups asked for (konsul.io/backup-now: the schedule's own
+    timing is the planner's, tests/operator/test_backups.py), one kept; then a second cluster
+    whose spec.restore names it: its pod-0 is seeded, a new cluster with the data."""
+    env.wait_converged(3)
+    leader = env.leader()
+    assert leader is not None
+    url = env.sts.process(leader[0]).url
+    for i in range(20):
+        assert http("PUT", f"{url}/kv/backed/{i:02}", {"value": str(i)})[0] == 200
+    env.api.patch("KonsulCluster", NAME, {"spec": {"backup": {
+        "schedule": "@yearly", "retention": 1, "storage": {"size": "1Gi"}}}})
+
+    def backup_status() -> dict[str, Any]:
+        return dict(env.status().get("backup") or {})
+
+    for n in range(2):
+        env.api.patch("KonsulCluster", NAME,
+                      {"metadata": {"annotations": {"konsul.io/backup-now": f"now-{n}"}}})
+        wait_until(lambda n=n: backup_status().get("lastTrigger") == f"now-{n}"
+                   and not backup_status().get("active")
+                   and (backup_status().get("lastBackup") or {}).get("job") == env.jobs.runs[-1],
+                   60, f"backup {n} recorded")
+    status = backup_status()
+    last = status["lastBackup"]
+    assert last["index"] >= 20 and last["kvKeys"] >= 20 and last["sizeBytes"] > 0, status
+    assert status["backupsKept"] == 1 and "lastFailure" not in status, status
+    volume = env.sts.claim_dir(f"{NAME}-backups")
+    files = sorted(p.name for p in volume.iterdir() if p.suffix == ".snap")
+    assert len(files) == 1 and last["file"].endswith(files[-1]), files
+    reasons = [e.get("reason") for e in env.events()]
+    assert reasons.count("BackupSucceeded") == 2 and reasons.count("BackupStarted") == 2
+    metrics = env.operator.metrics()
+    assert any(k.startswith("konsul_operator_backup_last_success_timestamp_seconds{")
+               and f'cluster="{NAME}"' in k for k in metrics)
+
+    copy = "copy"
+    before = env.steps()
+    env.api.create({
+        "apiVersion": "konsul.io/v1alpha1", "kind": "KonsulCluster",
+        "metadata": {"name": copy},
+        "spec": {"replicas": 1, "restore": {"claimName": f"{NAME}-backups", "file": files[-1]}},
+    })
+    try:
+        def restored() -> dict[str, Any] | None:
+            body = env.api.get("KonsulCluster", copy) or {}
+            done = (body.get("status") or {}).get("bootstrapped") and env.node_status(f"{copy}-0")
+            return body["status"] if done else None
+
+        status = wait_until(restored, 60, "the new cluster seeded from the backup")
+        assert status["restore"]["phase"] == "Succeeded", status["restore"]
+        seeded = env.sts.process(f"{copy}-0").url
+        code, _, body = http("GET", f"{seeded}/kv/backed/19")
+        assert code == 200 and body["value"] == "19", body
+        new, old = env.node_status(f"{copy}-0"), env.node_status(leader[0])
+        assert new and old and new["cluster_id"] not in ("", old["cluster_id"])
+        steps = env.steps()
+        assert steps.get("SeedFromBackup", 0) == before.get("SeedFromBackup", 0) + 1
+        assert steps.get("Bootstrap") == before.get("Bootstrap"), "bootstrapped empty"
+    finally:
+        assert env.api.delete("KonsulCluster", copy)
+        wait_until(lambda: not [p for p in env.sts.pods if p.startswith(f"{copy}-")], 60,
+                   "the second cluster's pods gone")
 
 
 def test_deleting_the_cluster_removes_what_it_owns(env: Env) -> None:
