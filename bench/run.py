@@ -3,6 +3,7 @@
     python -m bench.run            # the full matrix (about 45 minutes)
     python -m bench.run --quick    # one short round of everything but the 1M-key test
     python -m bench.run --tls-only # only the TLS column (add --quick for a short round)
+    python -m bench.backup         # only the backup section (add --quick for a short round)
 
 Each system runs as three members on loopback with fsync on. The result of every cell is a ratio
 Konsul/etcd; the table goes to stdout and to bench/results/<date>-<host>.{md,json,png}. The TLS
@@ -32,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import backup as backup_bench
 from bench.systems import (
     EtcdCluster,
     fdatasync_probe,
@@ -71,6 +73,7 @@ class Report:
     tls_rows: list[Row] = field(default_factory=list)
     failover_ms: dict[str, list[float]] = field(default_factory=dict)
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
+    backup: dict[str, dict[str, float]] = field(default_factory=dict)  # bench/backup.py
 
 
 # ------------------------------------------------------------------------------------ wrk
@@ -387,6 +390,8 @@ def render(report: Report) -> str:
                     f"| {metric} | {k[metric]:.1f} | {e[metric]:.1f} | "
                     f"{ratio(k[metric], e[metric])} |"
                 )
+    if report.backup:
+        lines += ["", *backup_bench.render(report.backup)]
     lines += ["", "The bar (design.md, issue #7):", ""] + [f"- {line}" for line in bar(report)]
     return "\n".join(lines) + "\n"
 
@@ -533,6 +538,9 @@ def main() -> None:
         if not args.quick and not args.tls_only:
             report.memory["etcd"] = etcd_memory(root, args.keys)
             report.memory["konsul"] = konsul_memory(root, args.keys)
+        if not args.tls_only:
+            print("backup:", flush=True)
+            report.backup = backup_bench.run(root, args.quick)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
