@@ -16,8 +16,10 @@ Driving it (the Ready loop of a runtime)::
         while core.has_ready():
             rd = core.ready()   # takes and clears the pending output; handle Readies in order
             1. if rd.hard_state:       save it durably                  (term + vote)
-            2. if rd.snapshot:         save it, restore the state machine from rd.snapshot.data,
-                                       reset the log to rd.snapshot.meta (drop every entry),
+            2. if rd.snapshot:         save it, restore the state machine from rd.snapshot.data
+                                       (None: from the SnapshotSink the core was given, which
+                                       received its chunks), reset the log to
+                                       rd.snapshot.meta (drop every entry),
                                        core.applied(rd.snapshot.meta.index)
             3. if rd.truncate_from:    drop WAL entries with index >= rd.truncate_from
                append rd.entries; fsync (one fsync for 1-3)
@@ -173,6 +175,7 @@ __all__ = [
     "Ready",
     "ReceivedSnapshot",
     "Role",
+    "SnapshotSink",
     "SnapshotSource",
 ]
 
@@ -228,10 +231,41 @@ class ReadState:
     index: int
 
 
+class SnapshotSink(Protocol):
+    """Where a follower puts the snapshot a leader sends it, chunk by chunk (the runtime: a
+    file beside its snapshots, so that no snapshot is ever whole in memory; by default a
+    buffer). ``begin`` starts over (a transfer restarted from offset 0); the core checks the
+    offsets, so ``write`` appends; ``finish`` returns the whole body, or None when the sink
+    keeps it (then ``Ready.snapshot.data`` is None and the runtime reads it from the sink)."""
+
+    def begin(self, meta: SnapshotMeta) -> None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def finish(self) -> bytes | None: ...
+
+
+class MemorySink:
+    """The default ``SnapshotSink``: the body in memory, handed out in ``Ready.snapshot``."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def begin(self, meta: SnapshotMeta) -> None:
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+
+    def finish(self) -> bytes:
+        data, self._buffer = bytes(self._buffer), bytearray()
+        return data
+
+
 @dataclass(frozen=True, slots=True)
 class ReceivedSnapshot:
     meta: SnapshotMeta
-    data: bytes
+    data: bytes | None  # None: the SnapshotSink holds the body
 
 
 @dataclass(slots=True)
@@ -265,6 +299,7 @@ class RaftCore:
         rng: random.Random,
         snapshots: SnapshotSource,
         *,
+        snapshot_sink: SnapshotSink | None = None,
         hard_state: HardState = _NO_HARD_STATE,
         snapshot: SnapshotMeta | None = None,
         entries: Sequence[Entry] = (),
@@ -276,6 +311,7 @@ class RaftCore:
         self._cfg = config
         self._rng = rng
         self._snapshots = snapshots
+        self._sink = snapshot_sink if snapshot_sink is not None else MemorySink()
         self._trace = trace  # what the core does, line by line (see "Tracing" above)
 
         self._term = hard_state.term
@@ -324,7 +360,8 @@ class RaftCore:
         self._catchup = CatchUp(hard_state.term, self._log.last_index)
         self._forwarded_reads = ForwardedReads()  # reads waiting for the leader's answer
         self._ticks = 0
-        self._incoming: tuple[SnapshotMeta, bytearray] | None = None
+        # the snapshot a leader is sending us, and how many of its bytes the sink holds
+        self._incoming: tuple[SnapshotMeta, int] | None = None
 
         # output
         self._msgs: list[Message] = []
@@ -1372,25 +1409,27 @@ class RaftCore:
                 self._on_commit_advanced()
                 self._snapshot_reply(m.src, meta.index, 0, True)
                 return
-            self._incoming = (meta, bytearray())
+            self._incoming = (meta, 0)
+            self._sink.begin(meta)
         incoming = self._incoming
-        if incoming is None or incoming[0] != meta or m.offset != len(incoming[1]):
-            have = len(incoming[1]) if incoming is not None and incoming[0] == meta else 0
+        if incoming is None or incoming[0] != meta or m.offset != incoming[1]:
+            have = incoming[1] if incoming is not None and incoming[0] == meta else 0
             self._snapshot_reply(m.src, meta.index, have, False)
             return
-        buf = incoming[1]
-        buf += m.data
+        self._sink.write(m.data)
+        received = incoming[1] + len(m.data)
         if not m.done:
-            self._snapshot_reply(m.src, meta.index, len(buf), False)
+            self._incoming = (meta, received)
+            self._snapshot_reply(m.src, meta.index, received, False)
             return
         self._incoming = None
-        self._install_snapshot(meta, bytes(buf))
+        self._install_snapshot(meta, self._sink.finish())
         self._snapshot_reply(m.src, meta.index, 0, True)
 
     def _snapshot_reply(self, dst: str, index: int, next_offset: int, done: bool) -> None:
         self._msgs.append(SnapshotResponse(self._id, dst, self._term, index, next_offset, done))
 
-    def _install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
+    def _install_snapshot(self, meta: SnapshotMeta, data: bytes | None) -> None:
         """Reset the log to the snapshot (Ready.snapshot tells the runtime to do the same)."""
         self._say(f"installed snapshot {meta.index}@{meta.term}, committed through it")
         self._log.restore(meta)

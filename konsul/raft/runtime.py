@@ -5,7 +5,8 @@ the write-ahead log, the snapshot store, the transport (absent on a standalone n
 state machine, and turns the core's ``Ready`` batches into effects, strictly in order:
 
 1. hard state (term, vote) made durable;
-2. a snapshot received from a leader: saved, restored into the state machine, log reset;
+2. a snapshot received from a leader (written to a file as its chunks came): made durable,
+   restored into the state machine a block at a time, log reset;
 3. log truncation and new entries written, then **one** fdatasync for the whole batch
    (group commit: proposals that arrive while an fsync runs wait in the core and share the next);
    on the event loop while the disk syncs fast, in a worker thread once it is slow (``_durably``);
@@ -44,7 +45,7 @@ from konsul.raft.messages import (
     decode_configuration,
 )
 from konsul.raft.types import Configuration, Entry, EntryKind, Member, SnapshotMeta
-from konsul.storage.snapshots import SnapshotStore
+from konsul.storage.snapshots import IncomingSnapshot, SnapshotStore
 from konsul.storage.wal import DEFAULT_SEGMENT_BYTES, WriteAheadLog
 
 log = logging.getLogger("konsul.raft")
@@ -168,6 +169,8 @@ class RaftRuntime:
         self.snapshots = SnapshotStore(
             f"{settings.data_dir}/snapshots", settings.snapshot_retention
         )
+        # A snapshot from the leader goes to a file as its chunks arrive (never whole in memory)
+        self._incoming = IncomingSnapshot(self.snapshots)
         self.core = self._recover()
         self._proposals: dict[int, _Proposal] = {}
         # The same proposals in the order they were made, hence of their deadlines (one timeout
@@ -241,6 +244,7 @@ class RaftRuntime:
             core_config(self.settings),
             self._rng,
             self.snapshots,
+            snapshot_sink=self._incoming,
             hard_state=self.wal.hard_state,
             snapshot=meta,
             entries=entries,
@@ -360,10 +364,14 @@ class RaftRuntime:
         # an average over the last few: one slow sync does not send the next ones to a thread
         self._sync_seconds += (time.perf_counter() - started - self._sync_seconds) / 8
 
-    async def _install_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
+    async def _install_snapshot(self, meta: SnapshotMeta, data: bytes | None) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.snapshots.save, meta, data)
-        self.fsm.restore(data)
+        if data is None:  # received into a file (IncomingSnapshot): made durable, read back
+            await loop.run_in_executor(None, self._incoming.commit, meta)
+            self.fsm.restore_stream(self.snapshots.read_body(meta))
+        else:
+            await loop.run_in_executor(None, self.snapshots.save, meta, data)
+            self.fsm.restore(data)
         self.wal.reset(meta.index, meta.term)
         self.applied_term = meta.term
         self._applied_config = meta.config

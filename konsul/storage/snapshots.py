@@ -45,6 +45,7 @@ MAGIC = b"KSNP"
 FORMAT_VERSION = 1
 SUFFIX = ".snap"
 TEMP_SUFFIX = ".tmp"
+INCOMING_SUFFIX = ".incoming.tmp"  # one being received from the leader
 
 _FIXED = struct.Struct("<4sHHQII")  # magic, version, flags, body length, body crc, meta length
 _HEADER_CRC = struct.Struct("<I")
@@ -156,6 +157,80 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         written += os.write(fd, view[written:])
 
 
+class SnapshotWriter:
+    """One snapshot being written: the body appended piece by piece after room for the header,
+    the header (body length and checksum) written last, then fsync, rename, directory fsync
+    and retention (``commit``), or the file removed (``abort``)."""
+
+    def __init__(self, store: SnapshotStore, meta: SnapshotMeta, suffix: str) -> None:
+        self._store = store
+        self.meta = meta
+        self._name = snapshot_name(meta.index, meta.term)
+        self._final = os.path.join(store.directory, self._name)
+        self._temp = self._final + suffix
+        self._head_size = len(_encode_header(meta, 0, 0))
+        self._crc = 0
+        self.size = 0
+        self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.lseek(self._fd, self._head_size, os.SEEK_SET)
+
+    def write(self, piece: bytes) -> None:
+        self._crc = zlib.crc32(piece, self._crc)
+        self.size += len(piece)
+        _write_all(self._fd, piece)
+
+    def commit(self) -> SnapshotInfo:
+        try:
+            head = _encode_header(self.meta, self.size, self._crc)
+            assert len(head) == self._head_size  # (the meta alone decides it)
+            os.pwrite(self._fd, head, 0)
+            os.fsync(self._fd)
+        except BaseException:
+            self.abort()
+            raise
+        os.close(self._fd)
+        self._fd = -1
+        os.replace(self._temp, self._final)
+        self._store._committed(self._name, _Header(self.meta, self._head_size, self.size,
+                                                   self._crc))
+        return SnapshotInfo(self.meta, self._final, self.size)
+
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._temp)
+
+
+class IncomingSnapshot:
+    """The ``SnapshotSink`` of a follower's core (``konsul.raft.core``): the chunks of a
+    snapshot a leader sends go straight to a file beside the snapshots; the runtime commits
+    it (``commit``) when the core hands the snapshot over, and restores from the file."""
+
+    def __init__(self, store: SnapshotStore) -> None:
+        self._store = store
+        self._writer: SnapshotWriter | None = None
+
+    def begin(self, meta: SnapshotMeta) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+        self._writer = self._store.writer(meta, INCOMING_SUFFIX)
+
+    def write(self, data: bytes) -> None:
+        assert self._writer is not None  # (the core begins every transfer at offset 0)
+        self._writer.write(data)
+
+    def finish(self) -> None:
+        """Nothing to hand out: the body is in the file (``Ready.snapshot.data`` is None)."""
+
+    def commit(self, meta: SnapshotMeta) -> SnapshotInfo:
+        writer, self._writer = self._writer, None
+        if writer is None or writer.meta != meta:
+            raise RuntimeError(f"no received snapshot {meta.index}@{meta.term} to commit")
+        return writer.commit()
+
+
 class SnapshotStore:
     """Snapshots of the state machine in ``directory``, the newest ``retention`` kept.
 
@@ -189,36 +264,27 @@ class SnapshotStore:
         """``save`` from the body's pieces, written as they come (the state machine encodes
         them as it is iterated): the whole body is never in memory. The header, which holds
         the body's length and checksum, goes in last, at its place in front."""
-        name = snapshot_name(meta.index, meta.term)
-        final = os.path.join(self.directory, name)
-        temp = final + TEMP_SUFFIX
-        head_size = len(_encode_header(meta, 0, 0))
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        writer = self.writer(meta, TEMP_SUFFIX)
         try:
-            os.lseek(fd, head_size, os.SEEK_SET)
-            body_crc = size = 0
             for piece in pieces:
-                body_crc = zlib.crc32(piece, body_crc)
-                size += len(piece)
-                _write_all(fd, piece)
-            head = _encode_header(meta, size, body_crc)
-            assert len(head) == head_size  # (the meta alone decides it)
-            os.pwrite(fd, head, 0)
-            os.fsync(fd)
+                writer.write(piece)
         except BaseException:
-            os.close(fd)
-            os.unlink(temp)
+            writer.abort()
             raise
-        os.close(fd)
-        os.replace(temp, final)
+        return writer.commit()
+
+    def writer(self, meta: SnapshotMeta, suffix: str) -> SnapshotWriter:
+        """A snapshot written a piece at a time into ``<name><suffix>`` (a ``.tmp`` name,
+        removed at startup if a crash left it), committed or aborted at the end."""
+        return SnapshotWriter(self, meta, suffix)
+
+    def _committed(self, name: str, header: _Header) -> None:
         os.fsync(self._dir_fd)
-        header = _Header(meta, head_size, size, body_crc)
         with self._lock:
             self._headers[name] = header
             self._verified.add(name)
             self._bad.pop(name, None)
         self._apply_retention()
-        return SnapshotInfo(meta, final, size)
 
     def _apply_retention(self) -> None:
         """Keep the newest ``retention`` valid snapshots; delete the files older than those.
@@ -355,6 +421,13 @@ class SnapshotStore:
     size = snapshot_size
     read_chunk = read_snapshot_chunk
 
+    def read_body(self, meta: SnapshotMeta) -> Iterator[bytes]:
+        """The body of the snapshot ``meta`` names, a block at a time, its checksum compared
+        past the last block (``CorruptSnapshot`` out of the iteration on a mismatch)."""
+        name = snapshot_name(meta.index, meta.term)
+        with open(os.path.join(self.directory, name), "rb") as f:
+            yield from self._body(name, f, self._header_of(name, f.fileno(), fresh=True))
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _names_newest_first(self) -> builtins.list[str]:
@@ -445,9 +518,11 @@ class SnapshotStore:
 
 __all__ = [
     "CorruptSnapshot",
+    "IncomingSnapshot",
     "SkippedSnapshot",
     "SnapshotInfo",
     "SnapshotNotFound",
     "SnapshotStore",
+    "SnapshotWriter",
     "snapshot_name",
 ]

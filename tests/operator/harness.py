@@ -477,13 +477,30 @@ class JobController:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                for job in self.api.list("Job"):
-                    if job["metadata"]["name"] not in self.runs:
-                        self.runs.append(job["metadata"]["name"])
-                        self._run(job)
+                self.sync()
+            except OSError:
+                pass  # the emulator was slow to answer (a loaded machine): the next pass
             except Exception:
                 self.errors.append(traceback.format_exc())
             self._stop.wait(0.2)
+
+    def sync(self) -> None:
+        jobs = self.api.list("Job")
+        for job in jobs:
+            if job["metadata"]["name"] not in self.runs:
+                self.runs.append(job["metadata"]["name"])
+                self._run(job)
+        # The garbage collector: Jobs of a deleted cluster, then the pods of deleted Jobs.
+        clusters = {c["metadata"]["name"] for c in self.api.list("KonsulCluster")}
+        for job in jobs:
+            owners = {o.get("name") for o in job["metadata"].get("ownerReferences") or []}
+            if owners and not owners & clusters:
+                self.api.delete("Job", job["metadata"]["name"])
+        names = {j["metadata"]["name"] for j in self.api.list("Job")}
+        for pod in self.api.list("Pod"):
+            job_name = (pod["metadata"].get("labels") or {}).get("job-name")
+            if job_name and job_name not in names:
+                self.api.delete("Pod", pod["metadata"]["name"])
 
     def _run(self, job: dict[str, Any]) -> None:
         name = job["metadata"]["name"]

@@ -11,6 +11,7 @@ import pytest
 
 from konsul.raft.types import Configuration, Member, SnapshotMeta
 from konsul.storage.snapshots import (
+    IncomingSnapshot,
     SnapshotNotFound,
     SnapshotStore,
     snapshot_name,
@@ -303,3 +304,23 @@ def test_a_streamed_load_sees_the_bad_checksum_after_the_last_block_and_falls_ba
     with SnapshotStore(tmp_path, retention=3) as store:
         assert store.load_latest_into(consume) == (meta(10), 10_000)
     assert consumed == [20, 10]  # the corrupt one was read to its end, then dropped
+
+
+def test_a_snapshot_received_in_chunks_goes_to_a_file_and_commits(tmp_path: Path) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    with SnapshotStore(tmp_path, retention=2) as store:
+        incoming = IncomingSnapshot(store)
+        incoming.begin(meta(5))
+        incoming.write(b"a transfer that restarts")
+        incoming.begin(meta(9))  # restarted from offset 0 (another snapshot): the first goes
+        for i in range(0, len(data), 1 << 20):
+            incoming.write(data[i:i + (1 << 20)])
+        assert incoming.finish() is None  # (the body stays in the file)
+        assert store.load_latest() is None  # nothing visible before the commit
+        info = incoming.commit(meta(9))
+        assert info.size == len(data)
+        assert b"".join(store.read_body(meta(9))) == data
+    assert snap_files(tmp_path) == [snapshot_name(9, 1)]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    with pytest.raises(RuntimeError, match="no received snapshot"):
+        IncomingSnapshot(SnapshotStore(tmp_path, retention=2)).commit(meta(9))

@@ -291,6 +291,7 @@ class SimNode:
                     )
                 disk.write_hard_state(hs)
             if rd.snapshot is not None:
+                assert rd.snapshot.data is not None  # (the sim's cores keep it in memory)
                 disk.write_snapshot(rd.snapshot.meta, rd.snapshot.data)
             if rd.truncate_from is not None:
                 disk.write_truncate(rd.truncate_from)
@@ -352,6 +353,7 @@ class SimNode:
         assert core is not None
         if rd.snapshot is not None:
             meta = rd.snapshot.meta
+            assert rd.snapshot.data is not None
             self.fsm.restore(rd.snapshot.data, meta.config)
             c.checker.snapshot_restored(self.id, meta.index, self.fsm.digest)
             self.last_snapshot_index = meta.index
