@@ -369,37 +369,40 @@ def test_operator_killed_mid_scale_down_converges_after_restart(env: Env) -> Non
 
 
 def test_backups_keep_the_retention_and_a_new_cluster_starts_from_one(env: Env) -> None:
-    """spec.backup with two backups asked for (konsul.io/backup-now: the schedule's own
-    timing is the planner's, tests/operator/test_backups.py), one kept; then a second cluster
-    whose spec.restore names it: its pod-0 is seeded, a new cluster with the data."""
+    """spec.backup with a backup asked for (konsul.io/backup-now: the schedule's own timing is
+    the planner's, tests/operator/test_backups.py) and retention 1: the older backup already in
+    the volume goes. Then a second cluster whose spec.restore names the new one: its pod-0 is
+    seeded, a new cluster with the data."""
     env.wait_converged(3)
     leader = env.leader()
     assert leader is not None
     url = env.sts.process(leader[0]).url
     for i in range(20):
         assert http("PUT", f"{url}/kv/backed/{i:02}", {"value": str(i)})[0] == 200
-    env.api.patch("KonsulCluster", NAME, {"spec": {"backup": {
-        "schedule": "@yearly", "retention": 1, "storage": {"size": "1Gi"}}}})
+    volume = env.sts.claim_dir(f"{NAME}-backups")
+    volume.mkdir(parents=True, exist_ok=True)
+    older = volume / "konsul-20000101T000000Z.snap"  # an earlier Job's, by its name
+    older.write_bytes(b"an older backup")
+    env.api.patch("KonsulCluster", NAME, {
+        "metadata": {"annotations": {"konsul.io/backup-now": "now"}},
+        "spec": {"backup": {"schedule": "@yearly", "retention": 1,
+                            "storage": {"size": "1Gi"}}}})
 
     def backup_status() -> dict[str, Any]:
         return dict(env.status().get("backup") or {})
 
-    for n in range(2):
-        env.api.patch("KonsulCluster", NAME,
-                      {"metadata": {"annotations": {"konsul.io/backup-now": f"now-{n}"}}})
-        wait_until(lambda n=n: backup_status().get("lastTrigger") == f"now-{n}"
-                   and not backup_status().get("active")
-                   and (backup_status().get("lastBackup") or {}).get("job") == env.jobs.runs[-1],
-                   60, f"backup {n} recorded")
+    wait_until(lambda: backup_status().get("lastTrigger") == "now"
+               and not backup_status().get("active")
+               and (backup_status().get("lastBackup") or {}).get("job") == env.jobs.runs[-1],
+               60, "the backup recorded")
     status = backup_status()
     last = status["lastBackup"]
     assert last["index"] >= 20 and last["kvKeys"] >= 20 and last["sizeBytes"] > 0, status
     assert status["backupsKept"] == 1 and "lastFailure" not in status, status
-    volume = env.sts.claim_dir(f"{NAME}-backups")
     files = sorted(p.name for p in volume.iterdir() if p.suffix == ".snap")
-    assert len(files) == 1 and last["file"].endswith(files[-1]), files
+    assert files != [older.name] and len(files) == 1 and last["file"].endswith(files[0]), files
     reasons = [e.get("reason") for e in env.events()]
-    assert reasons.count("BackupSucceeded") == 2 and reasons.count("BackupStarted") == 2
+    assert reasons.count("BackupSucceeded") == 1 and reasons.count("BackupStarted") == 1
     metrics = env.operator.metrics()
     assert any(k.startswith("konsul_operator_backup_last_success_timestamp_seconds{")
                and f'cluster="{NAME}"' in k for k in metrics)
@@ -409,7 +412,8 @@ def test_backups_keep_the_retention_and_a_new_cluster_starts_from_one(env: Env) 
     env.api.create({
         "apiVersion": "konsul.io/v1alpha1", "kind": "KonsulCluster",
         "metadata": {"name": copy},
-        "spec": {"replicas": 1, "restore": {"claimName": f"{NAME}-backups", "file": files[-1]}},
+        "spec": {"replicas": 1, "storage": {"deleteClaimsOnDelete": True},
+                 "restore": {"claimName": f"{NAME}-backups", "file": files[0]}},
     })
     try:
         def restored() -> dict[str, Any] | None:
@@ -429,8 +433,9 @@ def test_backups_keep_the_retention_and_a_new_cluster_starts_from_one(env: Env) 
         assert steps.get("Bootstrap") == before.get("Bootstrap"), "bootstrapped empty"
     finally:
         assert env.api.delete("KonsulCluster", copy)
-        wait_until(lambda: not [p for p in env.sts.pods if p.startswith(f"{copy}-")], 60,
-                   "the second cluster's pods gone")
+        wait_until(lambda: not [p for p in env.sts.pods if p.startswith(f"{copy}-")]
+                   and not [c for c in claims(env) if c.startswith(f"data-{copy}-")], 60,
+                   "the second cluster's pods and claims gone")
 
 
 def test_deleting_the_cluster_removes_what_it_owns(env: Env) -> None:
