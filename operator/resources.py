@@ -309,7 +309,9 @@ def backup_labels(owner: Owner, job: str) -> dict[str, str]:
 
 
 def backup_claim(owner: Owner, backup: BackupSpec) -> dict[str, Any]:
-    """The volume the operator makes for backups when ``spec.backup.storage`` names none."""
+    """The volume the operator makes for backups when ``spec.backup.storage`` names none.
+    Not owned by the cluster: the garbage collector would delete the backups with it, when
+    they are most needed (to create the cluster again)."""
     claim_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": backup.size}},
@@ -318,6 +320,7 @@ def backup_claim(owner: Owner, backup: BackupSpec) -> dict[str, Any]:
         claim_spec["storageClassName"] = backup.storage_class
     meta = _metadata(owner, names.backup_claim(owner.name))
     meta["labels"] = backup_labels(owner, "backup")
+    del meta["ownerReferences"]
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta,
             "spec": claim_spec}
 
@@ -411,7 +414,7 @@ def restore_job(owner: Owner, spec: ClusterSpec, restore: RestoreSpec, pod_ip: s
 def owned_objects(
     owner: Owner, spec: ClusterSpec, sts_replicas: int, monitoring_served: bool
 ) -> list[dict[str, Any]]:
-    """Everything the cluster owns, in the order to create it."""
+    """Everything the cluster owns (and its backup volume), in the order to create it."""
     objects = [
         headless_service(owner),
         client_service(owner),
