@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.systems import first_accepted, konsul_put
+from containers.podman import image_name
 from tests.cluster.netns import NamedCluster, NetnsLab, NetnsNode, unavailable_reason
 from tests.cluster_harness import LocalCluster
 from tests.processes import REPO, http
@@ -130,9 +131,9 @@ def compose(rounds: int) -> list[float]:
 def compose_unavailable() -> str | None:
     if os.geteuid() != 0 or shutil.which("podman") is None:
         return "needs root and podman (make image)"
-    done = subprocess.run(["podman", "image", "exists", "konsul:0.1.0"], capture_output=True,
+    done = subprocess.run(["podman", "image", "exists", image_name()], capture_output=True,
                           env=PODMAN_ENV)
-    return None if done.returncode == 0 else "no image konsul:0.1.0 (make image)"
+    return None if done.returncode == 0 else f"no image {image_name()} (make image)"
 
 
 def report(results: dict[str, list[float]]) -> list[str]:

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/image/install-podman.sh
 scripts/image/base-images.sh
-version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+version=$(python3 -P -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 tag=${KONSUL_IMAGE:-konsul:$version}
 start=$(date +%s.%N)
 scripts/image/podman.sh build --pull=never --network host \

@@ -7,13 +7,25 @@
 # Files: deploy/compose/docker-compose-cluster.yml (the guide's, only the image name changed)
 # plus docker-compose-forward.yml (KONSUL_FORWARD_WRITES, see that file), which
 # KONSUL_FORWARD_WRITES=false leaves out: the guide's file alone. The image must exist
-# (`make image`). COMPOSE_PROJECT names the deployment (default konsul).
+# (`make image`); KONSUL_IMAGE runs another tag than the file's konsul:<version> (as build.sh
+# builds it). COMPOSE_PROJECT names the deployment (default konsul).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/scripts/image/containers.conf}
 project=${COMPOSE_PROJECT:-konsul}
 compose=(.venv/bin/podman-compose -p "$project" -f deploy/compose/docker-compose-cluster.yml)
 [ "${KONSUL_FORWARD_WRITES:-true}" = false ] || compose+=(-f deploy/compose/docker-compose-forward.yml)
+if [ -n "${KONSUL_IMAGE:-}" ]; then
+  # Another image than the file's (a private tag: build.sh and the tests honour KONSUL_IMAGE
+  # too), given in one more file so that the guide's stays as it is.
+  override=$(mktemp --suffix .yml)
+  trap 'rm -f "$override"' EXIT
+  printf 'services:\n' >"$override"
+  for n in 1 2 3; do
+    printf '  konsul%s:\n    image: %s\n' "$n" "$KONSUL_IMAGE" >>"$override"
+  done
+  compose+=(-f "$override")
+fi
 
 wait_for() {  # url
   for _ in $(seq 1 600); do

@@ -27,7 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 venv=${VENV:-.venv}
 if [ -x "$venv/bin/python" ] && [ ! -x "$venv/bin/podman-compose" ]; then
-  "$venv/bin/python" -m pip install --quiet 'podman-compose==1.6.0'
+  "$venv/bin/python" -P -m pip install --quiet 'podman-compose==1.6.0'
 fi
 # Network safety: packets for the container ranges never leave by the default route, even while
 # no podman network holds them (after a compose down, say). More specific bridge routes win.
