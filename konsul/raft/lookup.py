@@ -8,11 +8,21 @@ its lookup running, the write loop dials again, and within seconds every thread 
 up the dead peer. Every other lookup in the process then waits behind them, among them the
 lookup of a live peer that must get our vote now.
 
-So each peer has its own lookup, at most one at a time, in a daemon thread of its own: a dial
-that times out keeps the lookup running and the next dial waits for that same lookup instead of
-starting another. A dead peer's stalled lookups occupy one thread and delay nothing else, and a
-process stopping does not wait for them. Every dial after a finished lookup looks the name up
-afresh: a member restarted elsewhere is found at its new address.
+So each peer has its own lookups, in daemon threads of their own: a dead peer's stalled lookups
+delay no other peer, and a process stopping does not wait for them. A dial that times out leaves
+its lookup running, and the next dial waits for the same answer.
+
+A lookup unanswered for longer than our ``patience`` is most likely lost rather than slow: a
+container network's DNS server (podman's aardvark-dns) drops the queries that reach it while it
+reloads for a container that (re)started, and glibc asks again only after its 5 s timeout,
+while a live resolver answers a local name in milliseconds. Another lookup then starts beside
+it, up to ``MAX_IN_FLIGHT`` unanswered at a time, and the first answer of either is taken.
+(Seen on the guide's compose deployment: a member restarted, and a survivor's lookup of its
+name, sent during that reload, held every dial to it for 5 s; leadership handed to that
+survivor meanwhile could not reach a majority and was lost again.)
+
+Every dial after an answer looks the name up afresh: a member restarted elsewhere is found at
+its new address.
 """
 
 from __future__ import annotations
@@ -22,42 +32,72 @@ import contextlib
 import ipaddress
 import socket
 import threading
+from collections.abc import Callable
+from typing import Any
+
+DEFAULT_PATIENCE = 0.5  # seconds before another lookup starts beside an unanswered one
+MAX_IN_FLIGHT = 3  # unanswered lookups of one name at a time (each holds a thread)
+
+Resolver = Callable[..., list[tuple[Any, ...]]]  # socket.getaddrinfo's shape
 
 
 class PeerLookup:
-    """The one lookup in flight for one peer's host name, if any."""
+    """The answer awaited for one peer's host name, and the lookups that may give it."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        patience: float = DEFAULT_PATIENCE,
+        resolver: Resolver = socket.getaddrinfo,
+    ) -> None:
         self.host = host
         self.port = port
-        self._pending: asyncio.Future[str] | None = None
+        self._patience = patience
+        self._resolver = resolver
+        self._answer: asyncio.Future[str] | None = None
+        self._newest = 0.0  # loop time at which the newest lookup for that answer started
+        self._unanswered = 0  # lookup threads still running
 
     async def address(self) -> str:
         """The host's address now (an IP given as such needs no lookup). Cancelling the caller
-        leaves the lookup running for the next call; a failed lookup raises ``OSError``."""
+        leaves the lookups running for the next call; a failed lookup raises ``OSError``."""
         if _is_ip(self.host):
             return self.host
-        if self._pending is None or self._pending.done():
-            self._pending = self._start()
-        return await asyncio.shield(self._pending)
-
-    def _start(self) -> asyncio.Future[str]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[str] = loop.create_future()
-        # Read the outcome even when nobody waits for it any more (a stopped transport).
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if self._answer is None or self._answer.done():
+            self._answer = loop.create_future()
+            # Read the outcome even when nobody waits for it any more (a stopped transport).
+            self._answer.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._look_up(self._answer)
+        answer = self._answer
+        while not answer.done() and self._unanswered < MAX_IN_FLIGHT:
+            left = self._newest + self._patience - loop.time()
+            if left <= 0:
+                self._look_up(answer)  # that one is lost, most likely: ask again beside it
+            else:
+                await asyncio.wait({answer}, timeout=left)  # (leaves the answer uncancelled)
+        return await asyncio.shield(answer)
+
+    def _look_up(self, answer: asyncio.Future[str]) -> None:
+        """Start one lookup in a thread of its own; whichever lookup answers first settles
+        ``answer``."""
+        loop = asyncio.get_running_loop()
+        self._newest = loop.time()
+        self._unanswered += 1
 
         def settle(address: str | None, error: OSError | None) -> None:
-            if future.done():
+            self._unanswered -= 1
+            if answer.done():
                 return
             if error is not None:
-                future.set_exception(error)
+                answer.set_exception(error)
             else:
-                future.set_result(str(address))
+                answer.set_result(str(address))
 
         def look_up() -> None:
             try:
-                infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+                infos = self._resolver(self.host, self.port, type=socket.SOCK_STREAM)
                 result: tuple[str | None, OSError | None] = (str(infos[0][4][0]), None)
             except OSError as exc:
                 result = (None, exc)
@@ -65,7 +105,6 @@ class PeerLookup:
                 loop.call_soon_threadsafe(settle, *result)
 
         threading.Thread(target=look_up, name=f"lookup-{self.host}", daemon=True).start()
-        return future
 
 
 def _is_ip(host: str) -> bool:
