@@ -30,14 +30,20 @@ The argument
 5. An entry cannot tell when it was appended. An old promotion (the node joined, was promoted,
    and lost its disk soon after) must not count. Two checks keep it out:
 
-   a. The entry must turn this node from a non-voter (or non-member) into a voter in its own
-      log, replayed in order.
+   a. The entry must turn this node from a non-voter into a voter in its own log, replayed in
+      order. Being absent does not count: servers join as non-voters (1), so the only entry
+      that makes a non-member a voter is the cluster's bootstrap configuration, which an empty
+      node replays first. (Seed 613 of the 3-node simulation: a wiped bootstrap node took
+      index 1 for its promotion and, alone a voter in that old configuration, elected itself.)
    b. Its index must lie beyond every log index that a leader of its term or a later one
-      showed this node before: the ``prev_index`` of heartbeats and probes (``note_shown``).
-      A leader that already held the entry when it first called would have shown its last
-      index, past the entry, in its first heartbeat or probe; a leader of an older term cannot
-      hold it, and what it shows is another branch. Appends do not count as shown: a
-      reordered one may overtake the one that carries the promotion.
+      showed this node before: the ``prev_index`` of every append (``note_shown``),
+      heartbeats, probes and appends with entries alike. A leader's appends start at its last
+      index when it took office (its next index for every follower), so a leader that
+      already held the entry showed an index past it in the first append that reached this
+      node, or in the one this node refused before the leader went back; a leader of an
+      older term cannot hold it, and what it shows is another branch. An append that
+      overtakes the one carrying a real promotion makes it not count: safe, the node waits
+      for another re-add (over one TCP connection appends arrive in order).
 6. A snapshot may hold the promotion, compacted before it reached the node. It counts when
    the node's latest configuration lists it as a non-voter at an index no leader had shown
    beyond, and the snapshot's configuration makes it a voter: the promotion follows that
@@ -61,13 +67,13 @@ Weak spots
   a restart (7).
 * The node forgets the term it had reached, so a stale leader could get its
   acknowledgements, as it could from any node whose disk was lost.
-* A promotion that a newer leader shows (in a probe) before the entry itself arrives does not
-  count either (5b): the node waits for another re-add.
+* A promotion that a newer leader shows (in any append) before the entry itself arrives does
+  not count either (5b): the node waits for another re-add.
 """
 
 from __future__ import annotations
 
-from konsul.raft.types import Configuration
+from konsul.raft.types import Configuration, Member
 
 __all__ = ["CatchUp"]
 
@@ -86,7 +92,7 @@ class CatchUp:
         self._seen: dict[int, int] = {_ANY_TERM: recovered_last_index}
 
     def note_shown(self, term: int, index: int) -> None:
-        """A leader of ``term`` showed us its log reaching ``index`` (a heartbeat or probe)."""
+        """A leader of ``term`` showed us its log reaching ``index`` (an append's prev_index)."""
         if index > self._seen.get(term, 0):
             self._seen[term] = index
 
@@ -95,10 +101,11 @@ class CatchUp:
         return any(shown >= index for t, shown in self._seen.items() if t >= term)
 
     def promotes(
-        self, node_id: str, was_voter: bool, index: int, term: int, config: Configuration
+        self, node_id: str, before: Member | None, index: int, term: int, config: Configuration
     ) -> bool:
-        """Whether the configuration entry ``index``@``term`` is our promotion (5a, 5b)."""
-        if was_voter or self.shown(index, term):
+        """Whether the configuration entry ``index``@``term`` is our promotion (5a, 5b), given
+        what the configuration before it in our log made us (``before``)."""
+        if before is None or before.voter or self.shown(index, term):
             return False
         member = config.get(node_id)
         return member is not None and member.voter

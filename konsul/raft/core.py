@@ -1315,8 +1315,8 @@ class RaftCore:
 
     def _on_append_entries(self, m: AppendEntries) -> None:
         self._heard_from_leader(m.src)
-        if self._catchup.active and not m.entries:
-            # a heartbeat or probe shows a position in the leader's log (catchup.py, step 5b)
+        if self._catchup.active:
+            # every append shows a position in the leader's log (catchup.py, step 5b)
             self._catchup.note_shown(m.term, m.prev_index)
         prev = m.prev_index
         entries: Sequence[Entry] = m.entries
@@ -1376,7 +1376,8 @@ class RaftCore:
                 config = decode_configuration(e.data)
                 if self._catchup.active:
                     # our promotion? (konsul/raft/catchup.py, step 5)
-                    if self._catchup.promotes(self._id, self._is_voter, e.index, e.term, config):
+                    before = self._configs.latest.get(self._id)
+                    if self._catchup.promotes(self._id, before, e.index, e.term, config):
                         self._promoted()
                     self._is_voter = self._id in config.voters()
                 self._configs.append(e.index, config)
