@@ -103,8 +103,10 @@ class Node:
         self.tls = Tls(settings.tls, self.metrics) if settings.tls.enabled else None
         self.store = StateMachine()
         # Always through self.store: a snapshot restore replaces the tables.
+        self._initial_secret = self._initial_management_token()
         self.acl = (
-            Resolver(lambda: self.store.acl, settings.acl.default_allow)
+            Resolver(lambda: self.store.acl, settings.acl.default_allow,
+                     lambda: self._initial_secret)
             if settings.acl.enabled else None
         )
         os.makedirs(settings.raft.data_dir, exist_ok=True)
@@ -158,7 +160,10 @@ class Node:
         self._background.append(asyncio.create_task(self.restorer.reap(), name="restore-reaper"))
         if self.tls is not None:
             self._background.append(asyncio.create_task(self._watch_tls(), name="tls-reload"))
-        if self.acl is not None and self._initial_management_token():
+        if self.acl is not None and (
+            self.settings.acl.initial_management_token
+            or self.settings.acl.initial_management_token_file
+        ):
             self._background.append(
                 asyncio.create_task(self._keep_initial_management_token(), name="acl-initial")
             )
@@ -178,7 +183,7 @@ class Node:
         """The leader makes sure a management token with the configured secret exists (a new
         cluster, or a secret rotated by whoever controls the nodes' configuration)."""
         while True:
-            secret = self._initial_management_token()
+            secret = self._initial_secret = self._initial_management_token()
             secret_hash = hash_secret(secret) if secret else ""
             missing = secret_hash and self.store.acl.token_for_hash(secret_hash) is None
             if missing and self.is_leader:

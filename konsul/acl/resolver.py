@@ -3,18 +3,25 @@
 No token is the anonymous token; an unknown one is ``None`` (the API answers 403). Each
 identity's ``Authorizer`` is built once and kept until the ACL tables change (their ``index``
 moves, or a snapshot restore replaces them): a request then costs a dictionary lookup.
+
+The node's own initial management token (``KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN``) is a
+management token on that node even before the cluster holds it: a new cluster has no ACL
+state until its first leader writes it, and whoever bootstraps it (the operator) must already
+be let in. Whoever sets a node's configuration controls it anyway.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from konsul.acl.rules import Authorizer
+from konsul.acl.rules import GLOBAL_MANAGEMENT, Authorizer
 from konsul.acl.tokens import hash_secret
 from konsul.store.acl import ANONYMOUS_TOKEN_ID, AclTable
 
 MAX_CACHED = 4096  # distinct tokens kept resolved; beyond, the cache starts over
+INITIAL_MANAGEMENT = "initial-management-token"  # how errors name it before the cluster has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +39,15 @@ class Identity:
 
 
 class Resolver:
-    def __init__(self, table: Callable[[], AclTable], default_allow: bool) -> None:
+    def __init__(
+        self,
+        table: Callable[[], AclTable],
+        default_allow: bool,
+        initial_management: Callable[[], str] = lambda: "",
+    ) -> None:
         self._table = table
         self._default_allow = default_allow
+        self._initial_management = initial_management
         self._seen: tuple[AclTable, int] | None = None
         self._cache: dict[str | None, Identity] = {}
 
@@ -49,6 +62,12 @@ class Resolver:
         token = table.token(ANONYMOUS_TOKEN_ID) if secret is None else (
             table.token_for_hash(hash_secret(secret))
         )
+        initial = self._initial_management()
+        if token is None and secret is not None and initial and hmac.compare_digest(
+            secret.encode(), initial.encode()
+        ):
+            return Identity(INITIAL_MANAGEMENT, Authorizer([GLOBAL_MANAGEMENT],
+                                                           self._default_allow))
         if token is None:
             return None  # unknown tokens are not cached: random ones must not fill memory
         identity = Identity(

@@ -26,6 +26,7 @@ from konsul.raft.types import Member
 from konsul.store import StateMachine
 from konsul.store.acl import ANONYMOUS_TOKEN_ID
 from tests.api.conftest import KonsulTestServer, settings_for, wait_until
+from tests.processes import free_port
 
 MANAGEMENT = "management-secret-0123456789"
 UNKNOWN = "no-such-token-0123456789abcdef"
@@ -462,3 +463,28 @@ async def test_redirects_drop_the_token_and_forwarded_writes_keep_it(
         assert resp.status == 403  # a token the follower does not know stops there
     finally:
         await follower.stop()
+
+
+async def test_a_nodes_initial_management_token_works_before_the_cluster_holds_it(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    """A new clustered node has no ACL state until a leader writes it; whoever bootstraps it
+    (the operator) calls with the initial management token, and only with it."""
+    secret = tmp_path / "management-token"
+    secret.write_text(MANAGEMENT + "\n")
+    node = Node(settings_for(
+        tmp_path, KONSUL_ACL_ENABLED="true", KONSUL_RAFT_ENABLED="true",
+        KONSUL_RAFT_NODE_ID="n1", KONSUL_RAFT_ADVERTISE_ADDR="127.0.0.1:1",
+        KONSUL_RAFT_BIND_ADDR=f"127.0.0.1:{free_port()}",
+        KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN_FILE=str(secret),
+    ))
+    await node.start()
+    try:
+        client = await aiohttp_client(KonsulTestServer(create_app(node)))
+        ok = await client.get("/cluster/status", headers={"X-Konsul-Token": MANAGEMENT})
+        assert ok.status == 200 and not node.store.acl.tokens.keys() - {ANONYMOUS_TOKEN_ID}
+        assert (await client.get("/cluster/status")).status == 403
+        other = await client.get("/cluster/status", headers={"X-Konsul-Token": UNKNOWN})
+        assert other.status == 403
+    finally:
+        await node.stop()
