@@ -11,17 +11,19 @@ from __future__ import annotations
 from typing import Any, assert_never
 
 import aiohttp
-from konsul_operator import backups, names, resources
+from konsul_operator import backups, names, resources, security
 from konsul_operator.backups import BackupAction, Idle, PruneJobs, RecordBackup, StartBackup
 from konsul_operator.kube import Kube, KubeError
-from konsul_operator.observe import NODE_TIMEOUT, node_url
+from konsul_operator.observe import NODE_TIMEOUT, Nodes, metrics_accessor
 from konsul_operator.planner import (
     Bootstrap,
+    CreateMetricsToken,
     DeleteClaims,
     Join,
     Observed,
     RecordBootstrapped,
     RemoveMember,
+    RenewCertificate,
     RestartPod,
     ScaleStatefulSet,
     SeedFromBackup,
@@ -41,17 +43,22 @@ class StepFailed(Exception):
 
 
 async def _call(
-    session: aiohttp.ClientSession,
+    nodes: Nodes,
+    obs: Observed,
+    pod: str | None,
     method: str,
-    url: str,
+    path: str,
     body: Any = None,
     timeout: aiohttp.ClientTimeout = MEMBERSHIP_TIMEOUT,
 ) -> tuple[int, Any]:
+    """A request to ``pod``'s node (over TLS and with the management token when the cluster
+    has them)."""
+    ip = _ip_of(obs, pod)
     try:
-        async with session.request(method, url, json=body, timeout=timeout) as resp:
-            return resp.status, await resp.json(content_type=None)
+        answer = await nodes.call(pod or "", ip, method, path, body, timeout)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise StepFailed(f"{method} {url}: {exc!r}") from exc
+        raise StepFailed(f"{method} {path} on {pod}: {exc!r}") from exc
+    return answer.status, answer.body
 
 
 def _ip_of(obs: Observed, name: str | None) -> str:
@@ -62,12 +69,12 @@ def _ip_of(obs: Observed, name: str | None) -> str:
 
 
 async def execute(
-    step: Step, obs: Observed, owner: Owner, spec: ClusterSpec, kube: Kube,
-    session: aiohttp.ClientSession,
+    step: Step, obs: Observed, owner: Owner, spec: ClusterSpec, kube: Kube, nodes: Nodes,
+    secrets: security.Security,
 ) -> str:
     match step:
         case Bootstrap():
-            return await _bootstrap(step, obs, session)
+            return await _bootstrap(step, obs, nodes)
         case SeedFromBackup():
             assert spec.restore is not None  # (the planner seeds only from spec.restore)
             job = resources.restore_job(owner, spec, spec.restore, _ip_of(obs, step.target))
@@ -76,11 +83,11 @@ async def execute(
         case RecordBootstrapped():
             return f"cluster already exists ({step.reason}); recorded as bootstrapped"
         case Join():
-            return await _join(step, obs, session)
+            return await _join(step, obs, nodes)
         case RemoveMember():
-            return await _remove(step, obs, session)
+            return await _remove(step, obs, nodes)
         case TransferLeadership():
-            return await _transfer(step, obs, session)
+            return await _transfer(step, obs, nodes)
         case ScaleStatefulSet():
             sts = names.statefulset(owner.name)
             await kube.patch(
@@ -92,9 +99,15 @@ async def execute(
                 await kube.delete("PersistentVolumeClaim", owner.namespace, claim)
             return f"deleted claims {', '.join(step.claims)}"
         case RestartPod():
-            await _check_not_leader(obs, step.target, session)
+            await _check_not_leader(obs, step.target, nodes)
             await kube.delete("Pod", owner.namespace, step.target)
             return f"deleted pod {step.target} to restart it ({step.reason})"
+        case RenewCertificate():
+            await security.renew_member(kube, owner, secrets, step.target)
+            return f"renewed the certificate of {step.target}; it reloads it without a restart"
+        case CreateMetricsToken():
+            await _metrics_token(obs, owner, nodes, secrets)
+            return "created the read-only metrics token (operator:read) Prometheus scrapes with"
         case _:
             assert_never(step)
 
@@ -145,53 +158,69 @@ def _backup_outcome(job: backups.JobView) -> str:
     return f"backup Job {job.name} failed: {job.message}"
 
 
-async def _bootstrap(step: Bootstrap, obs: Observed, session: aiohttp.ClientSession) -> str:
-    url = node_url(_ip_of(obs, step.target)) + "/cluster/bootstrap"
-    code, body = await _call(session, "POST", url)
+async def _bootstrap(step: Bootstrap, obs: Observed, nodes: Nodes) -> str:
+    code, body = await _call(nodes, obs, step.target, "POST", "/cluster/bootstrap")
     if code != 200:
         raise StepFailed(f"bootstrap of {step.target} answered {code} {body}")
     return f"bootstrapped {step.target} as a one-voter cluster"
 
 
-async def _join(step: Join, obs: Observed, session: aiohttp.ClientSession) -> str:
+async def _join(step: Join, obs: Observed, nodes: Nodes) -> str:
     payload = {"node_id": step.target, "address": step.address, "http_address": step.http_address}
-    url = node_url(_ip_of(obs, obs.leader_id)) + "/cluster/join"
-    code, body = await _call(session, "POST", url, payload)
+    code, body = await _call(nodes, obs, obs.leader_id, "POST", "/cluster/join", payload)
     if code != 200:
         raise StepFailed(f"join of {step.target} answered {code} {body}")
     return f"joined {step.target} at {step.address}"
 
 
-async def _remove(step: RemoveMember, obs: Observed, session: aiohttp.ClientSession) -> str:
-    url = node_url(_ip_of(obs, obs.leader_id)) + f"/cluster/leave/{step.target}"
-    code, body = await _call(session, "DELETE", url)
+async def _remove(step: RemoveMember, obs: Observed, nodes: Nodes) -> str:
+    code, body = await _call(nodes, obs, obs.leader_id, "DELETE",
+                             f"/cluster/leave/{step.target}")
     if code not in (200, 404):
         raise StepFailed(f"removing {step.target} answered {code} {body}")
     return f"removed {step.target} from the Raft configuration ({step.reason})"
 
 
-async def _transfer(
-    step: TransferLeadership, obs: Observed, session: aiohttp.ClientSession
-) -> str:
-    url = node_url(_ip_of(obs, obs.leader_id)) + "/cluster/transfer-leadership"
-    code, body = await _call(session, "POST", url, {"node_id": step.to})
+async def _transfer(step: TransferLeadership, obs: Observed, nodes: Nodes) -> str:
+    code, body = await _call(nodes, obs, obs.leader_id, "POST", "/cluster/transfer-leadership",
+                             {"node_id": step.to})
     if code != 200:
         raise StepFailed(f"transfer from {step.target} to {step.to}: {code} {body}")
     return f"leadership moved from {step.target} to {step.to} ({step.reason})"
 
 
-async def _check_not_leader(obs: Observed, target: str, session: aiohttp.ClientSession) -> None:
+async def _check_not_leader(obs: Observed, target: str, nodes: Nodes) -> None:
     """Re-read the leader just before a delete (it may have moved since the observation)."""
     if len(obs.voters) <= 1:
         return
     for pod in obs.pods:
         if pod.ip is None or pod.name == target or pod.node is None:
             continue
-        code, body = await _call(
-            session, "GET", node_url(pod.ip) + "/cluster/leader", timeout=NODE_TIMEOUT
-        )
+        code, body = await _call(nodes, obs, pod.name, "GET", "/cluster/leader",
+                                 timeout=NODE_TIMEOUT)
         if code == 200 and isinstance(body, dict):
             if body.get("leader_id") == target:
                 raise StepFailed(f"{target} became the leader again; not deleting it")
             return
     raise StepFailed(f"no node confirmed the leader before deleting {target}")
+
+
+async def _metrics_token(
+    obs: Observed, owner: Owner, nodes: Nodes, secrets: security.Security
+) -> None:
+    """A policy with operator:read, and a token holding it with the Secret's value."""
+    leader, policy = obs.leader_id, names.METRICS_POLICY
+    code, body = await _call(nodes, obs, leader, "GET", f"/acl/policy/{policy}")
+    if code == 404:
+        code, body = await _call(nodes, obs, leader, "POST", "/acl/policy", {
+            "name": policy, "description": "Prometheus: /metrics only",
+            "rules": {"operator": "read"},
+        })
+    if code not in (200, 409):
+        raise StepFailed(f"creating policy {policy} answered {code} {body}")
+    code, body = await _call(nodes, obs, leader, "POST", "/acl/token", {
+        "accessor_id": metrics_accessor(owner), "secret_id": secrets.metrics_token,
+        "description": "Prometheus ServiceMonitor", "policies": [{"name": policy}],
+    })
+    if code not in (200, 409):  # 409: it exists already
+        raise StepFailed(f"creating the metrics token answered {code} {body}")

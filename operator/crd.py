@@ -17,7 +17,9 @@ from konsul_operator.names import Condition, Phase
 from konsul_operator.spec import (
     DEFAULT_BACKUP_RETENTION,
     DEFAULT_BACKUP_SIZE,
+    DEFAULT_CERT_VALIDITY,
     DEFAULT_IMAGE,
+    DEFAULT_RENEW_BEFORE,
     DEFAULT_REPLICAS,
     DEFAULT_STORAGE_SIZE,
     GROUP,
@@ -128,6 +130,31 @@ def spec_schema() -> dict[str, Any]:
             "serviceMonitor": _monitor_schema("ServiceMonitor", "Scrape interval."),
             "prometheusRule": _monitor_schema("PrometheusRule with the Konsul alerts",
                                               "Rule evaluation interval."),
+        }, default={}),
+        "tls": _obj("TLS on the HTTP API and mutual TLS between members.", {
+            "enabled": _s("boolean", "Serve HTTPS and speak mutual TLS between members. The "
+                          "operator makes a CA and a certificate per member in Secrets it owns "
+                          "(<name>-ca, <name>-tls) and renews them before they expire.",
+                          default=True),
+            "secretName": _s("string", "Bring your own: a Secret with tls.crt, tls.key and "
+                             "ca.crt (what cert-manager writes), one certificate naming every "
+                             "member (<pod>.<name>-peers.<namespace>.svc, <name>.<namespace>.svc)"
+                             "; the operator then only mounts it. Nodes reload it when it "
+                             "changes."),
+            "certificateValidity": _s("string", "Validity of the member certificates the "
+                                      "operator issues.", default=DEFAULT_CERT_VALIDITY,
+                                      pattern=DURATION_PATTERN),
+            "renewBefore": _s("string", "Renew a member certificate this long before it "
+                              "expires (one member at a time, no restart).",
+                              default=DEFAULT_RENEW_BEFORE, pattern=DURATION_PATTERN),
+        }, default={}),
+        "acl": _obj("ACL tokens.", {
+            "enabled": _s("boolean", "Require tokens. The operator makes the management token "
+                          "(Secret <name>-management-token), uses it for its own calls, and a "
+                          "read-only metrics token (<name>-metrics-token) for the "
+                          "ServiceMonitor.", default=True),
+            "defaultPolicy": _s("string", "What no rule of a token names: deny, or allow.",
+                                default="deny", enum=["deny", "allow"]),
         }, default={}),
         "backup": _backup_schema(),
         "restore": _obj(
@@ -242,6 +269,9 @@ def status_schema() -> dict[str, Any]:
                         enum=["Pending", "Running", "Succeeded", "Failed"]),
             "message": _s("string", "Details."),
         }),
+        "certificatesNotAfter": {**_s("string", "When the first member certificate the "
+                                      "operator issued expires.", format="date-time"),
+                                 "nullable": True},
     })
 
 

@@ -135,6 +135,10 @@ async def _delete_owned(body: kopf.Body, owner: Owner, kube: Kube) -> None:
         ("PodDisruptionBudget", names.disruption_budget(cluster)),
         ("Service", names.client_service(cluster)),
         ("Service", names.headless_service(cluster)),
+        ("Secret", names.tls_secret(cluster)),
+        ("Secret", names.ca_secret(cluster)),
+        ("Secret", names.management_token_secret(cluster)),
+        ("Secret", names.metrics_token_secret(cluster)),
     ]
     for kind, name in owned:
         if kind in ("PrometheusRule", "ServiceMonitor") and not (

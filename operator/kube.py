@@ -26,6 +26,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "PrometheusRule": ("/apis/monitoring.coreos.com/v1", "prometheusrules"),
     "KonsulCluster": ("/apis/konsul.io/v1alpha1", "konsulclusters"),
     "Event": ("/api/v1", "events"),
+    "Secret": ("/api/v1", "secrets"),
 }
 
 

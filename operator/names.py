@@ -6,6 +6,8 @@ the StatefulSet, client Service, PodDisruptionBudget, ServiceMonitor and Prometh
 is the pod name); its volume claim ``data-c-n`` (the StatefulSet's claim template ``data``).
 Backups: the claim the operator makes for them is ``c-backups``, a scheduled backup's Job
 ``c-backup-<UTC time>``, the Job that seeds pod-0 from ``spec.restore`` ``c-restore-<hash>``.
+Secrets: ``c-ca`` (the CA), ``c-tls`` (member certificates), ``c-management-token`` and
+``c-metrics-token``. A pod's DNS name is ``c-n.c-peers.<namespace>.svc``.
 
 Then the words of ``status``: phases, condition types and their reasons.
 """
@@ -50,6 +52,30 @@ def pod(cluster: str, ordinal: int) -> str:
 
 def claim(cluster: str, ordinal: int) -> str:
     return f"{DATA_VOLUME}-{pod(cluster, ordinal)}"
+
+
+def pod_host(cluster: str, namespace: str, pod_name: str) -> str:
+    """A pod's stable DNS name under the headless Service (what its certificate names)."""
+    return f"{pod_name}.{headless_service(cluster)}.{namespace}.svc"
+
+
+def ca_secret(cluster: str) -> str:
+    return f"{cluster}-ca"
+
+
+def tls_secret(cluster: str) -> str:
+    return f"{cluster}-tls"
+
+
+def management_token_secret(cluster: str) -> str:
+    return f"{cluster}-management-token"
+
+
+def metrics_token_secret(cluster: str) -> str:
+    return f"{cluster}-metrics-token"
+
+
+METRICS_POLICY = "konsul-metrics"  # the ACL policy of the metrics token (operator:read)
 
 
 def pod_ordinal(cluster: str, name: str) -> int | None:
@@ -119,6 +145,7 @@ SCALING_UP = "ScalingUp"
 SCALING_DOWN = "ScalingDown"
 ROLLING_RESTART = "RollingRestart"
 REPAIRING = "Repairing"
+RENEWING_CERTIFICATES = "RenewingCertificates"
 CONVERGED = "Converged"  # Progressing false
 # Degraded:
 QUORUM_LOST = "QuorumLost"

@@ -13,7 +13,12 @@ Order of concerns:
  4. scale down: highest ordinal first, leadership moved away first, then shrink, then PVCs;
  5. scale up: grow the StatefulSet, then join running pods one at a time;
  6. rolling restart of outdated pods: not-ready first, followers high ordinal first, leader
-    last after a leadership transfer, each only when every other pod is healthy again.
+    last after a leadership transfer, each only when every other pod is healthy again;
+ 7. certificate renewal (operator-made TLS): one member at a time, when its certificate is
+    within ``renewBefore`` of expiring or older than a ``renewCertificates`` request, only while
+    every member is healthy and serves the certificate the Secret holds for it; nodes reload
+    their files, nothing restarts;
+ 8. with ACLs, the read-only metrics token Prometheus scrapes with, once there is a leader.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from konsul_operator.names import (
     MEMBER_NOT_REJOINING,
     MEMBER_UNHEALTHY,
     QUORUM_LOST,
+    RENEWING_CERTIFICATES,
     REPAIRING,
     RESTORE_FAILED,
     RESTORING,
@@ -40,6 +46,21 @@ from konsul_operator.names import (
 # A member is "caught up" when it has applied within this many entries of the leader's commit
 # index (observed a few milliseconds apart under write load, so exact equality is too strict).
 MAX_LAG = 500
+
+
+@dataclass(frozen=True)
+class MemberCert:
+    """One member's certificate as the operator's TLS Secret holds it."""
+
+    pod: str
+    serial: int
+    issued_at: float  # seconds since the epoch
+    not_after: float
+
+    def due(self, now: float, renew_before: float, renew_requested: float | None) -> bool:
+        if self.not_after - now <= renew_before:
+            return True
+        return renew_requested is not None and self.issued_at < renew_requested <= now
 
 
 @dataclass(frozen=True)
@@ -58,6 +79,7 @@ class NodeView:
     peer_count: int
     ready: bool
     catching_up: bool = False  # started empty, not promoted since: it never votes until re-added
+    served_serial: int | None = None  # the TLS certificate it presents (None: no TLS)
 
     @property
     def empty(self) -> bool:
@@ -110,6 +132,12 @@ class Observed:
     bootstrapped: bool
     claims: tuple[str, ...] = ()  # PVC names of this cluster
     restore: RestoreView | None = None  # spec.restore: pod-0 is seeded from a backup
+    # Operator-made TLS: each member's certificate as the Secret holds it, and when to renew.
+    certificates: tuple[MemberCert, ...] = ()
+    renew_before: float = 0.0  # seconds
+    renew_requested: float | None = None  # konsul.io/renewCertificates, seconds since the epoch
+    now: float = 0.0
+    metrics_token: bool | None = None  # ACLs: whether the metrics token exists (None: unknown)
 
     def pod(self, name: str) -> PodView | None:
         return next((p for p in self.pods if p.name == name and not p.deleting), None)
@@ -144,6 +172,8 @@ SCALE_STS = "ScaleStatefulSet"
 DELETE_CLAIMS = "DeleteClaims"
 RESTART_POD = "RestartPod"
 SEED = "SeedFromBackup"
+RENEW_CERTIFICATE = "RenewCertificate"
+CREATE_METRICS_TOKEN = "CreateMetricsToken"
 
 
 class _Kind:
@@ -245,6 +275,23 @@ class RestartPod(_Kind):
     reason: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class RenewCertificate(_Kind):
+    """A new certificate for member ``target`` in the mounted Secret (it reloads it)."""
+
+    KIND: ClassVar[str] = RENEW_CERTIFICATE
+    target: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateMetricsToken(_Kind):
+    """The read-only token (and its policy) the ServiceMonitor scrapes with, via the leader."""
+
+    KIND: ClassVar[str] = CREATE_METRICS_TOKEN
+    reason: str = ""
+
+
 # The steps the executor takes, and every action the planner returns.
 Step = (
     Bootstrap
@@ -256,6 +303,8 @@ Step = (
     | ScaleStatefulSet
     | DeleteClaims
     | RestartPod
+    | RenewCertificate
+    | CreateMetricsToken
 )
 Action = Wait | Converged | Step
 
@@ -265,10 +314,10 @@ def target_of(action: Action) -> str:
     match action:
         case (
             Bootstrap() | SeedFromBackup() | RecordBootstrapped() | Join() | RemoveMember()
-            | TransferLeadership() | RestartPod()
+            | TransferLeadership() | RestartPod() | RenewCertificate()
         ):
             return action.target
-        case Wait() | Converged() | ScaleStatefulSet() | DeleteClaims():
+        case Wait() | Converged() | ScaleStatefulSet() | DeleteClaims() | CreateMetricsToken():
             return ""
         case _:
             assert_never(action)
@@ -360,7 +409,8 @@ def plan(obs: Observed) -> Plan:
         return _wait(f"quorum lost: {why}; no step until pods return", Phase.DEGRADED, False,
                      degraded=QUORUM_LOST)
 
-    for step in (_plan_repair, _plan_scale_down, _plan_scale_up, _plan_restart):
+    for step in (_plan_repair, _plan_scale_down, _plan_scale_up, _plan_restart,
+                 _plan_certificates, _plan_metrics_token):
         result = step(obs, healthy)
         if result is not None:
             return result
@@ -582,3 +632,38 @@ def _plan_restart(obs: Observed, healthy: set[str]) -> Plan | None:
         return _wait(f"restarting {first.name} would leave no caught-up majority",
                      Phase.RESTARTING, True, ROLLING_RESTART, MEMBER_UNHEALTHY, queue=queue)
     return _restarting(RestartPod(target=first.name, reason="outdated pod template"), queue)
+
+
+def _renewing(action: Action) -> Plan:
+    return Plan(action=action, phase=Phase.RUNNING, available=True,
+                progressing=RENEWING_CERTIFICATES)
+
+
+def _plan_certificates(obs: Observed, healthy: set[str]) -> Plan | None:
+    if not obs.certificates:
+        return None
+    held = {c.pod: c for c in obs.certificates}
+    members = [p for p in sorted(obs.pods, key=lambda p: p.ordinal)
+               if p.ordinal < obs.desired_replicas and p.name in held]
+    # A renewed certificate is in the Secret; the member serves it once its files are updated.
+    for pod in members:
+        if pod.node is not None and pod.node.served_serial not in (None, held[pod.name].serial):
+            return _wait(f"waiting for {pod.name} to load its renewed certificate",
+                         Phase.RUNNING, True, RENEWING_CERTIFICATES)
+    due = [p for p in members
+           if held[p.name].due(obs.now, obs.renew_before, obs.renew_requested)]
+    if not due:
+        return None
+    waiting = sorted(p.name for p in members if p.name not in healthy)
+    if waiting:
+        return _wait(f"certificates to renew once {', '.join(waiting)} are healthy",
+                     Phase.RUNNING, True, RENEWING_CERTIFICATES)
+    return _renewing(RenewCertificate(
+        target=due[0].name, reason="its certificate expires soon or a renewal was requested"))
+
+
+def _plan_metrics_token(obs: Observed, healthy: set[str]) -> Plan | None:
+    if obs.metrics_token is not False:
+        return None
+    return Plan(action=CreateMetricsToken(reason="Prometheus scrapes with a read-only token"),
+                phase=Phase.RUNNING, available=True)

@@ -26,7 +26,7 @@ from konsul_operator.names import (
     QUORUM_LOST,
     Condition,
 )
-from konsul_operator.observe import Snapshot, observe, observe_jobs
+from konsul_operator.observe import Nodes, Snapshot, observe, observe_jobs
 from konsul_operator.planner import (
     WAIT,
     Bootstrap,
@@ -34,6 +34,7 @@ from konsul_operator.planner import (
     Observed,
     Plan,
     RecordBootstrapped,
+    RenewCertificate,
     Step,
     Wait,
     healthy_voters,
@@ -47,7 +48,14 @@ from konsul_operator.resources import (
     selector_labels,
     selector_string,
 )
-from konsul_operator.spec import RESTARTED_AT, TEMPLATE_HASH, ClusterSpec, parse_spec
+from konsul_operator.security import Security, SecurityError, ensure
+from konsul_operator.spec import (
+    RENEW_CERTIFICATES,
+    RESTARTED_AT,
+    TEMPLATE_HASH,
+    ClusterSpec,
+    parse_spec,
+)
 
 log = logging.getLogger("konsul_operator")
 
@@ -239,7 +247,16 @@ def build_status(
         "restartQueue": list(p.restart_queue),
         "conditions": conditions(previous.get("conditions") or [], p, generation, now),
         "observedGeneration": generation,
+        "certificatesNotAfter": _earliest_expiry(obs),
     }
+
+
+def _earliest_expiry(obs: Observed) -> str | None:
+    """When the first member certificate the operator issued expires (renewal comes first)."""
+    if not obs.certificates:
+        return None
+    stamp = min(c.not_after for c in obs.certificates)
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def reconcile(
@@ -272,11 +289,14 @@ async def _reconcile(
     monitoring = spec.service_monitor.enabled or spec.prometheus_rule.enabled
     t0 = time.monotonic()
     served = monitoring and await kube.served("monitoring.coreos.com/v1", "servicemonitors")
+    secrets = await _secrets(kube, owner, spec, event)  # before the pods that mount them
     await ensure_owned(kube, owner, spec, served, event)
 
     t1 = time.monotonic()
     desired_hash = pod_template(owner, spec)["metadata"]["annotations"][TEMPLATE_HASH]
-    snap = await observe(kube, session, owner, spec, desired_hash, bootstrapped)
+    nodes = Nodes.of(session, owner, secrets)
+    snap = await observe(kube, nodes, owner, spec, desired_hash, bootstrapped, secrets,
+                         _renew_requested(body), time.time())
     if snap.statefulset is None:  # deleted behind our back: recreate it on the next call
         _ensured.pop((owner.namespace, owner.name), None)
     p = plan(snap.observed)
@@ -287,7 +307,7 @@ async def _reconcile(
     if not isinstance(p.action, Wait | Converged):
         step = p.action
         try:
-            outcome = await execute(step, snap.observed, owner, spec, kube, session)
+            outcome = await execute(step, snap.observed, owner, spec, kube, nodes, secrets)
         except StepFailed as exc:
             event("Warning", f"{step.kind}Failed", str(exc))
             metrics.STEPS.labels(f"{step.kind}Failed").inc()
@@ -295,6 +315,8 @@ async def _reconcile(
             return Outcome(p, None, status)
         if isinstance(step, Bootstrap | RecordBootstrapped):
             bootstrapped = True
+        if isinstance(step, RenewCertificate):
+            _secured.pop((owner.namespace, owner.name), None)  # read the new one next time
         metrics.STEPS.labels(step.kind).inc()
         event("Normal", step.kind, outcome)
     elif p.degraded and p.degraded != (_degraded_reason(previous)):
@@ -415,6 +437,44 @@ def _backup_status(
         running.append(names.backup_job(cluster, backups.job_suffix(action)))
     status["active"] = running[0] if running else ""
     return status
+
+
+# (namespace, name) -> (what the Secrets were made for, what was read, when). Secrets change
+# rarely and mostly through the operator itself (which forgets the entry when it renews): most
+# reconciles only observe.
+_secured: dict[tuple[str, str], tuple[tuple[Any, ...], Security, float]] = {}
+SECRETS_TTL = 30.0
+
+
+async def _secrets(kube: Kube, owner: Owner, spec: ClusterSpec, event: EventFn) -> Security:
+    """The cluster's Secrets, made if missing, with a certificate for every ordinal below
+    ``spec.replicas`` (issued before the StatefulSet grows; certificates of members scaled away
+    stay, unused)."""
+    key, wanted = (owner.namespace, owner.name), (spec.replicas, spec.tls, spec.acl)
+    cached = _secured.get(key)
+    if cached is not None and cached[0] == wanted and time.monotonic() - cached[2] < SECRETS_TTL:
+        return cached[1]
+    try:
+        security = await ensure(kube, owner, spec, spec.replicas, event)
+    except SecurityError as exc:
+        event("Warning", "SecretInvalid", str(exc))
+        raise
+    _secured[key] = (wanted, security, time.monotonic())
+    return security
+
+
+def _renew_requested(body: dict[str, Any]) -> float | None:
+    """The konsul.io/renewCertificates annotation as a time (None: absent or unreadable)."""
+    raw = (body["metadata"].get("annotations") or {}).get(RENEW_CERTIFICATES)
+    if not raw:
+        return None
+    try:
+        stamp = datetime.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.UTC)
+    return stamp.timestamp()
 
 
 def _degraded_reason(status: dict[str, Any]) -> str | None:

@@ -16,6 +16,7 @@ import yaml
 from konsul_operator import names
 from konsul_operator.names import DATA_VOLUME
 from konsul_operator.spec import (
+    ACL_MOUNT,
     GROUP,
     HTTP_PORT,
     KIND,
@@ -23,6 +24,7 @@ from konsul_operator.spec import (
     RAFT_PORT,
     RESTARTED_AT,
     TEMPLATE_HASH,
+    TLS_MOUNT,
     VERSION,
     BackupSpec,
     ClusterSpec,
@@ -40,6 +42,18 @@ class Owner:
     namespace: str
     uid: str
     restarted_at: str | None = None  # the konsul.io/restartedAt annotation, if any
+
+
+def tls_secret_name(owner: Owner, spec: ClusterSpec) -> str:
+    """The Secret the pods mount: the operator's own, or the one the user brings."""
+    return spec.tls.secret_name or names.tls_secret(owner.name)
+
+
+def _tls_files(spec: ClusterSpec) -> tuple[str, str, str]:
+    """(certificate, key, CA) file names in the mounted Secret."""
+    if spec.tls.secret_name:  # cert-manager's layout: one certificate for every member
+        return "tls.crt", "tls.key", "ca.crt"
+    return "$(POD_NAME).crt", "$(POD_NAME).key", "ca.crt"
 
 
 def selector_labels(owner: Owner) -> dict[str, str]:
@@ -99,14 +113,31 @@ def node_env(owner: Owner, spec: ClusterSpec) -> list[dict[str, Any]]:
         "KONSUL_RAFT_DATA_DIR": f"{DATA_PATH}/raft",
         # Never KONSUL_RAFT_BOOTSTRAP: the operator bootstraps pod-0 once, over the API.
     }
+    if spec.tls.enabled:
+        cert, key, ca = _tls_files(spec)
+        plain.update({
+            "KONSUL_TLS_CERT_FILE": f"{TLS_MOUNT}/{cert}",
+            "KONSUL_TLS_KEY_FILE": f"{TLS_MOUNT}/{key}",
+            "KONSUL_TLS_CA_FILE": f"{TLS_MOUNT}/{ca}",
+            # Redirects and forwarded writes go by the name the certificates carry.
+            "KONSUL_HTTP_ADVERTISE_ADDR": names.pod_host(
+                owner.name, "$(POD_NAMESPACE)", "$(POD_NAME)") + f":{HTTP_PORT}",
+        })
+    if spec.acl.enabled:
+        plain.update({
+            "KONSUL_ACL_ENABLED": "true",
+            "KONSUL_ACL_DEFAULT_POLICY": spec.acl.default_policy,
+            "KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN_FILE": f"{ACL_MOUNT}/token",
+        })
     for key, variable in RAFT_KNOBS.items():
         plain[variable] = str(spec.raft[key])
     return field_env + [{"name": k, "value": v} for k, v in plain.items()] + list(spec.env)
 
 
-def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+def _probe(path: str, period: int, failures: int, tls: bool) -> dict[str, Any]:
+    """Probes stay open with ACLs on; over TLS the kubelet does not verify the certificate."""
     return {
-        "httpGet": {"path": path, "port": "http"},
+        "httpGet": {"path": path, "port": "http", "scheme": "HTTPS" if tls else "HTTP"},
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,
@@ -126,9 +157,9 @@ def pod_template(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
             {"name": "raft", "containerPort": RAFT_PORT, "protocol": "TCP"},
         ],
-        "livenessProbe": _probe("/health/live", 10, 3),
-        "readinessProbe": _probe("/health/ready", 5, 2),
-        "volumeMounts": [{"name": DATA_VOLUME, "mountPath": DATA_PATH}],
+        "livenessProbe": _probe("/health/live", 10, 3, spec.tls.enabled),
+        "readinessProbe": _probe("/health/ready", 5, 2, spec.tls.enabled),
+        "volumeMounts": [{"name": DATA_VOLUME, "mountPath": DATA_PATH}, *_secret_mounts(spec)],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -149,6 +180,9 @@ def pod_template(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
+    volumes = _secret_volumes(owner, spec)
+    if volumes:
+        pod_spec["volumes"] = volumes
     if spec.node_selector:
         pod_spec["nodeSelector"] = spec.node_selector
     if spec.tolerations:
@@ -165,6 +199,31 @@ def pod_template(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
     # operator itself replaces outdated pods, one at a time).
     template["metadata"]["annotations"] = {**annotations, TEMPLATE_HASH: template_hash(template)}
     return template
+
+
+# Readable by the node's group (fsGroup), by nobody else.
+_SECRET_MODE = 0o440
+
+
+def _secret_volumes(owner: Owner, spec: ClusterSpec) -> list[dict[str, Any]]:
+    volumes = []
+    if spec.tls.enabled:
+        volumes.append({"name": "tls", "secret": {"secretName": tls_secret_name(owner, spec),
+                                                  "defaultMode": _SECRET_MODE}})
+    if spec.acl.enabled:
+        volumes.append({"name": "acl", "secret": {
+            "secretName": names.management_token_secret(owner.name), "defaultMode": _SECRET_MODE,
+        }})
+    return volumes
+
+
+def _secret_mounts(spec: ClusterSpec) -> list[dict[str, Any]]:
+    mounts = []
+    if spec.tls.enabled:
+        mounts.append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
+    if spec.acl.enabled:
+        mounts.append({"name": "acl", "mountPath": ACL_MOUNT, "readOnly": True})
+    return mounts
 
 
 def template_hash(template: dict[str, Any]) -> str:
@@ -257,6 +316,19 @@ def disruption_budget(owner: Owner, replicas: int) -> dict[str, Any]:
 
 
 def service_monitor(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
+    endpoint: dict[str, Any] = {
+        "port": "http", "path": "/metrics", "interval": spec.service_monitor.interval,
+    }
+    if spec.tls.enabled:
+        endpoint["scheme"] = "https"
+        endpoint["tlsConfig"] = {
+            "ca": {"secret": {"name": tls_secret_name(owner, spec), "key": "ca.crt"}},
+            # Prometheus scrapes pod IPs; every member's certificate names the client Service.
+            "serverName": f"{names.client_service(owner.name)}.{owner.namespace}.svc",
+        }
+    if spec.acl.enabled:
+        endpoint["bearerTokenSecret"] = {"name": names.metrics_token_secret(owner.name),
+                                         "key": "token"}
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
@@ -268,9 +340,7 @@ def service_monitor(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
             "namespaceSelector": {"matchNames": [owner.namespace]},
             # job="konsul" for every cluster: the alert rules select on it.
             "jobLabel": "app.kubernetes.io/name",
-            "endpoints": [
-                {"port": "http", "path": "/metrics", "interval": spec.service_monitor.interval}
-            ],
+            "endpoints": [endpoint],
         },
     }
 

@@ -22,6 +22,14 @@ HTTP_PORT = 8500
 RAFT_PORT = 7000
 RESTARTED_AT = "konsul.io/restartedAt"
 TEMPLATE_HASH = "konsul.io/template-hash"
+# Set to a time (RFC 3339) to renew every member certificate issued before it, one member at a
+# time (a suspected key leak, a changed name):
+#   kubectl annotate kc demo --overwrite konsul.io/renewCertificates=$(date -u +%FT%TZ)
+RENEW_CERTIFICATES = "konsul.io/renewCertificates"
+TLS_MOUNT = "/etc/konsul/tls"
+ACL_MOUNT = "/etc/konsul/acl"
+DEFAULT_CERT_VALIDITY = "2160h"  # 90 days
+DEFAULT_RENEW_BEFORE = "720h"  # 30 days
 
 # spec.raft key -> KONSUL_* variable, in the guide's order and with the guide's value forms.
 RAFT_KNOBS: dict[str, str] = {
@@ -82,6 +90,31 @@ class RestoreSpec:
 
 
 @dataclass(frozen=True)
+class TlsSpec:
+    """TLS on the API and mutual TLS between members (on unless disabled)."""
+
+    enabled: bool = True
+    # Bring your own: a Secret with tls.crt, tls.key and ca.crt (what cert-manager writes),
+    # one certificate for every member name; the operator then only mounts it.
+    secret_name: str = ""
+    certificate_validity: str = DEFAULT_CERT_VALIDITY
+    renew_before: str = DEFAULT_RENEW_BEFORE
+
+    @property
+    def operator_managed(self) -> bool:
+        return self.enabled and not self.secret_name
+
+
+@dataclass(frozen=True)
+class AclSpec:
+    """ACL tokens (on unless disabled): the operator makes the management token and a
+    read-only metrics token, and uses the former for its own calls."""
+
+    enabled: bool = True
+    default_policy: str = "deny"
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     replicas: int = DEFAULT_REPLICAS
     image: str = DEFAULT_IMAGE
@@ -102,6 +135,8 @@ class ClusterSpec:
     prometheus_rule: MonitorSpec = field(default_factory=MonitorSpec)
     backup: BackupSpec | None = None
     restore: RestoreSpec | None = None
+    tls: TlsSpec = field(default_factory=TlsSpec)
+    acl: AclSpec = field(default_factory=AclSpec)
 
 
 def _backup(raw: Mapping[str, Any] | None) -> BackupSpec | None:
@@ -159,4 +194,24 @@ def parse_spec(raw: Mapping[str, Any] | None) -> ClusterSpec:
         prometheus_rule=_monitor(monitoring.get("prometheusRule")),
         backup=_backup(raw.get("backup")),
         restore=_restore(raw.get("restore")),
+        tls=_tls(raw.get("tls")),
+        acl=_acl(raw.get("acl")),
+    )
+
+
+def _tls(raw: Mapping[str, Any] | None) -> TlsSpec:
+    raw = raw or {}
+    return TlsSpec(
+        enabled=bool(raw.get("enabled", True)),
+        secret_name=str(raw.get("secretName") or ""),
+        certificate_validity=str(raw.get("certificateValidity") or DEFAULT_CERT_VALIDITY),
+        renew_before=str(raw.get("renewBefore") or DEFAULT_RENEW_BEFORE),
+    )
+
+
+def _acl(raw: Mapping[str, Any] | None) -> AclSpec:
+    raw = raw or {}
+    return AclSpec(
+        enabled=bool(raw.get("enabled", True)),
+        default_policy=str(raw.get("defaultPolicy") or "deny"),
     )

@@ -1,17 +1,26 @@
 """``tests.k8s_helpers.Driver`` over the operator engineer's kmock harness (tests/operator/
 harness.py): the real ``konsul-operator`` against kmock, pods played by real ``konsul``
 processes. The kind e2e driver (e2e/kind_driver.py) answers the same calls from a real cluster.
+
+The cluster is secure by default (TLS, ACLs): calls trust the operator's CA (pod IPs are not in
+the certificates, so names are not checked) and carry the management token from its Secret.
 """
 
 from __future__ import annotations
 
 import re
+import ssl
 from pathlib import Path
 from typing import Any
 
-from tests.cluster_harness import HttpFn, free_subnet
+from tests.cluster_harness import free_subnet
 from tests.k8s_helpers import PodState
-from tests.operator.harness import Emulator, OperatorProcess, StatefulSetController
+from tests.operator.harness import (
+    Emulator,
+    OperatorProcess,
+    StatefulSetController,
+    secret_data,
+)
 from tests.processes import http
 
 OWNED_KINDS = ("StatefulSet", "Service", "PodDisruptionBudget")
@@ -23,7 +32,6 @@ class KmockDriver:
     def __init__(self, root: Path, name: str = "kc", image: str = "konsul:0.1.0") -> None:
         self.name = name
         self.initial_image = image
-        self.http_fn: HttpFn = http
         self.api = Emulator().start()
         self.sts = StatefulSetController(self.api, root, free_subnet()).start()
         self.operator = OperatorProcess(self.api.url, root).start()
@@ -33,6 +41,22 @@ class KmockDriver:
         self.operator.stop()
         self.sts.stop()
         self.api.stop()
+
+    # ------------------------------------------------------------------ calls to the nodes
+
+    def _secret(self, suffix: str) -> dict[str, bytes] | None:
+        return secret_data(self.api.get("Secret", f"{self.name}-{suffix}"))
+
+    def http_fn(self, method: str, url: str, body: Any = None, timeout: float = 10.0
+                ) -> tuple[int, dict[str, str], Any]:
+        """``http`` with the cluster's CA and management token (as soon as they exist)."""
+        tls, token = self._secret("tls"), self._secret("management-token")
+        context = None
+        if tls is not None:
+            context = ssl.create_default_context(cadata=tls["ca.crt"].decode())
+            context.check_hostname = False
+        headers = {"X-Konsul-Token": token["token"].decode()} if token else {}
+        return http(method, url, body, timeout, context=context, headers=headers)
 
     # ------------------------------------------------------------------ reads
 
@@ -53,11 +77,12 @@ class KmockDriver:
     def node_url(self, pod: str) -> str:
         match = self._pod.match(pod)
         assert match, pod
-        return f"http://{self.sts.ip_of(int(match.group(1)))}:8500"
+        scheme = "https" if self._secret("tls") is not None else "http"
+        return f"{scheme}://{self.sts.ip_of(int(match.group(1)))}:8500"
 
     def node_status(self, pod: str) -> dict[str, Any] | None:
         try:
-            code, _, body = http("GET", self.node_url(pod) + "/cluster/status", timeout=2)
+            code, _, body = self.http_fn("GET", self.node_url(pod) + "/cluster/status", timeout=2)
         except OSError:
             return None
         return body if code == 200 and isinstance(body, dict) else None

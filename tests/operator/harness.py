@@ -8,28 +8,34 @@
   ``/health/ready``; a deleted Pod stops its process (SIGTERM) and is recreated from the current
   template; a crashed process is restarted like kubelet would; a PVC object per ordinal stands
   for a data directory (a new PVC is an empty directory). It also plays the garbage collector
-  for pods of a deleted StatefulSet.
+  for pods of a deleted StatefulSet. Like a kubelet, it projects the pod's Secret volumes into
+  files (a pod waits until its Secrets exist) and keeps them in sync, swapping a ``..data``
+  symlink as the kubelet does, so a renewed certificate reaches the node in place.
 - ``JobController``: runs each Job's container command (``konsulctl``, for backups and
   restores) as a local process, its volumes mapped to the claims' directories and its
   termination log to a file; records the outcome on a Pod object and the Job's status.
 - ``OperatorProcess``: ``python -m konsul_operator`` as a subprocess, pointed at the emulator by
   a kubeconfig.
 
-The one liberty taken with the pod's configuration: there is no DNS for
-``<pod>.<headless>.<ns>.svc``, so the harness starts each process with
-``KONSUL_RAFT_ADVERTISE_ADDR=<pod IP>:7000`` (and binds HTTP/Raft to the pod IP instead of
-0.0.0.0, as a pod's own network namespace would make it unique). Everything else comes from the
-StatefulSet's template as the operator wrote it (fieldRefs and ``$(VAR)`` expanded).
+Pod DNS: each process runs in a mount namespace of its own (``unshare``) whose ``/etc/hosts`` maps
+``<pod>.<headless>.<ns>.svc`` (and its longer and shorter forms) to the pod IPs, as the cluster's
+DNS would; so the advertise addresses and the certificates' names are the operator's own. The
+one liberty taken with the pod's configuration: HTTP and Raft bind to the pod IP instead of
+0.0.0.0 (a pod's own network namespace would make 0.0.0.0 unique). Everything else comes from the
+StatefulSet's template as the operator wrote it (fieldRefs and ``$(VAR)`` expanded, Secret
+volumes at their mount paths).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -58,6 +64,7 @@ RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
     "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True, set()),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True, set()),
     "v1/events": ("Event", True, set()),
+    "v1/secrets": ("Secret", True, set()),
     # Served, so the operator creates the monitoring objects a cluster asks for.
     "monitoring.coreos.com/v1/servicemonitors": ("ServiceMonitor", True, set()),
     "monitoring.coreos.com/v1/prometheusrules": ("PrometheusRule", True, set()),
@@ -73,12 +80,14 @@ API_PATHS = {
     "Event": "/api/v1",
     "ServiceMonitor": "/apis/monitoring.coreos.com/v1",
     "PrometheusRule": "/apis/monitoring.coreos.com/v1",
+    "Secret": "/api/v1",
 }
 PLURALS = {
     "KonsulCluster": "konsulclusters", "StatefulSet": "statefulsets", "Job": "jobs",
     "PodDisruptionBudget": "poddisruptionbudgets", "Pod": "pods", "Service": "services",
     "PersistentVolumeClaim": "persistentvolumeclaims", "Event": "events",
     "ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules",
+    "Secret": "secrets",
 }
 
 
@@ -243,6 +252,38 @@ def render_env(container: dict[str, Any], pod: dict[str, Any], ip: str) -> dict[
     return env
 
 
+def project_secret(target: Path, data: dict[str, bytes]) -> bool:
+    """Write a Secret volume as the kubelet's atomic writer does: the files in a new directory,
+    ``..data`` swapped to it in one rename, each key a symlink through ``..data``. True if
+    anything changed."""
+    current = target / "..data"
+    if current.exists() and {p.name: p.read_bytes() for p in current.iterdir()} == data:
+        return False
+    target.mkdir(parents=True, exist_ok=True)
+    fresh = target / f"..{time.time_ns()}"
+    fresh.mkdir()
+    for key, value in data.items():
+        (fresh / key).write_bytes(value)
+        (fresh / key).chmod(0o440)
+    link = target / "..data_tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(fresh.name)
+    old = os.readlink(current) if current.is_symlink() else None
+    link.rename(current)
+    for key in data:
+        if not (target / key).is_symlink():
+            (target / key).symlink_to(f"..data/{key}")
+    if old:
+        shutil.rmtree(target / old, ignore_errors=True)
+    return True
+
+
+def secret_data(obj: dict[str, Any] | None) -> dict[str, bytes] | None:
+    if obj is None:
+        return None
+    return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+
+
 @dataclass
 class PodProcess:
     name: str
@@ -251,27 +292,33 @@ class PodProcess:
     claim_dir: Path
     env: dict[str, str]
     log: Path
+    hosts: Path  # the pod's /etc/hosts (see the module docstring)
     proc: subprocess.Popen[bytes] | None = None
     ready: bool = False
     restarts: int = 0
 
     @property
+    def tls(self) -> bool:
+        return bool(self.env.get("KONSUL_TLS_CERT_FILE"))
+
+    @property
     def url(self) -> str:
-        return f"http://{self.ip}:8500"
+        return f"{'https' if self.tls else 'http'}://{self.ip}:8500"
 
     def start(self) -> None:
         env = {**os.environ, **self.env}
-        # What a pod's own network namespace and DNS would give it (see the module docstring).
+        # What a pod's own network namespace would give it (see the module docstring).
         env.update({
             "KONSUL_HOST": self.ip,
             "KONSUL_RAFT_BIND_ADDR": f"{self.ip}:7000",
-            "KONSUL_RAFT_ADVERTISE_ADDR": f"{self.ip}:7000",
             "KONSUL_DATA_DIR": str(self.claim_dir),
             "KONSUL_RAFT_DATA_DIR": str(self.claim_dir / "raft"),
         })
+        in_pod = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                  'mount --bind "$0" /etc/hosts && exec "$@"', str(self.hosts),
+                  sys.executable, "-m", "konsul"]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "konsul"], env=env,
-                                         stdout=log, stderr=log, cwd=REPO)
+            self.proc = subprocess.Popen(in_pod, env=env, stdout=log, stderr=log, cwd=REPO)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -293,6 +340,10 @@ class StatefulSetController:
     root: Path
     prefix: str
     pods: dict[str, PodProcess] = field(default_factory=dict)
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # each pod's, as created
+    waiting: set[str] = field(default_factory=set)  # pods whose Secrets do not exist yet
+    _sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _passes: int = 0
     held: set[str] = field(default_factory=set)  # pods the test keeps down
     deleted: list[tuple[float, str]] = field(default_factory=list)  # pod deletions seen
     errors: list[str] = field(default_factory=list)
@@ -319,6 +370,52 @@ class StatefulSetController:
         base = self._bases.setdefault(sts, 20 * len(self._bases)) if sts else 0
         return f"{self.prefix}.{base + ordinal + 1}"
 
+    @property
+    def hosts(self) -> Path:
+        return self.root / "hosts"
+
+    def _publish_dns(self, sts: dict[str, Any]) -> None:
+        """The pods' /etc/hosts: every ordinal of every StatefulSet by its stable names. Written
+        in place (a bind mount holds the inode, a rename would not reach running pods)."""
+        lines = {"127.0.0.1 localhost"}
+        for each in [sts, *self._sets.values()]:
+            name, service = each["metadata"]["name"], each["spec"].get("serviceName", "")
+            self._sets[name] = each
+            for ordinal in range(16):
+                pod = f"{name}-{ordinal}"
+                fqdn = f"{pod}.{service}.{NS}.svc"
+                lines.add(f"{self.ip_of(ordinal, name)} {fqdn} {fqdn}.cluster.local "
+                          f"{pod}.{service}.{NS} {pod}.{service}")
+        text = "\n".join(sorted(lines)) + "\n"
+        if not self.hosts.exists() or self.hosts.read_text() != text:
+            with open(self.hosts, "w") as f:
+                f.write(text)
+
+    def _secret_volumes(self, template: dict[str, Any]) -> dict[str, str]:
+        """Mount path -> Secret name, for the pod's Secret volumes."""
+        spec = template["spec"]
+        secrets = {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes") or []
+                   if "secret" in v}
+        mounts = spec["containers"][0].get("volumeMounts") or []
+        return {m["mountPath"]: secrets[m["name"]] for m in mounts if m["name"] in secrets}
+
+    def volume_dir(self, pod: str, mount: str) -> Path:
+        return self.root / "volumes" / pod / mount.strip("/").replace("/", "_")
+
+    def _project_secrets(self, pod: str, template: dict[str, Any],
+                         read: dict[str, dict[str, bytes] | None] | None = None) -> bool:
+        """Write the pod's Secret volumes; False while one of its Secrets does not exist.
+        ``read``: Secrets already fetched in this pass (one GET each, not one per pod)."""
+        read = {} if read is None else read
+        for mount, secret in self._secret_volumes(template).items():
+            if secret not in read:
+                read[secret] = secret_data(self.api.get("Secret", secret))
+            data = read[secret]
+            if data is None:
+                return False
+            project_secret(self.volume_dir(pod, mount), data)
+        return True
+
     def claim_dir(self, claim: str) -> Path:
         return self.root / "claims" / claim
 
@@ -341,6 +438,8 @@ class StatefulSetController:
             if name not in objects:
                 self.deleted.append((time.monotonic(), name))
                 self.pods.pop(name).stop()
+                self.templates.pop(name, None)
+        self.waiting &= set(objects)
         for sts_name, sts in sets.items():
             self._sync_set(sts_name, sts, objects)
         # Garbage collection: pods whose StatefulSet is gone.
@@ -357,11 +456,15 @@ class StatefulSetController:
             ordinal = _ordinal(name, sts_name)
             if ordinal is not None and ordinal >= replicas:
                 self.api.delete("Pod", name)  # scale down: the process stops on the next pass
+        self._publish_dns(sts)
         for ordinal in range(replicas):
             name = f"{sts_name}-{ordinal}"
-            if name in objects or name in self.held:
+            if name in self.held:
                 continue
-            self._create_pod(sts, ordinal)
+            if name not in objects:
+                self._create_pod(sts, ordinal)
+            elif name in self.waiting:
+                self._start_process(sts, objects[name])
 
     def _create_pod(self, sts: dict[str, Any], ordinal: int) -> None:
         sts_name = sts["metadata"]["name"]
@@ -378,7 +481,7 @@ class StatefulSetController:
                 "spec": vct["spec"], "status": {"phase": "Bound"},
             })
         self.claim_dir(claim).mkdir(parents=True, exist_ok=True)
-        pod = self.api.create({
+        self.api.create({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {
                 "name": name,
@@ -392,19 +495,43 @@ class StatefulSetController:
             "status": {"phase": "Running", "podIP": ip,
                        "conditions": [{"type": "Ready", "status": "False"}]},
         })
-        container = template["spec"]["containers"][0]
+        self.waiting.add(name)
+        pod = self.api.get("Pod", name)
+        assert pod is not None
+        self._start_process(sts, pod)
+
+    def _start_process(self, sts: dict[str, Any], pod: dict[str, Any]) -> None:
+        """The container starts once its Secret volumes can be mounted (as a kubelet waits)."""
+        name = pod["metadata"]["name"]
+        template = {"metadata": pod["metadata"], "spec": pod["spec"]}
+        if not self._project_secrets(name, template):
+            return
+        self.waiting.discard(name)
+        ordinal = _ordinal(name, sts["metadata"]["name"]) or 0
+        ip = self.ip_of(ordinal, sts["metadata"]["name"])
+        claim = f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{name}"
+        env = render_env(pod["spec"]["containers"][0], pod, ip)
+        for mount in self._secret_volumes(template):  # files at their mount paths
+            local = str(self.volume_dir(name, mount))
+            env = {k: v.replace(mount, local, 1) if v.startswith(mount + "/") else v
+                   for k, v in env.items()}
         process = PodProcess(
-            name=name, ordinal=ordinal, ip=ip, claim_dir=self.claim_dir(claim),
-            env=render_env(container, pod, ip), log=self.root / f"{name}.log",
+            name=name, ordinal=ordinal, ip=ip, claim_dir=self.claim_dir(claim), env=env,
+            log=self.root / f"{name}.log", hosts=self.hosts,
         )
         process.start()
         self.pods[name] = process
+        self.templates[name] = template
 
     def _sync_processes(self) -> None:
+        self._passes += 1
+        read: dict[str, dict[str, bytes] | None] = {}
         for pod in list(self.pods.values()):
             if not pod.alive() and pod.name not in self.held:
                 pod.restarts += 1  # kubelet restarts a crashed container
                 pod.start()
+            if self._passes % 5 == 0:  # a kubelet syncs mounted Secrets now and then
+                self._project_secrets(pod.name, self.templates[pod.name], read)
             ready = pod.alive() and _answers_ready(pod.url)
             if ready != pod.ready:
                 pod.ready = ready
@@ -438,9 +565,15 @@ def _ordinal(name: str, sts: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+# Like a kubelet's HTTPS probe: no certificate check.
+_PROBE_TLS = ssl.create_default_context()
+_PROBE_TLS.check_hostname = False
+_PROBE_TLS.verify_mode = ssl.CERT_NONE
+
+
 def _answers_ready(url: str) -> bool:
     try:
-        code, _, _ = http("GET", url + "/health/ready", timeout=0.5)
+        code, _, _ = http("GET", url + "/health/ready", timeout=0.5, context=_PROBE_TLS)
     except OSError:
         return False
     return code == 200

@@ -3,20 +3,29 @@ with tests/operator/harness.py playing the StatefulSet controller with real ``ko
 
 One cluster lives through the whole module, scenario after scenario, as a real one would (each
 scenario starts from the converged state the previous one left): create, scale 3→5→3 under
-writes, image change (rolling restart under writes), leader killed, pod-0 wiped, quorum lost
-and recovered, deletion.
+writes, image change (rolling restart under writes), a certificate renewal rolled through,
+leader killed, pod-0 wiped, quorum lost and recovered, deletion. The cluster is secure by
+default, as the CRD makes it: TLS on the API and between members from the operator's CA, ACLs
+on; the tests call the nodes with the operator's management token, trusting its CA.
 """
 
 from __future__ import annotations
 
+import datetime
+import functools
 import shutil
+import socket
+import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from tests.cluster_harness import WriteLoad, assert_no_acked_write_lost, free_subnet
 from tests.operator.harness import (
@@ -24,6 +33,7 @@ from tests.operator.harness import (
     JobController,
     OperatorProcess,
     StatefulSetController,
+    secret_data,
 )
 from tests.processes import http, wait_until
 
@@ -46,6 +56,30 @@ class Env:
         self.sts.stop()
         self.api.stop()
 
+    # ------------------------------------------------------------------ calls to the nodes
+
+    def secret(self, suffix: str) -> dict[str, bytes]:
+        found = secret_data(self.api.get("Secret", f"{self.name}-{suffix}"))
+        assert found is not None, f"Secret {self.name}-{suffix}"
+        return found
+
+    def context(self) -> ssl.SSLContext:
+        """Trusts the operator's CA; pod IPs are not in the certificates (their names are)."""
+        context = ssl.create_default_context(cadata=self.secret("tls")["ca.crt"].decode())
+        context.check_hostname = False
+        return context
+
+    def headers(self) -> dict[str, str]:
+        return {"X-Konsul-Token": self.secret("management-token")["token"].decode()}
+
+    def http(self, method: str, url: str, body: Any = None, timeout: float = 10.0
+             ) -> tuple[int, dict[str, str], Any]:
+        return http(method, url, body, timeout, context=self.context(), headers=self.headers())
+
+    def http_fn(self) -> Any:
+        """For write loads and checks: the same context and token, fetched once."""
+        return functools.partial(http, context=self.context(), headers=self.headers())
+
     # ------------------------------------------------------------------ views
 
     def kc(self) -> dict[str, Any]:
@@ -64,9 +98,9 @@ class Env:
 
     def node_status(self, name: str) -> dict[str, Any] | None:
         try:
-            code, _, body = http("GET", self.sts.process(name).url + "/cluster/status",
-                                 timeout=2)
-        except (OSError, KeyError):
+            code, _, body = self.http("GET", self.sts.process(name).url + "/cluster/status",
+                                      timeout=2)
+        except (OSError, KeyError, AssertionError):  # (no Secrets yet: not up either)
             return None
         return body if code == 200 else None
 
@@ -120,7 +154,11 @@ class Env:
                 if (e.get("involvedObject") or {}).get("name") == self.name]
 
     def load(self) -> WriteLoad:
-        return WriteLoad(urls=self.sts.urls, writers=2, prefix=f"load{time.monotonic_ns()}/")
+        return WriteLoad(urls=self.sts.urls, writers=2, prefix=f"load{time.monotonic_ns()}/",
+                         http_fn=self.http_fn())
+
+    def no_acked_write_lost(self, load: WriteLoad) -> None:
+        assert_no_acked_write_lost(self.sts.urls(), load, http_fn=self.http_fn())
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +207,29 @@ def test_create_three_replicas_bootstraps_once_and_becomes_available(env: Env) -
     assert env.sts.process(f"{NAME}-0").env["KONSUL_RAFT_SNAPSHOT_THRESHOLD"] == "4096"
     reasons = {e.get("reason") for e in env.events()}
     assert {"Bootstrap", "Join"} <= reasons, reasons
+    # Secure by default: HTTPS only, certificates from the operator's CA naming each member,
+    # ACLs on (no token: refused), a read-only metrics token the ServiceMonitor uses.
+    node0 = env.sts.process(f"{NAME}-0")
+    assert node0.url.startswith("https://")
+    served = served_certificate(node0.ip, 8500, env.context())
+    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"{NAME}-0.{NAME}-peers.default.svc" in names.get_values_for_type(x509.DNSName)
+    assert http("GET", node0.url + "/kv/?prefix=", context=env.context())[0] == 200  # filtered
+    assert http("PUT", node0.url + "/kv/x", {"value": "1"}, context=env.context())[0] == 403
+    metrics_token = {"X-Konsul-Token": env.secret("metrics-token")["token"].decode()}
+    wait_until(lambda: scrape(node0.url, env.context(), metrics_token) == 200, 30,
+               "the metrics token to work")
+    assert scrape(node0.url, env.context(), {}) == 403
+    assert http("PUT", node0.url + "/kv/x", {"value": "1"}, context=env.context(),
+                headers=metrics_token)[0] == 403  # read-only: operator:read and nothing else
+    monitor = env.api.get("ServiceMonitor", NAME)
+    assert monitor is not None
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["bearerTokenSecret"] == {"name": f"{NAME}-metrics-token", "key": "token"}
+    probe = sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["httpGet"]["scheme"] == "HTTPS"
+    assert env.status()["certificatesNotAfter"]
     # The operator's own endpoints.
     code, _, _ = http("GET", f"http://127.0.0.1:{env.operator.liveness_port}/healthz")
     assert code == 200
@@ -200,7 +261,7 @@ def test_scale_3_to_5_to_3_under_writes(env: Env) -> None:
     finally:
         load.stop()
     assert load.acks, "no write was acknowledged"
-    assert_no_acked_write_lost(env.sts.urls(), load)
+    env.no_acked_write_lost(load)
     steps = env.steps()
     assert steps.get("Join", 0) >= 4 and steps.get("RemoveMember", 0) >= 2, steps
     assert steps.get("Bootstrap") == 1
@@ -266,9 +327,62 @@ def test_image_change_rolls_pods_leader_last_under_writes(env: Env) -> None:
     assert sorted(restarted) == [f"{NAME}-{i}" for i in range(3)], restarted
     assert restarted[-1] == old_leader, (restarted, old_leader)
     assert sampler.changes <= 1, sampler.seen
-    assert_no_acked_write_lost(env.sts.urls(), load)
+    env.no_acked_write_lost(load)
     reasons = [e.get("reason") for e in env.events()]
     assert "RestartPod" in reasons and "TransferLeadership" in reasons
+
+
+def scrape(url: str, context: ssl.SSLContext, headers: dict[str, str]) -> int:
+    """The status of a GET /metrics, as Prometheus makes it."""
+    request = urllib.request.Request(url + "/metrics", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def served_certificate(host: str, port: int, context: ssl.SSLContext) -> x509.Certificate:
+    with socket.create_connection((host, port), timeout=2) as raw, context.wrap_socket(
+        raw, server_hostname=host
+    ) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def test_a_certificate_renewal_rolls_through_without_a_restart(env: Env) -> None:
+    """Asked to renew (the annotation), the operator gives each member a new certificate in
+    turn; each node picks its new files up by itself: no pod restarts, no write fails."""
+    env.wait_converged(3)
+    pods = [f"{NAME}-{i}" for i in range(3)]
+    before = {p: served_certificate(env.sts.process(p).ip, 8500, env.context()).serial_number
+              for p in pods}
+    pids = {p: env.sts.process(p).proc.pid for p in pods}  # type: ignore[union-attr]
+    deleted = len(env.sts.deleted)
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    load = env.load().start()
+    try:
+        load.wait_acks(10)
+        env.api.patch("KonsulCluster", NAME, {"metadata": {"annotations": {
+            "konsul.io/renewCertificates": now}}})
+
+        def renewed() -> bool:
+            for p in pods:
+                serial = served_certificate(env.sts.process(p).ip, 8500, env.context())
+                if serial.serial_number == before[p]:
+                    return False
+            return env.converged(3)
+
+        wait_until(renewed, 120, "every member serving a renewed certificate")
+        load.wait_acks(len(load.acks) + 10)
+    finally:
+        load.stop()
+    assert {p: env.sts.process(p).proc.pid for p in pods} == pids  # type: ignore[union-attr]
+    assert len(env.sts.deleted) == deleted
+    assert env.steps().get("RenewCertificate") == 3
+    assert not load.server_errors() and not load.uncertain, load.outcomes
+    env.no_acked_write_lost(load)
 
 
 def test_killed_leader_is_replaced_and_status_follows(env: Env) -> None:
@@ -293,7 +407,7 @@ def test_killed_leader_is_replaced_and_status_follows(env: Env) -> None:
 def test_wiped_pod0_rejoins_as_a_member_never_a_second_cluster(env: Env) -> None:
     env.wait_converged(3)
     leader_url = env.sts.process(env.status()["leader"]).url
-    code, _, _ = http("PUT", f"{leader_url}/kv/marker", {"value": "before-wipe"})
+    code, _, _ = env.http("PUT", f"{leader_url}/kv/marker", {"value": "before-wipe"})
     assert code == 200
     pod0 = f"{NAME}-0"
     env.sts.hold(pod0)
@@ -305,7 +419,7 @@ def test_wiped_pod0_rejoins_as_a_member_never_a_second_cluster(env: Env) -> None
     env.sts.release(pod0)
     env.wait_converged(3, timeout=90)
     # The same cluster: pod-0 holds the data written before its volume was lost.
-    code, _, body = http("GET", f"{env.sts.process(pod0).url}/kv/marker")
+    code, _, body = env.http("GET", f"{env.sts.process(pod0).url}/kv/marker")
     assert code == 200 and body["value"] == "before-wipe", body
     leaders = {(env.node_status(n) or {}).get("leader_id") for n in env.sts.pods}
     assert len(leaders) == 1

@@ -36,6 +36,8 @@ def strict(schema: dict[str, Any]) -> dict[str, Any]:
             if (node.get("type") == "object" and "properties" in node
                     and not node.get("x-kubernetes-preserve-unknown-fields")):
                 node.setdefault("additionalProperties", False)
+            if node.get("nullable") and isinstance(node.get("type"), str):
+                node["type"] = [node["type"], "null"]  # OpenAPI's nullable, in JSON Schema
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -267,8 +269,14 @@ def test_monitoring_objects() -> None:
     assert kinds[-2:] == ["ServiceMonitor", "PrometheusRule"]
     monitor, rule = objects[-2], objects[-1]
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
-    assert monitor["spec"]["endpoints"][0] == {"port": "http", "path": "/metrics",
-                                              "interval": "15s"}
+    # TLS and ACLs are on by default: Prometheus checks the certificate against the cluster's
+    # CA, by the name every member's certificate carries, and sends the read-only token.
+    assert monitor["spec"]["endpoints"][0] == {
+        "port": "http", "path": "/metrics", "interval": "15s", "scheme": "https",
+        "tlsConfig": {"ca": {"secret": {"name": "demo-tls", "key": "ca.crt"}},
+                      "serverName": "demo.ns.svc"},
+        "bearerTokenSecret": {"name": "demo-metrics-token", "key": "token"},
+    }
     assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert {"KonsulNoLeader", "KonsulFrequentLeaderChanges", "KonsulReplicationLag",

@@ -450,3 +450,63 @@ def test_a_caught_up_node_whose_readiness_flickers_still_counts() -> None:
     # Under write load /health/ready flickers (applied trails the commit just learned).
     obs = with_node(with_node(world(), 1, ready=False), 2, ready=False)
     assert plan(obs).converged
+
+
+# ------------------------------------------------------------------------- certificates, tokens
+
+DAY = 86400.0
+NOW = 1_000 * DAY
+
+
+def certs(*, issued: float = NOW - 10 * DAY, expires: float = NOW + 80 * DAY,
+          serial: int = 7) -> tuple[P.MemberCert, ...]:
+    return tuple(P.MemberCert(f"{NAME}-{i}", serial + i, issued, expires) for i in range(3))
+
+
+def secure(obs: Observed, held: tuple[P.MemberCert, ...], serving: int = 7,
+           requested: float | None = None) -> Observed:
+    """TLS on: the Secret holds ``held``; every node serves serial ``serving + ordinal``."""
+    for i in range(3):
+        obs = with_node(obs, i, served_serial=serving + i)
+    return replace(obs, certificates=held, renew_before=30 * DAY, renew_requested=requested,
+                   now=NOW)
+
+
+def test_certificates_far_from_expiry_need_nothing() -> None:
+    assert plan(secure(world(), certs())).converged
+
+
+def test_a_certificate_near_expiry_is_renewed_one_member_at_a_time() -> None:
+    due = certs(expires=NOW + 29 * DAY)
+    step = plan(secure(world(), due)).action
+    assert isinstance(step, P.RenewCertificate) and step.target == f"{NAME}-0"
+    # kc-0's Secret entry is new (serial 100) but kc-0 still serves the old one: wait for it.
+    renewed = (P.MemberCert(f"{NAME}-0", 100, NOW, NOW + 90 * DAY), *due[1:])
+    waiting = plan(secure(world(), renewed))
+    assert waiting.action.kind == P.WAIT and "kc-0 to load its renewed" in waiting.message
+    assert waiting.progressing == "RenewingCertificates"
+    # Once it serves it, the next member.
+    served = with_node(secure(world(), renewed), 0, served_serial=100)
+    step = plan(served).action
+    assert isinstance(step, P.RenewCertificate) and step.target == f"{NAME}-1"
+
+
+def test_a_renewal_request_renews_what_was_issued_before_it_and_nothing_after() -> None:
+    step = plan(secure(world(), certs(), requested=NOW - DAY)).action
+    assert isinstance(step, P.RenewCertificate) and step.target == f"{NAME}-0"
+    assert plan(secure(world(), certs(issued=NOW - 3600), requested=NOW - DAY)).converged
+    # A request in the future is not one yet.
+    assert plan(secure(world(), certs(), requested=NOW + DAY)).converged
+
+
+def test_no_renewal_while_a_member_is_unhealthy() -> None:
+    obs = with_node(secure(world(), certs(expires=NOW + DAY)), 2, leader_id=None)
+    result = plan(obs)
+    assert result.action.kind == P.WAIT and "once kc-2 are healthy" in result.message
+
+
+def test_the_metrics_token_is_made_once_the_cluster_has_a_leader() -> None:
+    step = plan(replace(world(), metrics_token=False)).action
+    assert isinstance(step, P.CreateMetricsToken)
+    assert plan(replace(world(), metrics_token=True)).converged
+    assert plan(replace(world(), metrics_token=None)).converged  # unknown: not now
