@@ -11,7 +11,8 @@ code), the deployment is charts/konsul. From them come:
                                              with unknown keys rejected (typos fail helm install)
   manifests/crd.yaml                         copy of the CRD
   manifests/operator.yaml                    Namespace + `helm template` with default values
-  manifests/examples/konsulcluster.yaml      a 3-member KonsulCluster
+  manifests/examples/konsulcluster.yaml      a 3-member KonsulCluster (TLS and ACLs on, as by
+                                             default) and its NetworkPolicy
   manifests/examples/konsulcluster-monitoring.yaml  the same with ServiceMonitor and alerts
 The plain manifests drop Helm's own labels (helm.sh/chart, managed-by: Helm): kubectl owns them.
 """
@@ -117,7 +118,8 @@ def render() -> dict[str, str]:
     """Relative path -> content of every derived file."""
     crd_text = CRD.read_text()
     crd = yaml.safe_load(crd_text)
-    cluster = ["--set", "cluster.enabled=true", "--show-only", "templates/konsulcluster.yaml"]
+    cluster = ["--set", "cluster.enabled=true", "--show-only", "templates/konsulcluster.yaml",
+               "--show-only", "templates/networkpolicy.yaml"]
     monitored = [
         *cluster, "--api-versions", "monitoring.coreos.com/v1",
         "--set", "cluster.name=konsul-monitored",

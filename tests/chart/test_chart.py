@@ -4,6 +4,7 @@ Pod Security, RBAC that matches both the operator's flags and the calls its code
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from konsul_operator.kube import KINDS
 from konsul_operator.resources import Owner, statefulset
 from konsul_operator.spec import parse_spec
 
+from tests.certs import CertDir
 from tests.chart.helm import (
     CHART,
     KUBE_VERSION,
@@ -34,7 +36,7 @@ from tests.chart.helm import (
 from tests.processes import REPO, KonsulProcess, free_port
 
 MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
-BUILT_IN_GROUPS = ("v1", "apps/", "rbac.authorization.k8s.io/", "policy/",
+BUILT_IN_GROUPS = ("v1", "apps/", "rbac.authorization.k8s.io/", "policy/", "networking.k8s.io/",
                    "apiextensions.k8s.io/")
 
 RENDERS = [(vs, api) for vs in VALUE_SETS for api in (False, True)]
@@ -225,9 +227,10 @@ def assert_rules_cover_the_operator(rules: list[dict[str, Any]]) -> None:
             verb, plural = verb.removesuffix("/status"), f"{plural}/status"
         assert verb in allowed(rules, group, plural), f"{kind}: {verb} on {group}/{plural}"
     assert "create" in allowed(rules, "", "events")
-    # Least privilege: nothing on secrets, no wildcards.
+    # Least privilege: no wildcards; Secrets (the clusters' CA, certificates and tokens) only
+    # by name, never listed or watched (that would hand over every Secret of the namespace).
     assert not any("*" in r["verbs"] or "*" in r["resources"] for r in rules)
-    assert not allowed(rules, "", "secrets")
+    assert allowed(rules, "", "secrets") == {"get", "create", "patch", "update", "delete"}
 
 
 @pytest.mark.parametrize("vs", VALUE_SETS, ids=[vs.name for vs in VALUE_SETS])
@@ -305,8 +308,14 @@ def _notes(*set_args: str) -> str:
 def test_notes_tell_how_to_reach_and_check_the_cluster() -> None:
     notes = _notes("--set", "cluster.enabled=true", "--set", "cluster.name=kv")
     assert "kubectl -n konsul port-forward svc/kv 8500:8500" in notes
-    assert "http://kv.konsul.svc:8500" in notes
-    assert "curl localhost:8500/cluster/status" in notes
+    assert "https://kv.konsul.svc:8500" in notes  # TLS and ACLs are on by default
+    assert ("curl --cacert ca.crt -H \"X-Konsul-Token: $KONSUL_HTTP_TOKEN\" "
+            "https://localhost:8500/cluster/status") in notes
+    assert "get secret kv-management-token" in notes
+    plain = _notes("--set", "cluster.enabled=true", "--set", "cluster.name=kv",
+                   "--set", "cluster.spec.tls.enabled=false",
+                   "--set", "cluster.spec.acl.enabled=false")
+    assert "curl http://localhost:8500/cluster/status" in plain
     assert "wait konsulcluster/kv --for=condition=Available" in notes
     assert "helm test konsul -n konsul" in notes
     assert "WARNING" not in notes
@@ -330,11 +339,24 @@ def test_helm_test_pod_asks_the_client_service_for_a_leader(tmp_path: Path) -> N
     docs = template(VALUE_SETS[0], False, "--set", "cluster.enabled=true",
                     "--set", "cluster.name=kv")
     script, url, timeout = _test_pod_script(docs)
-    assert url == "http://kv.konsul.svc:8500/cluster/status" and float(timeout) > 0
-    node = KonsulProcess(tmp_path / "node").start()
+    assert url == "https://kv.konsul.svc:8500/cluster/status" and float(timeout) > 0
+    pod = one(docs, "Pod")
+    mounted = {v["name"]: v["secret"]["secretName"] for v in pod["spec"]["volumes"]
+               if "secret" in v}
+    assert mounted == {"tls": "kv-tls", "acl": "kv-metrics-token"}
+    # As the pod runs it, against a node with TLS and ACLs: its CA and a read-only token.
+    certs = CertDir(tmp_path / "tls")
+    token = tmp_path / "token"
+    token.write_text("metrics-token-of-the-test-pod\n")
+    node = KonsulProcess(tmp_path / "node", env={
+        **certs.member_env("node", ["127.0.0.1"]), "KONSUL_ACL_ENABLED": "true",
+        "KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN": "metrics-token-of-the-test-pod",
+    }, ssl_context=certs.client_context(), ready_path="/health/live").start()
     try:
         ok = subprocess.run([sys.executable, "-c", script, f"{node.url}/cluster/status", "20"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "CA_FILE": str(certs.ca_file),
+                                 "TOKEN_FILE": str(token)})
     finally:
         node.stop()
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -107,6 +107,10 @@ app.kubernetes.io/component: operator
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, patch, delete]
+# The clusters' CA, member certificates and tokens (Secrets it owns).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch, update, delete]
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
