@@ -122,8 +122,9 @@ sim: $(STAMP)
 	$(PY) -m konsul.raft.sim --seeds $(SEEDS) --nodes 5
 
 ## Linearizability under faults, long campaign (about 30 s a run): make jepsen RUNS=50
+## (JEPSEN_ARGS=--secure: TLS between members and on the API, ACLs on)
 jepsen: $(STAMP)
-	$(PY) -m tests.linearizability.jepsen --runs $(RUNS) --seconds 20
+	$(PY) -m tests.linearizability.jepsen --runs $(RUNS) --seconds 20 $(JEPSEN_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -19,6 +19,9 @@ How answers map to outcomes (see ``checker``):
 
 Reads use ``?consistent``: 200 -> the value and modify index, 404 -> absent, anything else -> a
 read that tells nothing (dropped by the checker).
+
+Against a secure cluster (``--ca-file``, ``--token``) every request is HTTPS, checked against
+that CA, and carries the token.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import http.client
 import json
 import random
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -38,6 +42,15 @@ from tests.linearizability.checker import Op, Status
 
 REQUEST_TIMEOUT = 2.0
 MAX_HOPS = 3
+# A secure cluster: the CA its certificates come from, the token (``configure``).
+_tls: ssl.SSLContext | None = None
+_headers: dict[str, str] = {}
+
+
+def configure(ca_file: str | None, token: str | None) -> None:
+    global _tls, _headers
+    _tls = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    _headers = {"X-Konsul-Token": token} if token else {}
 
 
 @dataclass
@@ -52,7 +65,11 @@ class Answer:
 def request(method: str, host: str, path: str, body: Any = None) -> Answer:
     """One request on a fresh connection (a reused one would blur whether a request was sent)."""
     hostname, _, port = host.partition(":")
-    conn = http.client.HTTPConnection(hostname, int(port or 80), timeout=REQUEST_TIMEOUT)
+    conn = (
+        http.client.HTTPSConnection(hostname, int(port), timeout=REQUEST_TIMEOUT, context=_tls)
+        if _tls is not None
+        else http.client.HTTPConnection(hostname, int(port or 80), timeout=REQUEST_TIMEOUT)
+    )
     try:
         try:
             conn.connect()
@@ -60,6 +77,7 @@ def request(method: str, host: str, path: str, body: Any = None) -> Answer:
             return Answer(0, None, host, "refused")
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
+        headers.update(_headers)
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
         raw = resp.read()
@@ -241,8 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", type=int, required=True, help="time.monotonic_ns() deadline")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keys", default="k0,k1,k2")
+    parser.add_argument("--ca-file")
+    parser.add_argument("--token")
     parser.add_argument("urls", nargs="+")
     args = parser.parse_args(argv)
+    configure(args.ca_file, args.token)
     hosts = [urlsplit(u).netloc for u in args.urls]
     with args.out.open("a") as out:
         client = Client(args.id, hosts, args.keys.split(","), random.Random(args.seed),

@@ -35,8 +35,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.cluster_harness import ClusterNode
-from tests.linearizability import checker
+from tests.certs import CertDir
+from tests.cluster_harness import ClusterNode, LocalCluster
+from tests.linearizability import checker, client
 from tests.linearizability.checker import Op, Result
 from tests.linearizability.client import read_history, redirected_ok, request
 from tests.linearizability.partition import PartitionableCluster
@@ -75,9 +76,11 @@ class RunResult:
 class Nemesis(threading.Thread):
     """One fault at a time, every 1-3 s: kill (random node or leader) or pause, then heal."""
 
-    def __init__(self, cluster: PartitionableCluster, rng: random.Random, until: float) -> None:
+    def __init__(self, cluster: LocalCluster, rng: random.Random, until: float,
+                 actions: dict[str, int] = ACTIONS) -> None:
         super().__init__(name="nemesis", daemon=True)
         self.cluster = cluster
+        self.actions = actions
         self.rng = rng
         self.until = until
         self.stopping = threading.Event()
@@ -97,12 +100,13 @@ class Nemesis(threading.Thread):
             self.error = exc
 
     def one_fault(self) -> None:
-        action = self.rng.choices(list(ACTIONS), list(ACTIONS.values()))[0]
+        action = self.rng.choices(list(self.actions), list(self.actions.values()))[0]
         nodes = self.targets(action)
         names = ",".join(n.node_id for n in nodes)
         hold = self.rng.uniform(1.0, 3.0 if action.startswith("isolate") else 2.0)
         if action.startswith("isolate"):
             self.note(f"isolate {names} ({action})")
+            assert isinstance(self.cluster, PartitionableCluster)
             for node in nodes:
                 self.cluster.relays.isolate(node.node_id)
             self.stopping.wait(hold)
@@ -158,8 +162,9 @@ class Nemesis(threading.Thread):
         return sum(1 for _, what in self.events if what.startswith(faults))
 
 
-def heal(cluster: PartitionableCluster) -> None:
-    cluster.relays.heal()
+def heal(cluster: LocalCluster) -> None:
+    if isinstance(cluster, PartitionableCluster):
+        cluster.relays.heal()
     for node in cluster.nodes:
         if node.alive():
             assert node.proc is not None
@@ -171,7 +176,7 @@ def heal(cluster: PartitionableCluster) -> None:
 # ------------------------------------------------------------------------------ one run
 
 
-def final_reads(cluster: PartitionableCluster, keys: tuple[str, ...], first_id: int) -> list[Op]:
+def final_reads(cluster: LocalCluster, keys: tuple[str, ...], first_id: int) -> list[Op]:
     """A ``?consistent`` read of every key on every node, retried until a node answers."""
     ops: list[Op] = []
     for key in keys:
@@ -193,12 +198,32 @@ def final_reads(cluster: PartitionableCluster, keys: tuple[str, ...], first_id: 
     return ops
 
 
+SECURE_TOKEN = "jepsen-management-token"
+# Relays read Raft frames to drop them, which TLS hides: a secure run faults by kill and pause.
+SECURE_ACTIONS = {k: v for k, v in ACTIONS.items() if not k.startswith("isolate")}
+
+
 def run_once(root: Path, seconds: float, seed: int, clients: int = 5,
-             keys: tuple[str, ...] = KEYS, out: Path | None = None) -> RunResult:
+             keys: tuple[str, ...] = KEYS, out: Path | None = None,
+             secure: bool = False) -> RunResult:
+    """``secure``: TLS on the API and between members, ACLs on, every client with a token."""
     rng = random.Random(seed)
     env = {"KONSUL_RAFT_SNAPSHOT_THRESHOLD": "200"} if rng.random() < 0.5 else {}
-    result = RunResult(seed, setup=" ".join(f"{k}={v}" for k, v in env.items()))
-    cluster = PartitionableCluster(root / "cluster", size=3, env=env)
+    setup = " ".join(f"{k}={v}" for k, v in env.items())
+    result = RunResult(seed, setup=f"{setup} TLS+ACL".strip() if secure else setup)
+    cluster: LocalCluster
+    secure_args: list[str] = []
+    if secure:
+        certs = CertDir(root / "tls")
+        cluster = LocalCluster(
+            root / "cluster", size=3, certs=certs, headers={"X-Konsul-Token": SECURE_TOKEN},
+            env={**env, "KONSUL_ACL_ENABLED": "true",
+                 "KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN": SECURE_TOKEN},
+        )
+        secure_args = ["--ca-file", str(certs.ca_file), "--token", SECURE_TOKEN]
+        client.configure(str(certs.ca_file), SECURE_TOKEN)  # for the final reads
+    else:
+        cluster = PartitionableCluster(root / "cluster", size=3, env=env)
     procs: list[subprocess.Popen[bytes]] = []
     nemesis: Nemesis | None = None
     try:
@@ -209,10 +234,11 @@ def run_once(root: Path, seconds: float, seed: int, clients: int = 5,
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "tests.linearizability.client", "--id", f"c{c}",
                  "--out", str(path), "--until", str(until), "--seed", str(seed * 100 + c),
-                 "--keys", ",".join(keys), *(n.url for n in cluster.nodes)],
+                 "--keys", ",".join(keys), *secure_args, *(n.url for n in cluster.nodes)],
                 cwd=REPO,
             ))
-        nemesis = Nemesis(cluster, rng, time.monotonic() + seconds - 1.0)
+        nemesis = Nemesis(cluster, rng, time.monotonic() + seconds - 1.0,
+                          SECURE_ACTIONS if secure else ACTIONS)
         nemesis.start()
         for proc in procs:
             proc.wait(timeout=seconds + 30)
@@ -226,6 +252,7 @@ def run_once(root: Path, seconds: float, seed: int, clients: int = 5,
         result.redirected = redirected_ok(files)
         history += final_reads(cluster, keys, len(history))
     finally:
+        client.configure(None, None)
         if nemesis is not None:
             nemesis.stopping.set()
         for proc in procs:
@@ -315,12 +342,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--seed", type=int, default=None, help="first seed (default: random)")
     parser.add_argument("--out", type=Path, default=Path("jepsen-failures"))
+    parser.add_argument("--secure", action="store_true",
+                        help="TLS on the API and between members, ACLs on (kill/pause only)")
     args = parser.parse_args(argv)
     first = args.seed if args.seed is not None else random.randrange(1_000_000)
     results = []
     for n in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="konsul-jepsen-") as tmp:
-            result = run_once(Path(tmp), args.seconds, first + n, args.clients, out=args.out)
+            result = run_once(Path(tmp), args.seconds, first + n, args.clients, out=args.out,
+                              secure=args.secure)
         results.append(result)
         print(describe(result), flush=True)
     print(summary(results), flush=True)
