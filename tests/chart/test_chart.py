@@ -285,6 +285,48 @@ def test_cluster_values_reach_the_operators_statefulset(vs: ValueSet) -> None:
     assert_restricted("StatefulSet", pod, need_tmp=False)
 
 
+def _network_policies(*extra: str) -> list[dict[str, Any]]:
+    return of_kind(template(VALUE_SETS[0], False, "--set", "cluster.name=kv", *extra),
+                   "NetworkPolicy")
+
+
+def test_network_policy_keeps_the_raft_port_to_the_clusters_own_pods() -> None:
+    policy = one(template(VALUE_SETS[0], False, "--set", "cluster.enabled=true",
+                          "--set", "cluster.name=kv"), "NetworkPolicy")
+    kubernetes_validate.validate(policy, KUBE_VERSION, strict=True)
+    # The pods it guards and the only peers on 7000 are the operator's pods of this cluster.
+    pods = statefulset(Owner("kv", "konsul", "u"), parse_spec({}), 3)
+    members = pods["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= members.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    raft, api = policy["spec"]["ingress"]
+    assert raft["ports"] == [{"protocol": "TCP", "port": 7000}]
+    assert raft["from"] == [{"podSelector": policy["spec"]["podSelector"]}]
+    assert api == {"ports": [{"protocol": "TCP", "port": 8500}]}  # from anywhere by default
+    narrowed = one(template(
+        VALUE_SETS[0], False, "--set", "cluster.enabled=true", "--set", "cluster.name=kv",
+        "--set-json", 'networkPolicy.httpFrom=[{"namespaceSelector": {"matchLabels": '
+        '{"team": "web"}}}]'), "NetworkPolicy")
+    assert narrowed["spec"]["ingress"][1]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"team": "web"}}}]
+    # Opt-out, and nothing without a cluster of the release's own.
+    assert _network_policies("--set", "cluster.enabled=true",
+                             "--set", "networkPolicy.enabled=false") == []
+    assert _network_policies("--set", "cluster.enabled=false") == []
+
+
+def test_the_releases_cluster_is_secure_unless_opted_out() -> None:
+    secure = one(template(VALUE_SETS[0], False, "--set", "cluster.enabled=true"), "KonsulCluster")
+    spec = parse_spec(secure["spec"])
+    assert spec.tls.enabled and spec.tls.operator_managed and spec.acl.enabled
+    assert spec.acl.default_policy == "deny"
+    plain = one(template(VALUE_SETS[0], False, "--set", "cluster.enabled=true",
+                         "--set", "cluster.spec.tls.enabled=false",
+                         "--set", "cluster.spec.acl.enabled=false"), "KonsulCluster")
+    assert not parse_spec(plain["spec"]).tls.enabled
+    assert not parse_spec(plain["spec"]).acl.enabled
+
+
 def test_crd_is_the_operators_crd() -> None:
     chart_crd = (CHART / "crds" / "konsulcluster.yaml").read_text()
     assert chart_crd == (CHART.parent.parent / "deploy" / "crd" / "konsulcluster.yaml").read_text()

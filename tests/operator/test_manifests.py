@@ -220,6 +220,50 @@ def test_statefulset_shape() -> None:
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
 
 
+def _pod(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str | None]]:
+    pod = resources.statefulset(OWNER, parse_spec(raw), 3)["spec"]["template"]["spec"]
+    return pod, {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+
+def test_pods_are_secure_by_default() -> None:
+    pod, env = _pod({})
+    container = pod["containers"][0]
+    assert env["KONSUL_TLS_CERT_FILE"] == "/etc/konsul/tls/$(POD_NAME).crt"
+    assert env["KONSUL_TLS_KEY_FILE"] == "/etc/konsul/tls/$(POD_NAME).key"
+    assert env["KONSUL_TLS_CA_FILE"] == "/etc/konsul/tls/ca.crt"
+    # Redirects and forwarded writes name the host the member's certificate carries.
+    assert env["KONSUL_HTTP_ADVERTISE_ADDR"] == "$(POD_NAME).demo-peers.$(POD_NAMESPACE).svc:8500"
+    assert env["KONSUL_ACL_ENABLED"] == "true" and env["KONSUL_ACL_DEFAULT_POLICY"] == "deny"
+    assert env["KONSUL_ACL_INITIAL_MANAGEMENT_TOKEN_FILE"] == "/etc/konsul/acl/token"
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert container["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    volumes = {v["name"]: v["secret"] for v in pod["volumes"]}
+    assert volumes == {"tls": {"secretName": "demo-tls", "defaultMode": 0o440},
+                       "acl": {"secretName": "demo-management-token", "defaultMode": 0o440}}
+    mounts = {m["name"]: (m["mountPath"], m["readOnly"]) for m in container["volumeMounts"]
+              if m["name"] in volumes}
+    assert mounts == {"tls": ("/etc/konsul/tls", True), "acl": ("/etc/konsul/acl", True)}
+
+
+def test_tls_and_acls_can_be_turned_off() -> None:
+    pod, env = _pod({"tls": {"enabled": False}, "acl": {"enabled": False}})
+    assert not [k for k in env if k.startswith(("KONSUL_TLS_", "KONSUL_ACL_"))]
+    assert "KONSUL_HTTP_ADVERTISE_ADDR" in env  # the pod IP, as before TLS
+    assert pod["containers"][0]["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+    assert "volumes" not in pod
+    monitor = resources.service_monitor(OWNER, parse_spec({"tls": {"enabled": False},
+                                                           "acl": {"enabled": False}}))
+    assert monitor["spec"]["endpoints"][0] == {"port": "http", "path": "/metrics",
+                                               "interval": "30s"}
+
+
+def test_a_brought_tls_secret_is_mounted_in_cert_managers_layout() -> None:
+    pod, env = _pod({"tls": {"secretName": "konsul-cert"}})
+    assert env["KONSUL_TLS_CERT_FILE"] == "/etc/konsul/tls/tls.crt"
+    assert env["KONSUL_TLS_KEY_FILE"] == "/etc/konsul/tls/tls.key"
+    assert {v["name"]: v["secret"]["secretName"] for v in pod["volumes"]}["tls"] == "konsul-cert"
+
+
 def test_services_and_budget() -> None:
     headless = resources.headless_service(OWNER)
     assert headless["spec"]["clusterIP"] == "None"
