@@ -6,6 +6,7 @@ port-forward per pod. The same calls are answered by tests/chart/kmock_driver.py
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -14,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.cluster_harness import HttpFn
 from tests.k8s_helpers import PodState
 from tests.processes import REPO, http
 
@@ -38,14 +38,14 @@ def run(*args: str, env: dict[str, str] | None = None, check: bool = True,
     return proc
 
 
-def proxied_http(method: str, url: str, body: Any = None,
-                 timeout: float = 10.0) -> tuple[int, dict[str, str], Any]:
+def proxied_http(method: str, url: str, body: Any = None, timeout: float = 10.0,
+                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
     """``tests.processes.http`` through the API server's pod proxy. An answer that is not the
     node's own (the proxy's plain-text or ``Status`` error while a pod restarts) is raised as the
     connection error it stands for, so the write load counts it as refused (nothing reached the
     node) or uncertain, never as a 5xx of Konsul's."""
     try:
-        code, headers, decoded = http(method, url, body, timeout=timeout)
+        code, answered, decoded = http(method, url, body, timeout=timeout, headers=headers)
     except ValueError as exc:  # not JSON: the proxy's own error text
         raise ConnectionResetError(f"proxy answered non-JSON: {exc}") from exc
     if isinstance(decoded, dict) and decoded.get("kind") == "Status":
@@ -53,7 +53,7 @@ def proxied_http(method: str, url: str, body: Any = None,
         if "connection refused" in message:
             raise ConnectionRefusedError(message)
         raise ConnectionResetError(f"proxy: {code} {message}")
-    return code, headers, decoded
+    return code, answered, decoded
 
 
 class Proxy:
@@ -86,7 +86,8 @@ class KindDriver:
         self.name = name
         self.proxy = proxy
         self.helm_args = helm_args
-        self.http_fn: HttpFn = proxied_http
+        self._token: str | None = None
+        self._tls: bool | None = None
         self.selector = f"app.kubernetes.io/name=konsul,app.kubernetes.io/instance={name}"
 
     # ------------------------------------------------------------------ plumbing
@@ -125,12 +126,38 @@ class KindDriver:
             found[meta["name"]] = PodState(meta["name"], meta["uid"], ready)
         return found
 
+    # ------------------------------------------------------------------ calls to the nodes
+
+    def _spec(self, part: str) -> dict[str, Any]:
+        return dict(((self.kc() or {}).get("spec") or {}).get(part) or {})
+
+    def tls(self) -> bool:
+        """HTTPS to the pod (the API server's pod proxy checks no certificate of it); read
+        once the KonsulCluster exists (it is on by default)."""
+        if self._tls is None and self.kc() is not None:
+            self._tls = bool(self._spec("tls").get("enabled", True))
+        return self._tls is not False
+
+    def headers(self) -> dict[str, str]:
+        """The operator's management token, once its Secret exists (ACLs are on by default)."""
+        if self._token is None and self._spec("acl").get("enabled", True):
+            found = self.get_json("secret", f"{self.name}-management-token")
+            if found is not None:
+                self._token = base64.b64decode(found["data"]["token"]).decode()
+        return {"X-Konsul-Token": self._token} if self._token else {}
+
+    def http_fn(self, method: str, url: str, body: Any = None, timeout: float = 10.0
+                ) -> tuple[int, dict[str, str], Any]:
+        return proxied_http(method, url, body, timeout, headers=self.headers())
+
     def node_url(self, pod: str) -> str:
-        return f"{self.proxy.url}/api/v1/namespaces/{self.namespace}/pods/{pod}:8500/proxy"
+        scheme = "https:" if self.tls() else ""
+        return (f"{self.proxy.url}/api/v1/namespaces/{self.namespace}/pods/{scheme}{pod}:8500"
+                "/proxy")
 
     def node_status(self, pod: str) -> dict[str, Any] | None:
         try:
-            code, _, body = proxied_http("GET", self.node_url(pod) + "/cluster/status",
+            code, _, body = self.http_fn("GET", self.node_url(pod) + "/cluster/status",
                                          timeout=3)
         except OSError:
             return None

@@ -17,9 +17,10 @@
 - ``OperatorProcess``: ``python -m konsul_operator`` as a subprocess, pointed at the emulator by
   a kubeconfig.
 
-Pod DNS: each process runs in a mount namespace of its own (``unshare``) whose ``/etc/hosts`` maps
-``<pod>.<headless>.<ns>.svc`` (and its longer and shorter forms) to the pod IPs, as the cluster's
-DNS would; so the advertise addresses and the certificates' names are the operator's own. The
+Pod DNS: each process resolves ``<pod>.<headless>.<ns>.svc`` (and its longer and shorter forms)
+to the pod IPs from a hosts file the harness keeps, as the cluster's DNS would
+(``pod_site/sitecustomize.py``); so the advertise addresses and the certificates' names are the
+operator's own. The
 one liberty taken with the pod's configuration: HTTP and Raft bind to the pod IP instead of
 0.0.0.0 (a pod's own network namespace would make 0.0.0.0 unique). Everything else comes from the
 StatefulSet's template as the operator wrote it (fieldRefs and ``$(VAR)`` expanded, Secret
@@ -49,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.processes import REPO, free_port, http
+
+POD_SITE = Path(__file__).parent / "pod_site"  # sitecustomize.py: pod DNS for node processes
 
 NS = "default"
 RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
@@ -292,7 +295,7 @@ class PodProcess:
     claim_dir: Path
     env: dict[str, str]
     log: Path
-    hosts: Path  # the pod's /etc/hosts (see the module docstring)
+    hosts: Path  # the pods' names and IPs (see the module docstring)
     proc: subprocess.Popen[bytes] | None = None
     ready: bool = False
     restarts: int = 0
@@ -314,11 +317,12 @@ class PodProcess:
             "KONSUL_DATA_DIR": str(self.claim_dir),
             "KONSUL_RAFT_DATA_DIR": str(self.claim_dir / "raft"),
         })
-        in_pod = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                  'mount --bind "$0" /etc/hosts && exec "$@"', str(self.hosts),
-                  sys.executable, "-m", "konsul"]
+        # And its DNS: the pods' names resolve from the harness's hosts file (POD_SITE).
+        path = os.pathsep.join(filter(None, [str(POD_SITE), env.get("PYTHONPATH", "")]))
+        env.update({"KMOCK_HOSTS": str(self.hosts), "PYTHONPATH": path})
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(in_pod, env=env, stdout=log, stderr=log, cwd=REPO)
+            self.proc = subprocess.Popen([sys.executable, "-m", "konsul"], env=env,
+                                         stdout=log, stderr=log, cwd=REPO)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -375,8 +379,8 @@ class StatefulSetController:
         return self.root / "hosts"
 
     def _publish_dns(self, sts: dict[str, Any]) -> None:
-        """The pods' /etc/hosts: every ordinal of every StatefulSet by its stable names. Written
-        in place (a bind mount holds the inode, a rename would not reach running pods)."""
+        """The pods' DNS: every ordinal of every StatefulSet by its stable names, in /etc/hosts
+        form. Replaced in one rename: the pods read it on every lookup."""
         lines = {"127.0.0.1 localhost"}
         for each in [sts, *self._sets.values()]:
             name, service = each["metadata"]["name"], each["spec"].get("serviceName", "")
@@ -388,8 +392,9 @@ class StatefulSetController:
                           f"{pod}.{service}.{NS} {pod}.{service}")
         text = "\n".join(sorted(lines)) + "\n"
         if not self.hosts.exists() or self.hosts.read_text() != text:
-            with open(self.hosts, "w") as f:
-                f.write(text)
+            fresh = self.hosts.with_suffix(".new")
+            fresh.write_text(text)
+            fresh.replace(self.hosts)
 
     def _secret_volumes(self, template: dict[str, Any]) -> dict[str, str]:
         """Mount path -> Secret name, for the pod's Secret volumes."""
