@@ -77,7 +77,8 @@ async def execute(
             return await _bootstrap(step, obs, nodes)
         case SeedFromBackup():
             assert spec.restore is not None  # (the planner seeds only from spec.restore)
-            job = resources.restore_job(owner, spec, spec.restore, _ip_of(obs, step.target))
+            job = resources.restore_job(owner, spec, spec.restore, step.target,
+                                        _ip_of(obs, step.target))
             await _create(kube, job)
             return f"Job {job['metadata']['name']} seeds {step.target} ({step.reason})"
         case RecordBootstrapped():
@@ -127,10 +128,11 @@ async def execute_backup(
     match action:
         case StartBackup():
             assert spec.backup is not None
-            ips = [p.ip for p in obs.pods if p.ip and not p.deleting and p.node is not None]
-            if not ips:
+            members = [(p.name, p.ip) for p in obs.pods
+                       if p.ip and not p.deleting and p.node is not None]
+            if not members:
                 raise StepFailed("no member answers: no address for the backup Job")
-            job = resources.backup_job(owner, spec, spec.backup, ips,
+            job = resources.backup_job(owner, spec, spec.backup, members,
                                        backups.format_time(action.scheduled),
                                        backups.job_suffix(action))
             await _create(kube, job)

@@ -205,11 +205,17 @@ def pod_template(owner: Owner, spec: ClusterSpec) -> dict[str, Any]:
 _SECRET_MODE = 0o440
 
 
-def _secret_volumes(owner: Owner, spec: ClusterSpec) -> list[dict[str, Any]]:
+def _secret_volumes(owner: Owner, spec: ClusterSpec, ca_only: bool = False
+                    ) -> list[dict[str, Any]]:
+    """The TLS Secret (``ca_only``: its CA certificate alone, for a client) and the
+    management token."""
     volumes = []
     if spec.tls.enabled:
-        volumes.append({"name": "tls", "secret": {"secretName": tls_secret_name(owner, spec),
-                                                  "defaultMode": _SECRET_MODE}})
+        tls: dict[str, Any] = {"secretName": tls_secret_name(owner, spec),
+                               "defaultMode": _SECRET_MODE}
+        if ca_only:
+            tls["items"] = [{"key": "ca.crt", "path": "ca.crt"}]
+        volumes.append({"name": "tls", "secret": tls})
     if spec.acl.enabled:
         volumes.append({"name": "acl", "secret": {
             "secretName": names.management_token_secret(owner.name), "defaultMode": _SECRET_MODE,
@@ -410,9 +416,10 @@ def _job(owner: Owner, spec: ClusterSpec, name: str, job: str, claim: str, args:
         "name": job,
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
-        "command": ["konsulctl", *args, "--report", "/dev/termination-log"],
+        "command": ["konsulctl", *_client_args(spec), *args, "--report", "/dev/termination-log"],
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": "backups", "mountPath": names.BACKUP_MOUNT}],
+        "volumeMounts": [{"name": "backups", "mountPath": names.BACKUP_MOUNT},
+                         *_secret_mounts(spec)],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -423,7 +430,8 @@ def _job(owner: Owner, spec: ClusterSpec, name: str, job: str, claim: str, args:
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": [{"name": "backups", "persistentVolumeClaim": {"claimName": claim}}],
+        "volumes": [{"name": "backups", "persistentVolumeClaim": {"claimName": claim}},
+                    *_secret_volumes(owner, spec, ca_only=True)],
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,
@@ -451,16 +459,32 @@ def _job(owner: Owner, spec: ClusterSpec, name: str, job: str, claim: str, args:
 JOB_DEADLINE_SECONDS = 3600
 
 
-def _addresses(ips: list[str]) -> str:
-    return ",".join(f"{ip}:{HTTP_PORT}" for ip in ips)
+def _client_args(spec: ClusterSpec) -> list[str]:
+    """konsulctl's CA and token in a secure cluster (the Secrets the Job mounts)."""
+    args = []
+    if spec.tls.enabled:
+        args += ["--ca-file", f"{TLS_MOUNT}/ca.crt"]
+    if spec.acl.enabled:
+        args += ["--token-file", f"{ACL_MOUNT}/token"]
+    return args
 
 
-def backup_job(owner: Owner, spec: ClusterSpec, backup: BackupSpec, ips: list[str],
-               scheduled: str, stamp: str) -> dict[str, Any]:
+def _addresses(owner: Owner, spec: ClusterSpec, members: list[tuple[str, str]]) -> str:
+    """The members (pod, IP) as konsulctl addresses: by pod IP, or with TLS by the pod's DNS
+    name (what its certificate names)."""
+    if spec.tls.enabled:
+        return ",".join(f"https://{names.pod_host(owner.name, owner.namespace, pod)}:{HTTP_PORT}"
+                        for pod, _ in members)
+    return ",".join(f"{ip}:{HTTP_PORT}" for _, ip in members)
+
+
+def backup_job(owner: Owner, spec: ClusterSpec, backup: BackupSpec,
+               members: list[tuple[str, str]], scheduled: str, stamp: str) -> dict[str, Any]:
     """A backup now: ``konsulctl snapshot save`` into the volume, the oldest beyond the
-    retention deleted. Addressed to the members by pod IP (a follower redirects to the
-    leader), as the operator itself talks to them."""
-    args = ["--addr", _addresses(ips), "--timeout", "60", "snapshot", "save", "--dir",
+    retention deleted. Addressed to the members (a follower redirects to the leader), as the
+    operator itself talks to them."""
+    args = ["--addr", _addresses(owner, spec, members), "--timeout", "60", "snapshot", "save",
+            "--dir",
             names.BACKUP_MOUNT, "--prefix", names.BACKUP_FILE_PREFIX, "--keep",
             str(backup.retention)]
     return _job(owner, spec, names.backup_job(owner.name, stamp), "backup",
@@ -471,11 +495,12 @@ def restore_digest(restore: RestoreSpec) -> str:
     return hashlib.sha256(f"{restore.claim_name}/{restore.file}".encode()).hexdigest()[:8]
 
 
-def restore_job(owner: Owner, spec: ClusterSpec, restore: RestoreSpec, pod_ip: str
+def restore_job(owner: Owner, spec: ClusterSpec, restore: RestoreSpec, pod: str, pod_ip: str
                 ) -> dict[str, Any]:
     """Seed pod-0 (empty, answering at ``pod_ip``) from the backup file: a new cluster that
     starts with its data (``POST /cluster/bootstrap`` with the file as body)."""
-    args = ["--addr", _addresses([pod_ip]), "--timeout", "60", "cluster", "bootstrap",
+    args = ["--addr", _addresses(owner, spec, [(pod, pod_ip)]), "--timeout", "60", "cluster",
+            "bootstrap",
             "--from", f"{names.BACKUP_MOUNT}/{restore.file}"]
     return _job(owner, spec, names.restore_job(owner.name, restore_digest(restore)), "restore",
                 restore.claim_name, args, {})

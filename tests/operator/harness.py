@@ -287,6 +287,13 @@ def secret_data(obj: dict[str, Any] | None) -> dict[str, bytes] | None:
     return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
 
 
+def pod_dns(hosts: Path) -> dict[str, str]:
+    """The environment that makes a process resolve the pods' names from ``hosts``
+    (``pod_site/sitecustomize.py``), as the cluster's DNS would."""
+    path = os.pathsep.join(filter(None, [str(POD_SITE), os.environ.get("PYTHONPATH", "")]))
+    return {"KMOCK_HOSTS": str(hosts), "PYTHONPATH": path}
+
+
 @dataclass
 class PodProcess:
     name: str
@@ -317,9 +324,7 @@ class PodProcess:
             "KONSUL_DATA_DIR": str(self.claim_dir),
             "KONSUL_RAFT_DATA_DIR": str(self.claim_dir / "raft"),
         })
-        # And its DNS: the pods' names resolve from the harness's hosts file (POD_SITE).
-        path = os.pathsep.join(filter(None, [str(POD_SITE), env.get("PYTHONPATH", "")]))
-        env.update({"KMOCK_HOSTS": str(self.hosts), "PYTHONPATH": path})
+        env.update(pod_dns(self.hosts))
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "konsul"], env=env,
                                          stdout=log, stderr=log, cwd=REPO)
@@ -640,13 +645,24 @@ class JobController:
             if job_name and job_name not in names:
                 self.api.delete("Pod", pod["metadata"]["name"])
 
+    def _volume(self, job: str, volume: dict[str, Any]) -> Path:
+        """A claim's directory, or a Secret's files (its ``items`` only, if it names some)."""
+        if "persistentVolumeClaim" in volume:
+            return self.claims.claim_dir(volume["persistentVolumeClaim"]["claimName"])
+        source = volume["secret"]
+        data = secret_data(self.api.get("Secret", source["secretName"])) or {}
+        if source.get("items"):
+            data = {i["path"]: data[i["key"]] for i in source["items"] if i["key"] in data}
+        target = self.root / "job-volumes" / job / volume["name"]
+        project_secret(target, data)
+        return target
+
     def _run(self, job: dict[str, Any]) -> None:
         name = job["metadata"]["name"]
         pod_spec = job["spec"]["template"]["spec"]
         container = pod_spec["containers"][0]
-        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
-                  for v in pod_spec.get("volumes") or []}
-        mounts = {m["mountPath"]: self.claims.claim_dir(claims[m["name"]])
+        volumes = {v["name"]: self._volume(name, v) for v in pod_spec.get("volumes") or []}
+        mounts = {m["mountPath"]: volumes[m["name"]]
                   for m in container.get("volumeMounts") or []}
         for directory in mounts.values():
             directory.mkdir(parents=True, exist_ok=True)
@@ -659,7 +675,8 @@ class JobController:
             args.append(str(log) if arg == "/dev/termination-log" else arg)
         assert container["command"][0] == "konsulctl", container["command"]
         done = subprocess.run([sys.executable, "-m", "konsul.cli", *args], cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **pod_dns(self.claims.hosts)})
         message = log.read_text() if log.exists() and log.read_text() else ""
         if not message and done.returncode != 0:  # FallbackToLogsOnError
             message = (done.stdout + done.stderr)[-2000:]

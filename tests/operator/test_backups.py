@@ -185,9 +185,10 @@ def test_backup_objects_pass_strict_kubernetes_validation() -> None:
                        "restore": {"claimName": "old-backups", "file": "konsul-1.snap"}})
     assert spec.backup is not None and spec.restore is not None
     claim = resources.backup_claim(OWNER, spec.backup)
-    backup = resources.backup_job(OWNER, spec, spec.backup, ["10.0.0.1", "10.0.0.2"],
+    members = [("demo-0", "10.0.0.1"), ("demo-1", "10.0.0.2")]
+    backup = resources.backup_job(OWNER, spec, spec.backup, members,
                                   "2026-03-01T01:00:00Z", "20260301-010000")
-    restore = resources.restore_job(OWNER, spec, spec.restore, "10.0.0.1")
+    restore = resources.restore_job(OWNER, spec, spec.restore, "demo-0", "10.0.0.1")
     for obj in (claim, backup, restore):
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         # The backups outlive the cluster (the garbage collector would take an owned claim).
@@ -197,7 +198,23 @@ def test_backup_objects_pass_strict_kubernetes_validation() -> None:
         labels = obj["metadata"]["labels"]
         assert not resources.selector_labels(OWNER).items() <= labels.items()
     command = backup["spec"]["template"]["spec"]["containers"][0]["command"]
+    # Secure by default: HTTPS to the names the certificates carry, the CA, the token.
+    peers = f"{OWNER.name}-peers.{OWNER.namespace}.svc"
+    assert command[:6] == [
+        "konsulctl", "--ca-file", "/etc/konsul/tls/ca.crt", "--token-file",
+        "/etc/konsul/acl/token", "--addr"]
+    assert command[6] == f"https://demo-0.{peers}:8500,https://demo-1.{peers}:8500"
+    secrets = {v["name"]: v["secret"] for v in backup["spec"]["template"]["spec"]["volumes"]
+               if "secret" in v}
+    assert secrets["tls"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]  # no member key
+    assert secrets["acl"]["secretName"] == f"{OWNER.name}-management-token"
+    plain = parse_spec({"backup": {"schedule": HOURLY}, "tls": {"enabled": False},
+                        "acl": {"enabled": False}})
+    assert plain.backup is not None
+    command = resources.backup_job(OWNER, plain, plain.backup, members, "", "x")[
+        "spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[:3] == ["konsulctl", "--addr", "10.0.0.1:8500,10.0.0.2:8500"]
+    command = backup["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--keep"):command.index("--keep") + 2] == ["--keep", "3"]
     assert backup["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"] == {
         "claimName": "demo-backups"}
