@@ -77,6 +77,11 @@ class RaftStatus:
     # listed as a voter while this is true lost its volume and must be removed and re-added.
     catching_up: bool
     cluster_id: str  # "" for an empty node, or data from before cluster ids
+    # The cluster's commit index as this node knows it (its own on the leader), how many
+    # entries it has yet to apply to reach it, and whether that is within READY_MAX_LAG.
+    leader_commit_index: int
+    lag: int
+    ready: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +237,7 @@ class Node:
                 transport.connect(member.id)
 
     async def stop(self) -> None:
+        self.started = False
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -291,27 +297,50 @@ class Node:
             http_address=self.settings.http_advertise_addr,
             catching_up=core.catching_up,
             cluster_id=self.identity.value,
+            leader_commit_index=core.leader_commit,
+            lag=self.lag(),
+            ready=self.is_ready(),
         )
+
+    def lag(self) -> int:
+        """Entries committed in the cluster (as far as this node knows) and not applied here."""
+        return max(0, self.core.leader_commit - self.store.last_applied)
 
     def is_ready(self) -> bool:
-        """Can this node serve correct reads: it knows a leader and has applied what it learned.
+        return self.not_ready_reason() is None
 
-        "Applied an entry of the current term" is what makes it safe after a restart: until the
+    def not_ready_reason(self) -> str | None:
+        """Why this node cannot serve correct reads yet, or None when it can: it knows a
+        leader, has applied an entry of the current term, and is within ``READY_MAX_LAG``
+        entries of the leader's commit index.
+
+        "An entry of the current term" is what makes it safe after a restart: until the
         leader's no-op of this term is applied, the commit index this node knows may be stale
-        (a restarted node briefly believes everything it holds is applied).
+        (a restarted node briefly believes everything it holds is applied). The lag is counted
+        against the commit index the leader announces, not against the entries this node
+        holds: a member catching up after a restart or a long absence is not ready (and a
+        rolling restart does not move on) until it is close to the leader.
         """
         if not self.started or self.core.leader_id is None:
-            return False
-        return (
-            self.runtime.applied_term == self.core.term
-            and self.store.last_applied >= self.core.commit_index
-        )
+            return "no leader is known"
+        if self.runtime.applied_term != self.core.term:
+            return "the node has not yet applied an entry of the current term"
+        lag = self.lag()
+        if lag > READY_MAX_LAG:
+            return (f"the node is {lag} entries behind the leader's commit index "
+                    f"{self.core.leader_commit}")
+        return None
 
     async def take_snapshot(self) -> SnapshotInfo:
         saved = await self.runtime.take_snapshot()
         return SnapshotInfo(saved.meta.index, saved.meta.term, saved.size_bytes)
 
 
+# How many committed entries a ready member may still have to apply. Not zero: on a leader
+# and on a follower under write load there is always a batch between its commit and its apply
+# (an fsync), and readiness must not flicker with it. One AppendEntries batch (64 entries by
+# default) is a few milliseconds of work.
+READY_MAX_LAG = 64
 TLS_RELOAD_INTERVAL = 1.0
 ACL_CHECK_INTERVAL = 1.0
 

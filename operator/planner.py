@@ -346,12 +346,14 @@ def majority(n: int) -> int:
 
 
 def _caught_up(obs: Observed, node: NodeView | None) -> bool:
-    """Knows a leader and has applied close to the leader's commit index.
+    """Ready by its own account and close to the leader's commit index.
 
-    Not the node's own readiness answer: under a steady write load a follower's applied index
-    trails the commit index it just learned by a few entries, so ``/health/ready`` flickers.
+    The node's readiness compares its applied index with the commit index the leader announced
+    to it, in the same instant, with a small allowance (a member back from a restart is not
+    ready until it has applied what it missed); ours compares two answers taken some
+    milliseconds apart, hence the larger ``MAX_LAG``: both must hold.
     """
-    if node is None or node.empty or node.leader_id is None:
+    if node is None or node.empty or node.leader_id is None or not node.ready:
         return False
     return node.applied_index + MAX_LAG >= obs.leader_commit
 
@@ -560,9 +562,15 @@ def _plan_scale_up(obs: Observed, healthy: set[str]) -> Plan | None:
         (p for p in obs.pods if p.ordinal < obs.desired_replicas and not p.deleting),
         key=lambda p: p.ordinal,
     )
+    # ... and so does a member promoted but not caught up yet (the previous join, as a
+    # rolling restart waits for the pod it restarted).
+    behind = [p.name for p in wanted if obs.member(p.name) is not None and p.name not in healthy]
     for pod in wanted:
         if obs.member(pod.name) is not None:
             continue
+        if behind:
+            return _wait(f"waiting for {', '.join(behind)} to catch up before the next join",
+                         Phase.SCALING, True, SCALING_UP)
         if pod.node is None:
             return _wait(f"waiting for {pod.name} to answer before it joins", Phase.SCALING,
                          True, SCALING_UP)

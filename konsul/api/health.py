@@ -45,14 +45,9 @@ async def live(request: web.Request) -> web.StreamResponse:
 
 
 async def ready(request: web.Request) -> web.StreamResponse:
-    node = node_of(request)
-    if node.is_ready():
+    reason = node_of(request).not_ready_reason()
+    if reason is None:
         return json_response({"status": "ready"})
-    leader = node.leader()
-    reason = (
-        "no leader is known" if leader is None
-        else "the node has not yet applied everything committed"
-    )
     return json_response(
         {"error": "not ready", "message": f"Not ready: {reason}.", "status": "not ready"},
         status=503,

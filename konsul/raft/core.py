@@ -339,6 +339,9 @@ class RaftCore:
         self._election_elapsed = 0
         self._randomized_timeout = 0
         self._contact_elapsed = 0  # ticks since a leader last spoke to us
+        # the highest commit index a leader announced to us: committed entries stay committed,
+        # so any value a leader sent is a lower bound of the cluster's commit index
+        self._leader_commit = self._log.commit
         self._leader_unreachable = False
         self._heartbeat_elapsed = 0
         self._leader_ticks = 0  # the leader's clock, for check-quorum
@@ -461,6 +464,22 @@ class RaftCore:
     @property
     def ticks_since_leader_contact(self) -> int:
         return 0 if self._role is Role.LEADER else self._contact_elapsed
+
+    @property
+    def leader_commit(self) -> int:
+        """The cluster's commit index as this node knows it: its own on a leader; on a
+        follower the highest one a leader announced, which may be past the entries it holds
+        (its own ``commit_index`` is not). How far behind a member is, it reads here."""
+        commit = self._log.commit
+        return commit if self._role is Role.LEADER else max(commit, self._leader_commit)
+
+    def active_peers(self) -> list[str]:
+        """On a leader, the other members that answered within the leader lease (those it
+        can count on to be up); empty on any other node."""
+        if self._role is not Role.LEADER:
+            return []
+        since = self._leader_ticks - self._cfg.leader_lease_ticks
+        return [pid for pid, pr in self._progress.items() if pr.last_active > since]
 
     def match_index(self, peer_id: str) -> int:
         if self._role is not Role.LEADER:
@@ -1341,6 +1360,8 @@ class RaftCore:
         if entries:
             self._merge(entries)
         last_new = prev + len(entries)
+        if m.commit > self._leader_commit:
+            self._leader_commit = m.commit
         if m.commit > commit:
             new_commit = min(m.commit, last_new)
             if new_commit > commit:

@@ -1,0 +1,42 @@
+"""Ready means caught up: a member that comes back after missing writes answers ready only once
+it has applied (nearly) everything the leader had committed, not as soon as it has applied what
+its own log holds (issue #16: /health/ready turned 200 seconds before the follower caught up)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from konsul.node import READY_MAX_LAG
+from konsul.store import commands
+from tests.inprocess import InProcessCluster, until
+
+
+async def test_a_member_back_from_an_absence_is_ready_only_once_caught_up(tmp_path: Path) -> None:
+    cluster = await InProcessCluster.start(tmp_path, 3)
+    try:
+        leader = cluster.leader()
+        behind = next(n for n in cluster.running() if n is not leader).node_id
+        await cluster.stop_node(behind)
+        value = b"v" * 4096
+        for i in range(40):  # 40 x 16 = 640 entries missed, ten times the allowed lag
+            await asyncio.gather(*(
+                leader.propose(commands.kv_set(f"k{i}/{j}", value, 0, None)) for j in range(16)
+            ))
+        node = await cluster.restart_node(behind)
+        reasons: set[str] = set()
+        deadline = time.monotonic() + 30
+        while not node.is_ready():
+            reasons.add(node.not_ready_reason() or "")
+            assert time.monotonic() < deadline, f"never ready: {reasons}"
+            await asyncio.sleep(0)
+        # the leader's real commit index, read in the same instant as the member's state
+        assert node.store.last_applied + READY_MAX_LAG >= leader.core.commit_index
+        assert any("behind the leader's commit index" in r for r in reasons), reasons
+        status = node.status()
+        assert status.ready and status.lag <= READY_MAX_LAG
+        assert status.leader_commit_index >= leader.core.commit_index - READY_MAX_LAG
+        await until(cluster.converged, 10, "the member to catch up completely")
+    finally:
+        await cluster.close()
