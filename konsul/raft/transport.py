@@ -260,7 +260,11 @@ class TcpTransport:
         lookup = PeerLookup(*parse_host_port(peer.address))
         while True:
             try:
-                reader, writer = await asyncio.wait_for(self._dial(lookup), CONNECT_TIMEOUT)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the dial's error
+                # instead of a cancellation that arrives as the dial fails, and this loop, told
+                # to stop, would go on dialling and its transport's stop() would never return.
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    reader, writer = await self._dial(lookup)
             except (OSError, TimeoutError) as exc:
                 if isinstance(exc, ssl.SSLError) and self._tls is not None:
                     self._tls.refused("outbound", peer.address, exc)
