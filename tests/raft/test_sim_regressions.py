@@ -9,6 +9,12 @@
   which it cannot trust, so it stayed a voter that never votes; with a second disk lost no
   quorum could form (liveness). The operator, like the Kubernetes one, now re-adds a voter
   that keeps reporting catching up, and no disk is lost meanwhile.
+* 1649 (3 nodes, the simulator's small byte limits; 613 too, with too few writes for the
+  check below): a member that restarted with an empty disk heard from a new leader first
+  through its first append (then only heartbeats and probes counted as showing the leader's
+  log), got the log from index 1 in a small batch, took the bootstrap configuration at index 1
+  for its promotion and elected itself alone (leader completeness; the wiped_bootstrap
+  transcript shows the same at the core's level).
 * 300911 (3 nodes, pipelined runtime): a voter behind a membership change ignored the votes of
   a member it did not know yet, and no leader could ever be elected again (liveness).
 """
@@ -30,11 +36,13 @@ from konsul.raft.sim.__main__ import report
         (1006817, SimConfig(nodes=3)),
         (1007870, SimConfig(nodes=3)),
         (300911, SimConfig(nodes=3, pipeline=True)),
+        (1649, SimConfig(nodes=3)),
     ],
     ids=["wiped-member-snapshot-401488", "wiped-member-stale-leader-500883",
          "wiped-member-restart-1001537", "promotion-in-snapshot-1006817",
          "promotion-in-snapshot-1007870",
-         "vote-from-unknown-member-300911"],
+         "vote-from-unknown-member-300911",
+         "wiped-member-bootstrap-config-1649"],
 )
 def test_seed_stays_clean(seed: int, cfg: SimConfig) -> None:
     result = run_seed(seed, cfg)
