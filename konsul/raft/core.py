@@ -60,7 +60,8 @@ can cause it).
 Observation (read-only properties): ``node_id, role, term, vote, leader_id, commit_index,
 last_index, last_term, first_index, configuration`` (latest, possibly uncommitted),
 ``committed_configuration, snapshot_meta, is_empty, catching_up`` (addition: started empty, not
-promoted since), ``transfer_target`` / ``lead_transferee`` (the same: the member a leader is
+promoted since), ``config_change_blocker`` (addition: why a change would be refused for now,
+else None), ``transfer_target`` / ``lead_transferee`` (the same: the member a leader is
 handing leadership to, else None), ``match_index(peer)`` (leader only; NotLeaderError
 otherwise), ``ticks_since_leader_contact``, and
 ``term_at(index)`` (the term of an entry still in the log or at the snapshot point, else None).
@@ -452,6 +453,23 @@ class RaftCore:
         leader reached before the operator looked) must be removed and added again.
         """
         return self._catchup.active
+
+    @property
+    def config_change_blocker(self) -> str | None:
+        """Why a leader would refuse a configuration change now, for a reason that passes by
+        itself: a leadership transfer under way, its term's first entry not committed yet, or
+        another change not committed yet. None otherwise (and on a follower, which refuses
+        every change). A runtime may wait for it to clear before it proposes a change."""
+        if self._role is not Role.LEADER:
+            return None
+        if self._transferee is not None:
+            return "leadership transfer in progress"
+        if self._log.commit < self._term_start:
+            # a new leader must commit an entry of its term before changing the configuration
+            return "leader has not committed an entry of its term yet"
+        if self._configs.pending:
+            return "a configuration change is already in progress"
+        return None
 
     @property
     def transfer_target(self) -> str | None:
@@ -1143,13 +1161,9 @@ class RaftCore:
     def _check_config_change(self) -> None:
         if self._role is not Role.LEADER:
             raise NotLeaderError(self._leader)
-        if self._transferee is not None:
-            raise ProposalRejected("leadership transfer in progress")
-        if self._log.commit < self._term_start:
-            # a new leader must commit an entry of its term before changing the configuration
-            raise ProposalRejected("leader has not committed an entry of its term yet")
-        if self._configs.pending:
-            raise ProposalRejected("a configuration change is already in progress")
+        reason = self.config_change_blocker
+        if reason is not None:
+            raise ProposalRejected(reason)
 
     def _append_config(self, config: Configuration) -> tuple[int, int]:
         index = self.last_index + 1

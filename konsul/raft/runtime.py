@@ -51,6 +51,8 @@ from konsul.storage.wal import DEFAULT_SEGMENT_BYTES, WriteAheadLog
 log = logging.getLogger("konsul.raft")
 
 TICK_SECONDS = 0.01
+# How long a membership change waits for what holds it back to pass (run_config_change).
+CONFIG_CHANGE_WAIT = 5.0
 
 # A sync this fast (a moving average) runs on the event loop: handing it to a thread and back
 # costs more (two wake-ups, and under load the worker waits for the GIL to report back). A
@@ -473,7 +475,18 @@ class RaftRuntime:
                 )
 
     async def run_config_change(self, change: Callable[[], tuple[int, int]]) -> None:
-        """Propose a membership change (a core method) and wait until it is applied."""
+        """Propose a membership change (a core method) and wait until it is applied.
+
+        A change the core would refuse only for now (``core.config_change_blocker``: a leader
+        elected a moment ago that has not committed its term's first entry, another change or
+        a leadership transfer under way) is held until that passes, for at most
+        ``CONFIG_CHANGE_WAIT``, as hashicorp/raft's leader holds one until its configuration is
+        stable: a leave forwarded to a new leader, or two removals in a row, then succeed
+        instead of failing with a conflict the caller could do nothing about but retry.
+        """
+        deadline = time.monotonic() + CONFIG_CHANGE_WAIT
+        while self.core.config_change_blocker is not None and time.monotonic() < deadline:
+            await asyncio.sleep(TICK_SECONDS)
         try:
             index, term = change()
         except NotLeaderError as exc:

@@ -107,6 +107,31 @@ def test_a_new_leader_changes_the_configuration_only_after_committing_in_its_ter
     c["b"].propose_remove("c")
 
 
+def test_a_leader_says_why_a_change_must_wait_until_it_passes() -> None:
+    """What ``config_change_blocker`` names passes by itself: a runtime waits for it instead of
+    failing a change that merely came early (a leave forwarded to a leader elected a moment
+    ago, a second removal right after the first)."""
+    c = Cluster("abc")
+    while c["b"].role is Role.FOLLOWER:
+        c["b"].tick()
+    c.deliver(lambda m: not isinstance(m, AppendEntries))  # b wins; its NOOP reaches nobody
+    assert c["b"].config_change_blocker == "leader has not committed an entry of its term yet"
+    assert c["a"].config_change_blocker is None  # a follower refuses every change, for good
+    c.deliver()
+    assert c["b"].config_change_blocker is None
+    c["b"].propose_remove("c")
+    assert c["b"].config_change_blocker == "a configuration change is already in progress"
+    c.deliver()
+    assert c["b"].config_change_blocker is None
+    c["b"].transfer_leadership("a")
+    assert c["b"].config_change_blocker == "leadership transfer in progress"
+    with pytest.raises(ProposalRejected, match="transfer in progress"):
+        c["b"].propose_add(member("d"))
+    c.deliver()
+    assert c["a"].role is Role.LEADER and c["a"].config_change_blocker is None
+    assert c["b"].config_change_blocker is None
+
+
 def test_the_last_voter_cannot_be_removed() -> None:
     n = single_node("a")
     with pytest.raises(ProposalRejected, match="last voter"):
