@@ -28,8 +28,10 @@ A dead or restarted peer must cost no more than its own connection, whatever its
   so they went nowhere until ``UNACKED_TIMEOUT_MS`` and a killed leader took seconds to replace.
 - An idle connection to an address that vanished without a word (a node lost) is found by TCP
   keepalive within about three seconds and replaced, before an election needs it.
-- Each reconnection looks the peer's name up afresh, one lookup per peer at a time in a thread of
-  its own (``konsul.raft.lookup``), so a resolver stalled on a dead peer's name delays no other.
+- A peer that reaches us is dialled back at once, not at the end of our backoff: it is up.
+- Each reconnection looks the peer's name up afresh, in threads of the peer's own
+  (``konsul.raft.lookup``): a resolver stalled on a dead peer's name delays no other, and a
+  lookup the resolver lost holds our dials for half a second, not for glibc's five.
 """
 
 from __future__ import annotations
@@ -98,6 +100,10 @@ class _Peer:
     queue: collections.deque[bytes] = field(default_factory=collections.deque)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    # Set when the peer reaches us (its hello): it is up, so a dial waiting out its backoff
+    # goes now. (A restarted member dials us as it starts; without this, our next try came up
+    # to BACKOFF_MAX later, and a leader killed in between waited for it.)
+    retry: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
     # The open connection while the kernel takes our writes without backlog: frames are then
     # written at once rather than one event-loop turn later by the write loop (a turn each way
@@ -259,6 +265,7 @@ class TcpTransport:
         backoff = BACKOFF_MIN
         lookup = PeerLookup(*parse_host_port(peer.address))
         while True:
+            peer.retry.clear()
             try:
                 # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the dial's error
                 # instead of a cancellation that arrives as the dial fails, and this loop, told
@@ -269,7 +276,9 @@ class TcpTransport:
                 if isinstance(exc, ssl.SSLError) and self._tls is not None:
                     self._tls.refused("outbound", peer.address, exc)
                 self._on_unreachable(peer.node_id)
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):  # (not wait_for: as above)
+                        await peer.retry.wait()
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
             backoff = BACKOFF_MIN
@@ -341,6 +350,9 @@ class TcpTransport:
                 return
             sender = hello_sender
             self._learned[sender] = address
+            peer = self._peers.get(sender)
+            if peer is not None:
+                peer.retry.set()
             while True:
                 header = await reader.readexactly(HEADER.size)
                 (length,) = HEADER.unpack(header)

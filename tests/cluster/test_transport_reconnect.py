@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import time
+from collections.abc import Callable
 
+import pytest
 import uvloop
 
-from konsul.raft.messages import AppendEntries
+from konsul.raft import transport as transport_module
+from konsul.raft.messages import AppendEntries, Message, TimeoutNow
 from konsul.raft.transport import HELLO_MAGIC, TcpTransport
 from tests.cluster_harness import free_subnet
+from tests.processes import free_port
 
 
 async def _reconnects_after_reset(host: str) -> int:
@@ -60,3 +65,35 @@ async def _reconnects_after_reset(host: str) -> int:
 def test_write_loop_reconnects_after_the_peer_resets_the_connection() -> None:
     host = f"{free_subnet()}.1"
     assert uvloop.run(_reconnects_after_reset(host)) >= 2
+
+
+async def test_a_peer_that_reaches_us_is_dialled_back_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restarted member dials us as it starts: our own dial to it, failed while it was down,
+    goes again then, not at the end of its backoff (here made 30 s long)."""
+    monkeypatch.setattr(transport_module, "BACKOFF_MIN", 30.0)
+    a_addr, b_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    unreachable: list[str] = []
+    to_b: list[Message] = []
+    a = TcpTransport("a", a_addr, a_addr, resolve=lambda _: b_addr,
+                     on_unreachable=unreachable.append)
+    b = TcpTransport("b", b_addr, b_addr, resolve=lambda _: a_addr, deliver=to_b.append)
+    await a.start()
+    try:
+        a.send([TimeoutNow(src="a", dst="b", term=1)])
+        await _until(lambda: "b" in unreachable, 5)  # refused: a backs off for 30 s
+        await b.start()
+        b.connect("a")  # b starts and dials a, as a starting member dials its peers
+        await _until(lambda: bool(to_b), 10)
+        assert to_b == [TimeoutNow(src="a", dst="b", term=1)]
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def _until(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
