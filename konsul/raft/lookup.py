@@ -16,7 +16,8 @@ A lookup unanswered for longer than our ``patience`` is most likely lost rather 
 container network's DNS server (podman's aardvark-dns) drops the queries that reach it while it
 reloads for a container that (re)started, and glibc asks again only after its 5 s timeout,
 while a live resolver answers a local name in milliseconds. Another lookup then starts beside
-it, up to ``MAX_IN_FLIGHT`` unanswered at a time, and the first answer of either is taken.
+it, and another every ``patience`` while none answers (up to ``MAX_IN_FLIGHT`` unanswered at a
+time: the queries of a whole reload may be lost), and the first answer of any is taken.
 (Seen on the guide's compose deployment: a member restarted, and a survivor's lookup of its
 name, sent during that reload, held every dial to it for 5 s; leadership handed to that
 survivor meanwhile could not reach a majority and was lost again.)
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 DEFAULT_PATIENCE = 0.5  # seconds before another lookup starts beside an unanswered one
-MAX_IN_FLIGHT = 3  # unanswered lookups of one name at a time (each holds a thread)
+MAX_IN_FLIGHT = 8  # unanswered lookups of one name at a time (each holds a thread)
 
 Resolver = Callable[..., list[tuple[Any, ...]]]  # socket.getaddrinfo's shape
 
