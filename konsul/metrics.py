@@ -74,6 +74,11 @@ class Metrics:
         self.services = Gauge(
             "konsul_services", "Number of registered service instances", registry=r
         )
+        self.blocking_reads_parked = Gauge(
+            "konsul_blocking_reads_parked",
+            "Blocking reads waiting on this node for a change to what they read",
+            registry=r,
+        )
         # TLS (only moves when KONSUL_TLS_* is set).
         self.tls_refused = Counter(
             "konsul_raft_tls_refused_connections",

@@ -8,8 +8,9 @@ Interface (stable; the HTTP layer codes against it):
   lost while the write was in flight, or it did not commit in time) or ``Unavailable``.
 - ``await read_barrier()``: a linearizable read point (ReadIndex); afterwards the local store
   reflects every write acknowledged before the call. Raises ``NoLeader``.
-- ``await wait_for(index_fn, after, timeout)``: blocking reads; returns once ``index_fn() > after``
-  or the timeout passes.
+- ``await watch(topic, index_fn, after, timeout)``: blocking reads; returns once
+  ``index_fn() > after`` (checked whenever what ``topic`` names changes, ``konsul.watch``) or
+  the timeout passes; ``watches.release_all()`` answers every parked reader at once.
 - ``status()``, ``leader()``, ``is_leader``, ``peers()``, ``last_contact_ms()``, ``is_ready()``.
 - ``membership``: ``join(member)``, ``leave(node_id)``, ``transfer_leadership(node_id | None)``,
   ``bootstrap()`` (``konsul.membership``); ``take_snapshot()``.
@@ -52,6 +53,7 @@ from konsul.raft.types import Configuration, Member
 from konsul.storage.wal import DEFAULT_SEGMENT_BYTES
 from konsul.store import StateMachine, commands
 from konsul.tls import Tls
+from konsul.watch import Topic, WatchHub
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,8 @@ class Node:
             wal_segment_bytes=wal_segment_bytes,
         )
         self.runtime.on_config_applied.append(self._track_members)
+        self.watches = WatchHub(self.store)
+        self.runtime.on_applied.append(self.watches.notify)
         self.peer_http = PeerHTTP(settings.http_scheme, self.tls)
         self.membership = Membership(self.runtime, settings, self.me(), self.peer_http, self.tls,
                                      self.identity)
@@ -256,8 +260,10 @@ class Node:
     async def read_barrier(self) -> None:
         await self.runtime.read_barrier()
 
-    async def wait_for(self, index_fn: Callable[[], int], after: int, timeout: float) -> None:
-        await self.runtime.wait_applied(lambda: index_fn() > after, timeout)
+    async def watch(
+        self, topic: Topic, index_fn: Callable[[], int], after: int, timeout: float
+    ) -> None:
+        await self.watches.wait(topic, lambda: index_fn() > after, timeout)
 
     # ------------------------------------------------------------------------------ status
 

@@ -20,6 +20,7 @@ from konsul.api import (
     backup,
     cluster,
     data,
+    encoded,
     fastpath,
     health,
     kv,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 async def _stopping(app: web.Application) -> None:
     app[STOPPING].set()
+    app[NODE].watches.release_all()
 
 
 def create_app(node: Node) -> web.Application:
@@ -57,6 +59,7 @@ def create_app(node: Node) -> web.Application:
     app[STOPPING] = asyncio.Event()
     app.on_shutdown.append(_stopping)
     init_metrics_cache(app)
+    encoded.install(app)  # answers shared by the readers of one query (also those of /v1)
     app.on_response_prepare.append(add_request_id)
     for module in (kv, txn, services, health, cluster, backup, data, metrics, ui):
         module.add_routes(app)

@@ -17,11 +17,12 @@ from konsul.api.http import (
 from konsul.api.writes import propose, result_response
 from konsul.store import commands
 from konsul.store.types import Imported, Rejected
+from konsul.watch import Table
 
 
 async def export(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
-    await read_point(request, lambda: node.store.last_applied)
+    await read_point(request, Table("applied"), lambda: node.store.last_applied)
     document = node.store.export()
     auth = authorizer(request)  # an export holds only what the token may read
     readable = auth.key_reader("")

@@ -7,12 +7,14 @@ from aiohttp import web
 
 import konsul
 from konsul.api.acl import authorizer
+from konsul.api.encoded import shared_read_response
 from konsul.api.errors import RETRY_AFTER, read_error
-from konsul.api.http import json_response, node_of, read_json_object, read_point, read_response
+from konsul.api.http import json_response, node_of, read_json_object, read_point
 from konsul.api.writes import write
 from konsul.errors import BadRequest, NotFound
 from konsul.store import StateMachine, commands
 from konsul.store.types import Check
+from konsul.watch import Service, Table
 
 
 async def health(request: web.Request) -> web.StreamResponse:
@@ -57,11 +59,12 @@ async def ready(request: web.Request) -> web.StreamResponse:
 
 async def checks(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
-    await read_point(request, lambda: node.store.checks_index)
+    await read_point(request, Table("checks"), lambda: node.store.checks_index)
     store = node.store
     auth = authorizer(request)
-    data = [c.to_json() for c in store.checks() if auth.allows("service", _name(store, c), "read")]
-    return read_response(request, data, store.checks_index)
+    return shared_read_response(request, store.checks_index, lambda: [
+        c.to_json() for c in store.checks() if auth.allows("service", _name(store, c), "read")
+    ])
 
 
 def _name(store: StateMachine, check: Check) -> str:
@@ -73,14 +76,15 @@ def _name(store: StateMachine, check: Check) -> str:
 async def service_checks(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
     name = request.match_info["name"]
-    await read_point(request, lambda: node.store.catalog_index)
+    await read_point(request, Service(name), lambda: node.store.catalog_index)
     store = node.store
     if not store.instances(name):
         return read_error(
             request, NotFound(f"No instances of service {name!r}."), store.catalog_index
         )
-    data = [c.to_json() for c in store.checks_of_name(name)]
-    return read_response(request, data, store.catalog_index)
+    return shared_read_response(request, store.catalog_index, lambda: [
+        c.to_json() for c in store.checks_of_name(name)
+    ])
 
 
 async def update_check(request: web.Request) -> web.StreamResponse:

@@ -8,7 +8,7 @@ still carry a whole data set.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,10 +19,11 @@ from konsul.errors import BadRequest, TooLarge
 
 if TYPE_CHECKING:
     from konsul.node import Node
+    from konsul.watch import Topic
 
 NODE: web.AppKey[Node] = web.AppKey("konsul.node", "Node")  # type: ignore[arg-type]
-# Set when the app starts shutting down: blocking reads answer at once instead of holding the
-# shutdown (aiohttp waits up to 60 s for handlers) for the rest of their wait.
+# Set when the app starts shutting down, when its parked blocking reads are released: they answer
+# at once instead of holding the shutdown (aiohttp waits up to 60 s for handlers).
 STOPPING = web.AppKey("konsul.stopping", asyncio.Event)
 
 KIB = 1024
@@ -141,8 +142,9 @@ def query_str(request: web.Request, name: str, default: str = "") -> str:
     return request.query.get(name, default)
 
 
-async def read_point(request: web.Request, index_fn: Callable[[], int]) -> None:
-    """Honour the read flags: ``?consistent`` (ReadIndex) and ``?index=N&wait=D`` (blocking)."""
+async def read_point(request: web.Request, topic: Topic, index_fn: Callable[[], int]) -> None:
+    """Honour the read flags: ``?consistent`` (ReadIndex) and ``?index=N&wait=D`` (blocking:
+    parked on ``topic``, what the read shows, until ``index_fn()`` passes N)."""
     node = node_of(request)
     consistent = flag(request, "consistent")
     if consistent and flag(request, "stale"):
@@ -161,21 +163,9 @@ async def read_point(request: web.Request, index_fn: Callable[[], int]) -> None:
             raise BadRequest(f"wait: {exc}") from None
     # Consul's rule: a wait beyond the maximum is clamped, not refused.
     wait = min(wait, MAX_WAIT)
-    stopping = request.app[STOPPING]
-    if index_fn() <= after and wait > 0 and not stopping.is_set():
-        await wait_unless_stopping(node.wait_for(index_fn, after, wait), stopping)
-
-
-async def wait_unless_stopping(waiting: Awaitable[None], stopping: asyncio.Event) -> None:
-    wait_task = asyncio.ensure_future(waiting)
-    stop_task = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait((wait_task, stop_task), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        wait_task.cancel()
-        stop_task.cancel()
-    if wait_task.done() and not wait_task.cancelled():
-        wait_task.result()  # a failure of the wait itself (the node stopping) is the answer
+    if wait > 0 and not request.config_dict[STOPPING].is_set():
+        # (once the app stops, its shutdown hook releases every parked reader: see create_app)
+        await node.watch(topic, index_fn, after, wait)
 
 
 def read_headers(request: web.Request, index: int) -> dict[str, str]:

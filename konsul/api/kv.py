@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from konsul.api.acl import authorizer
+from konsul.api.encoded import shared_read_response
 from konsul.api.errors import index_error
 from konsul.api.http import (
     flag,
@@ -16,11 +17,11 @@ from konsul.api.http import (
     query_uint,
     read_json_object,
     read_point,
-    read_response,
 )
 from konsul.api.writes import write
 from konsul.errors import BadRequest, NotFound
 from konsul.store import commands
+from konsul.watch import Key, Prefix
 
 if TYPE_CHECKING:
     from konsul.node import Node
@@ -41,7 +42,7 @@ async def get_key(request: web.Request) -> web.StreamResponse:
     key = _key(request)
     node = node_of(request)
     # Always through node.store: a snapshot restore replaces the tables while we wait.
-    await read_point(request, lambda: _key_index(node.store, key))
+    await read_point(request, Key(key), lambda: _key_index(node.store, key))
     return key_response(node, key)
 
 
@@ -61,16 +62,16 @@ async def list_keys(request: web.Request) -> web.StreamResponse:
     names_only = flag(request, "keys")
     node = node_of(request)
     # Always through node.store: a snapshot restore replaces the tables while we wait.
-    await read_point(request, lambda: node.store.kv_index)
+    await read_point(request, Prefix(prefix), lambda: node.store.kv_index)
     store = node.store
     readable = authorizer(request).key_reader(prefix)  # the token sees only what it may read
-    data: list[Any]
-    if names_only:
-        data = [k for k in store.kv_keys(prefix, separator) if readable(k)]
-    else:
-        data = [e.to_json() for e in store.kv_list(prefix, separator) if readable(e.key)]
-    index = store.kv_index
-    return read_response(request, data, index)
+
+    def listing() -> list[Any]:
+        if names_only:
+            return [k for k in store.kv_keys(prefix, separator) if readable(k)]
+        return [e.to_json() for e in store.kv_list(prefix, separator) if readable(e.key)]
+
+    return shared_read_response(request, store.kv_index, listing)
 
 
 def _cas(from_query: int | None, body: dict[str, Any]) -> int | None:

@@ -13,6 +13,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     # Store sizes are sampled at scrape time: cheaper than updating gauges on every write.
     node.metrics.kv_keys.set(node.store.kv_count)
     node.metrics.services.set(node.store.service_count)
+    node.metrics.blocking_reads_parked.set(node.watches.parked)
     body = generate_latest(node.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from konsul.api.acl import authorizer, require
+from konsul.api.encoded import shared_read_response
 from konsul.api.errors import read_error
-from konsul.api.http import flag, node_of, read_json_object, read_point, read_response
+from konsul.api.http import flag, node_of, read_json_object, read_point
 from konsul.api.writes import write
 from konsul.errors import BadRequest, NotFound
 from konsul.store import commands
+from konsul.watch import Service, Table
 
 
 async def register(request: web.Request) -> web.StreamResponse:
@@ -50,28 +52,29 @@ async def list_services(request: web.Request) -> web.StreamResponse:
     name = request.query.get("name")
     tags, meta, passing = _tags(request), _meta(request), flag(request, "passing")
     # The catalog index covers checks too: a listing shows each instance's aggregated status.
-    await read_point(request, lambda: node.store.catalog_index)
+    topic = Table("catalog") if name is None else Service(name)
+    await read_point(request, topic, lambda: node.store.catalog_index)
     store = node.store
     auth = authorizer(request)
-    data = [
+    return shared_read_response(request, store.catalog_index, lambda: [
         store.service_json(s) for s in store.services(name, tags, meta, passing)
         if auth.allows("service", s.name, "read")
-    ]
-    return read_response(request, data, store.catalog_index)
+    ])
 
 
 async def service_by_name(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
     name = request.match_info["name"]
     tags, passing = _tags(request), flag(request, "passing")
-    await read_point(request, lambda: node.store.catalog_index)
+    await read_point(request, Service(name), lambda: node.store.catalog_index)
     store = node.store
     if not store.instances(name):
         return read_error(
             request, NotFound(f"No instances of service {name!r}."), store.catalog_index
         )
-    data = [store.service_json(s) for s in store.instances(name, tags, passing)]
-    return read_response(request, data, store.catalog_index)
+    return shared_read_response(request, store.catalog_index, lambda: [
+        store.service_json(s) for s in store.instances(name, tags, passing)
+    ])
 
 
 def add_routes(app: web.Application) -> None:

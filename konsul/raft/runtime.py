@@ -198,6 +198,8 @@ class RaftRuntime:
         )
         self.last_snapshot: SnapshotMeta | None = self.core.snapshot_meta
         self.on_config_applied: list[Callable[[Configuration], None]] = []
+        # Called after every applied batch (and snapshot restore), e.g. to wake blocking reads.
+        self.on_applied: list[Callable[[], None]] = []
         if transport is not None:
             transport.attach(self.address_of, self.receive, self.peer_unreachable)
 
@@ -425,9 +427,13 @@ class RaftRuntime:
     def _notify_applied(self) -> None:
         self._applied.set()
         self._applied = asyncio.Event()
+        for callback in self.on_applied:
+            callback()
 
     async def wait_applied(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``predicate()`` holds after some apply, or the timeout passes."""
+        """Wait until ``predicate()`` holds after some apply, or the timeout passes. Every
+        waiter wakes on every apply: for the few internal waits; blocking reads, which may be
+        thousands, wait on what they read (``konsul.watch``)."""
         deadline = time.monotonic() + timeout
         while not predicate():
             remaining = deadline - time.monotonic()

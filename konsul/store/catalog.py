@@ -51,6 +51,13 @@ class Catalog:
         self.services_index = 0  # highest index that changed an instance (deregisters included)
         self.checks_index = 0  # highest index that changed a check (status, output, definition)
         self.events: list[Event] = []  # drained by the StateMachine after each apply
+        # names whose instances or checks changed, for the watchers (take_touched)
+        self._touched: set[str] = set()
+
+    def take_touched(self) -> set[str]:
+        """The service names changed since the last call (their instances or checks)."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     # ------------------------------------------------------------------------- reads
 
@@ -150,6 +157,7 @@ class Catalog:
             if owner is not None and owner.service_id != sid:
                 # Import only: the check moves here from a service the chunk re-registers.
                 other = self.services[owner.service_id]
+                self._touched.add(other.name)
                 self.services[other.id] = replace(
                     other, check_ids=tuple(i for i in other.check_ids if i != chk.id)
                 )
@@ -160,6 +168,8 @@ class Catalog:
             self.services_index = index
         if old is not None and old.name != new.name:
             self._unname(old)
+            self._touched.add(old.name)
+        self._touched.add(new.name)
         self._by_name.setdefault(new.name, set()).add(sid)
         self.services[sid] = new
         if checks_changed:
@@ -195,6 +205,7 @@ class Catalog:
         if svc.check_ids:
             self.checks_index = index
         self._unname(svc)
+        self._touched.add(svc.name)
         self.services_index = index
         self.events.append(Event("service_deregistered", index, sid))
         return ServiceWritten(sid, index)
@@ -210,6 +221,7 @@ class Catalog:
         if svc is None:
             return _not_found("service", sid)
         self.services[sid] = replace(svc, heartbeat_index=index)
+        self._touched.add(svc.name)
         for cid in svc.check_ids:
             chk = self.checks[cid]
             if chk.kind == "ttl":
@@ -218,6 +230,7 @@ class Catalog:
         return ServiceWritten(sid, svc.modify_index)
 
     def _report(self, index: int, chk: Check, status: str, output: str) -> Check:
+        self._touched.add(self.services[chk.service_id].name)
         status_changed = chk.status != status
         if status_changed or chk.output != output:
             new = replace(chk, status=status, output=output, modify_index=index,

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import assert_never
 
 import msgpack
@@ -86,12 +87,15 @@ from konsul.store.types import (
     Event,
     Ignored,
     Imported,
+    KVDeleted,
     KVEntry,
+    KVWritten,
     Reason,
     Rejected,
     Restored,
     Restoring,
     Service,
+    TxnDone,
 )
 
 log = logging.getLogger(__name__)
@@ -101,6 +105,17 @@ EXPORT_VERSION = 1
 _RESTORE_COMMANDS = (RestoreBegin, RestoreChunk, RestoreCommit, RestoreAbort)
 
 Listener = Callable[[Event], None]
+_TXN_WRITES = frozenset(("set", "cas", "delete", "delete-cas"))
+
+
+@dataclass(slots=True)
+class Touched:
+    """What applies changed, for the watchers (``StateMachine.take_touched``)."""
+
+    keys: list[str] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)  # recursive deletes, imports ("")
+    names: set[str] = field(default_factory=set)  # service names: instances or their checks
+    restored: bool = False  # a snapshot replaced the whole state
 
 
 class StateMachine:
@@ -112,6 +127,10 @@ class StateMachine:
     Change hook: append callables to ``listeners``; after each apply that changed the catalog
     each is called with every ``Event`` (in order). They run on the apply path: keep them
     cheap (e.g. put the event on a queue). KV writes emit no events.
+
+    Watchers (``konsul.watch``): while ``watching`` is set, applies note which keys and key
+    prefixes they changed (the catalog always notes the service names it changed); the watch
+    hub takes them with ``take_touched`` after each applied batch. Off, a write pays nothing.
     """
 
     def __init__(self) -> None:
@@ -122,6 +141,8 @@ class StateMachine:
         self.apply_errors = 0  # local counter (not replicated state, not in snapshots)
         self.listeners: list[Listener] = []
         self.restoring: PendingRestore | None = None  # an online restore under way
+        self.watching = False
+        self._touched = Touched()
 
     # ------------------------------------------------------------------------- apply
 
@@ -141,11 +162,14 @@ class StateMachine:
             log.error("undecodable command at index %d: %r", index, exc)
             return Rejected(Reason.MALFORMED, f"Entry {index} is not a valid command.")
         try:
-            result = self._dispatch(index, read(raw))
+            cmd = read(raw)
+            result = self._dispatch(index, cmd)
         except Exception as exc:  # a forged command of the right op, wrong shape
             self.apply_errors += 1
             log.exception("command at index %d failed to apply", index)
             return Rejected(Reason.MALFORMED, f"Entry {index} could not be applied: {exc!r}.")
+        if self.watching:
+            self._touch(cmd, result)
         if self.catalog.events:
             self._emit()
         return result
@@ -164,6 +188,31 @@ class StateMachine:
                     listener(event)
                 except Exception:  # a listener bug must not break replication
                     log.exception("store listener failed on %r", event)
+
+    def _touch(self, cmd: Command, result: ApplyResult) -> None:
+        """Note the keys a KV command changed (refused commands change nothing)."""
+        touched = self._touched
+        match cmd:
+            case KVSet() if type(result) is KVWritten:
+                touched.keys.append(cmd.key)
+            case KVDelete(recurse=True):
+                touched.prefixes.append(cmd.key)
+            case KVDelete() if type(result) is KVDeleted:
+                touched.keys.append(cmd.key)
+            case Txn() if type(result) is TxnDone:
+                touched.keys.extend(op.key for op in cmd.ops if op.verb in _TXN_WRITES)
+            case Import():
+                touched.prefixes.append("")
+            case _:
+                pass
+
+    def take_touched(self) -> Touched:
+        """What was changed since the last call: keys and prefixes (noted while ``watching``),
+        service names, and whether a snapshot replaced everything."""
+        touched = self._touched
+        touched.names = self.catalog.take_touched()
+        self._touched = Touched()
+        return touched
 
     def _dispatch(self, index: int, cmd: Command) -> ApplyResult:
         if self.restoring is not None and not isinstance(cmd, _RESTORE_COMMANDS):
@@ -274,6 +323,10 @@ class StateMachine:
     @property
     def catalog_index(self) -> int:
         return max(self.catalog.services_index, self.catalog.checks_index)
+
+    @property
+    def acl_index(self) -> int:
+        return self.acl.index
 
     @property
     def service_count(self) -> int:
@@ -430,6 +483,7 @@ class StateMachine:
         self.acl = tables.acl
         self.last_applied = last_applied
         self.restoring = None
+        self._touched.restored = True
         event = Event("restored", last_applied)
         for listener in self.listeners:
             try:

@@ -43,3 +43,4 @@ async def test_metrics_exposes_raft_http_and_store_series(client: Client) -> Non
     assert "konsul_http_request_duration_seconds_bucket" in text
     assert "\nkonsul_kv_keys 2.0" in text
     assert "\nkonsul_services 0.0" in text
+    assert "\nkonsul_blocking_reads_parked 0.0" in text

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from konsul import watch
 from konsul.api.acl import can_read_service
 from konsul.api.http import node_of
 from konsul.api.v1 import shapes
-from konsul.api.v1.query import Read, answer, read_options, read_point
+from konsul.api.v1.query import Read, answer, read_options, read_point, shared_answer
 
 if TYPE_CHECKING:
     from konsul.store import Service, StateMachine
@@ -57,10 +58,17 @@ class View:
     def answer(self, request: web.Request, data: Any) -> web.Response:
         return answer(request, self.read, self.index_of(self.store), data)
 
+    def shared(self, request: web.Request, build: Callable[[], Any]) -> web.Response:
+        """``answer`` with a body encoded once per query and index: for the views whose
+        index covers all they show but the home node."""
+        return shared_answer(request, self.read, self.index_of(self.store), build, self.home)
 
-async def view(request: web.Request, index_of: IndexOf) -> View:
+
+async def view(request: web.Request, topic: watch.Topic, index_of: IndexOf) -> View:
+    """The request's view once its read point is reached; a blocking read parks on ``topic``
+    (what the answer shows) until ``index_of`` passes its index."""
     node = node_of(request)
-    read = await read_point(request, lambda: index_of(node.store))
+    read = await read_point(request, topic, lambda: index_of(node.store))
     all_nodes = shapes.nodes(node)
     home = shapes.home(all_nodes)
     listed = shapes.node_matches(home, node_meta(request))
@@ -77,36 +85,43 @@ def node_meta(request: web.Request) -> dict[str, str]:
 
 
 async def services(request: web.Request) -> web.StreamResponse:
-    seen = await view(request, services_index)
-    listing: dict[str, set[str]] = {}
-    for svc in seen.instances():
-        listing.setdefault(svc.name, set()).update(svc.tags)
-    return seen.answer(request, {name: sorted(tags) for name, tags in listing.items()})
+    seen = await view(request, watch.Table("services"), services_index)
+
+    def listing() -> dict[str, list[str]]:
+        tags: dict[str, set[str]] = {}
+        for svc in seen.instances():
+            tags.setdefault(svc.name, set()).update(svc.tags)
+        return {name: sorted(found) for name, found in tags.items()}
+
+    return seen.shared(request, listing)
 
 
 async def service(request: web.Request) -> web.StreamResponse:
-    seen = await view(request, services_index)
-    found = seen.instances(request.match_info["name"], tags_of(request))
-    return seen.answer(request, [shapes.catalog_service(s, seen.home) for s in found])
+    name = request.match_info["name"]
+    seen = await view(request, watch.Service(name), services_index)
+    tags = tags_of(request)
+    return seen.shared(request, lambda: [
+        shapes.catalog_service(s, seen.home) for s in seen.instances(name, tags)
+    ])
 
 
 async def nodes(request: web.Request) -> web.StreamResponse:
     # Nodes are the Raft configuration, which has no table index of its own: any applied entry
     # may have changed it (a spurious wake-up is allowed, a missed change is not).
-    seen = await view(request, lambda store: store.last_applied)
+    seen = await view(request, watch.Table("applied"), lambda store: store.last_applied)
     meta = node_meta(request)
     return seen.answer(request, [n.to_json() for n in seen.nodes if shapes.node_matches(n, meta)])
 
 
 async def node_services(request: web.Request) -> web.StreamResponse:
-    seen = await view(request, services_index)
+    seen = await view(request, watch.Table("services"), services_index)
     found = next((n for n in seen.nodes if n.name == request.match_info["node"]), None)
     if found is None:
         return seen.answer(request, None)
-    held = seen.instances() if found == seen.home else []
-    return seen.answer(request, {
+    held = seen.instances if found == seen.home else list
+    return seen.shared(request, lambda: {
         "Node": found.to_json(),
-        "Services": {s.id: shapes.agent_service(s) for s in held},
+        "Services": {s.id: shapes.agent_service(s) for s in held()},
     })
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
+from konsul import watch
 from konsul.api.v1 import shapes
 from konsul.api.v1.catalog import View, catalog_index, tags_of, view
 from konsul.errors import BadRequest
@@ -38,28 +39,33 @@ def _checks(seen: View, instances: Iterable[Service], status: str = "any") -> li
 
 async def service(request: web.Request) -> web.StreamResponse:
     tags, passing = tags_of(request), _passing(request)
-    seen = await view(request, catalog_index)
-    found = seen.instances(request.match_info["name"], tags, passing)
-    return seen.answer(request, [shapes.service_entry(seen.store, s, seen.home) for s in found])
+    name = request.match_info["name"]
+    seen = await view(request, watch.Service(name), catalog_index)
+    return seen.shared(request, lambda: [
+        shapes.service_entry(seen.store, s, seen.home)
+        for s in seen.instances(name, tags, passing)
+    ])
 
 
 async def service_checks(request: web.Request) -> web.StreamResponse:
-    seen = await view(request, catalog_index)
-    return seen.answer(request, _checks(seen, seen.instances(request.match_info["name"])))
+    name = request.match_info["name"]
+    seen = await view(request, watch.Service(name), catalog_index)
+    return seen.shared(request, lambda: _checks(seen, seen.instances(name)))
 
 
 async def state(request: web.Request) -> web.StreamResponse:
     wanted = request.match_info["state"]
     if wanted != "any" and wanted not in STATUSES:
         raise BadRequest("Invalid check state")
-    seen = await view(request, catalog_index)
-    return seen.answer(request, _checks(seen, seen.instances(), wanted))
+    seen = await view(request, watch.Table("catalog"), catalog_index)
+    return seen.shared(request, lambda: _checks(seen, seen.instances(), wanted))
 
 
 async def node_checks(request: web.Request) -> web.StreamResponse:
-    seen = await view(request, catalog_index)
-    held = seen.instances() if request.match_info["node"] == seen.home.name else []
-    return seen.answer(request, _checks(seen, held))
+    seen = await view(request, watch.Table("catalog"), catalog_index)
+    if request.match_info["node"] != seen.home.name:
+        return seen.answer(request, [])
+    return seen.shared(request, lambda: _checks(seen, seen.instances()))
 
 
 def add_routes(app: web.Application) -> None:

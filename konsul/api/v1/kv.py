@@ -16,9 +16,10 @@ from aiohttp import web
 from konsul.api.acl import authorizer
 from konsul.api.http import node_of, read_body
 from konsul.api.v1.commit import commit
-from konsul.api.v1.query import answer, meta_headers, not_found, read_point
+from konsul.api.v1.query import answer, meta_headers, not_found, read_point, shared_answer
 from konsul.errors import BadRequest, Conflict, TooLarge
 from konsul.store import KVDeleted, KVEntry, KVWritten, Rejected, commands
+from konsul.watch import Key, Prefix
 
 if TYPE_CHECKING:
     from konsul.store import StateMachine
@@ -71,7 +72,7 @@ async def get(request: web.Request) -> web.StreamResponse:
         raise BadRequest("Missing key name")
     commands.validate_key(key)
     node = node_of(request)
-    read = await read_point(request, lambda: _key_index(node.store, key))
+    read = await read_point(request, Key(key), lambda: _key_index(node.store, key))
     store = node.store
     entry = store.kv_get(key)
     index = _key_index(store, key)
@@ -87,26 +88,26 @@ async def get(request: web.Request) -> web.StreamResponse:
 
 async def _list_entries(request: web.Request, prefix: str) -> web.StreamResponse:
     node = node_of(request)
-    read = await read_point(request, lambda: node.store.kv_index)
+    read = await read_point(request, Prefix(prefix), lambda: node.store.kv_index)
     store = node.store
     readable = authorizer(request).key_reader(prefix)
     entries = [e for e in store.kv_list(prefix) if readable(e.key)]
     if not entries:
         return not_found(request, read, store.kv_index)
-    return answer(request, read, store.kv_index, [entry_json(e) for e in entries])
+    return shared_answer(request, read, store.kv_index, lambda: [entry_json(e) for e in entries])
 
 
 async def _list_keys(request: web.Request, prefix: str) -> web.StreamResponse:
     # Consul still honours its historic misspelling of the parameter.
     separator = request.query.get("separator", request.query.get("seperator")) or None
     node = node_of(request)
-    read = await read_point(request, lambda: node.store.kv_index)
+    read = await read_point(request, Prefix(prefix), lambda: node.store.kv_index)
     store = node.store
     readable = authorizer(request).key_reader(prefix)
     names = [k for k in store.kv_keys(prefix, separator) if readable(k)]
     if not names and prefix:
         return not_found(request, read, store.kv_index)
-    return answer(request, read, store.kv_index, names)
+    return shared_answer(request, read, store.kv_index, lambda: names)
 
 
 async def put(request: web.Request) -> web.StreamResponse:

@@ -14,23 +14,25 @@ the index it has. Every answer's ``X-Consul-Index`` is at least 1: a 0 would mak
 again with ``index=0``, which never blocks. The indices themselves never go backwards (they are
 Raft indices of the last change to a table, identical on every replica).
 
-``block`` is the one place that parks a reader: the watch machinery behind it may change
-without any endpoint noticing.
+``block`` is the one place that parks a reader, on the topic the endpoint names (what it shows,
+``konsul.watch``): a change elsewhere does not wake it.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from konsul.api.http import STOPPING, node_of, wait_unless_stopping
+from konsul.api.encoded import shared_body
+from konsul.api.http import STOPPING, node_of
 from konsul.durations import parse_duration
 from konsul.errors import BadRequest
+from konsul.watch import Topic
 
 DEFAULT_WAIT = 300.0
 MAX_WAIT = 600.0
@@ -79,7 +81,7 @@ def read_options(request: web.Request) -> Read:
     return Read(mode, min_index, min(wait, MAX_WAIT))
 
 
-async def read_point(request: web.Request, index_fn: IndexFn) -> Read:
+async def read_point(request: web.Request, topic: Topic, index_fn: IndexFn) -> Read:
     """Reach the read point the request asks for, then block if it asks to. Reads of the store
     come after this returns (and always through ``node.store``: a snapshot restore replaces it)."""
     read = read_options(request)
@@ -87,18 +89,19 @@ async def read_point(request: web.Request, index_fn: IndexFn) -> Read:
     if read.mode == "consistent" or (read.mode == "leader" and not node.is_leader):
         await node.read_barrier()
     if read.min_index > 0:
-        await block(request, index_fn, read.min_index, read.wait)
+        await block(request, topic, index_fn, read.min_index, read.wait)
     return read
 
 
-async def block(request: web.Request, index_fn: IndexFn, after: int, wait: float) -> None:
-    """Hold the request until ``index_fn()`` passes ``after``, the (jittered) wait ends, or the
-    node shuts down. Every ``/v1`` blocking query waits here and nowhere else."""
-    stopping = request.config_dict[STOPPING]
-    if index_fn() > after or stopping.is_set():
+async def block(
+    request: web.Request, topic: Topic, index_fn: IndexFn, after: int, wait: float
+) -> None:
+    """Hold the request until ``index_fn()`` passes ``after`` (looked at whenever ``topic``
+    changes), the (jittered) wait ends, or the node shuts down. Every ``/v1`` blocking query
+    waits here and nowhere else."""
+    if request.config_dict[STOPPING].is_set():
         return
-    waiting = node_of(request).wait_for(index_fn, after, jittered(wait, random.random()))
-    await wait_unless_stopping(waiting, stopping)
+    await node_of(request).watch(topic, index_fn, after, jittered(wait, random.random()))
 
 
 def jittered(wait: float, draw: float) -> float:
@@ -122,6 +125,16 @@ def answer(request: web.Request, read: Read, index: int, data: Any) -> web.Respo
     """A read's JSON answer with its read headers."""
     return web.Response(
         body=orjson.dumps(data),
+        content_type="application/json",
+        headers=meta_headers(request, read, index),
+    )
+
+
+def shared_answer(request: web.Request, read: Read, index: int, build: Callable[[], Any],
+                  *extra: Hashable) -> web.Response:
+    """``answer`` with a body encoded once per query and index (``konsul.api.encoded``)."""
+    return web.Response(
+        body=shared_body(request, index, build, *extra),
         content_type="application/json",
         headers=meta_headers(request, read, index),
     )
