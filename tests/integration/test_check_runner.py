@@ -4,6 +4,7 @@ what the endpoints do, and only changes are written to the log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,8 +14,9 @@ import pytest
 from aiohttp import web
 
 from konsul import config
+from konsul.checks import SCAN_SECONDS, CheckRunner
 from konsul.node import Node
-from konsul.store import commands
+from konsul.store import StateMachine, commands
 
 
 class FlippingServer:
@@ -157,3 +159,74 @@ async def test_deregister_critical_after_removes_the_service(node: Node) -> None
     await node.propose(commands.service_register({"id": "gone", "name": "gone", "checks": [check]}))
     await eventually(lambda: _status(node, "gone-tcp") == "critical", 5, "critical")
     await eventually(lambda: node.store.service("gone") is None, 5, "reaped")
+
+
+class FakeLeader:
+    """A node as the runner sees it, with no Raft and no runner of its own: a store that
+    applies what is proposed at once, and leadership and readiness the test sets."""
+
+    def __init__(self) -> None:
+        self.store = StateMachine()
+        self.is_leader = True
+        self.ready = True
+
+    def is_ready(self) -> bool:
+        return self.ready
+
+    async def propose(self, data: bytes) -> object:
+        return self.store.apply(self.store.last_applied + 1, data)
+
+
+@contextlib.asynccontextmanager
+async def running(runner: CheckRunner) -> AsyncIterator[CheckRunner]:
+    task = asyncio.create_task(runner.run())
+    try:
+        yield runner
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_leader_not_ready_for_a_moment_keeps_its_probes_and_losing_leadership_stops_them(
+    server: FlippingServer,
+) -> None:
+    # Regression (#16): every probe was cancelled and restarted whenever is_ready() was briefly
+    # false, which on a leader happens between a commit and its apply.
+    host = FakeLeader()
+    check = {"id": "web1-http", "http": server.url, "interval": "200ms", "timeout": "1s"}
+    await host.propose(commands.service_register({"id": "web1", "name": "web", "checks": [check]}))
+    async with running(CheckRunner(host)) as runner:
+        await eventually(lambda: "web1-http" in runner._probes, 5, "the probe to start")
+        probe = runner._probes["web1-http"][1]
+        host.ready = False
+        await asyncio.sleep(SCAN_SECONDS * 4)
+        host.ready = True
+        await asyncio.sleep(SCAN_SECONDS * 2)
+        assert runner._probes["web1-http"][1] is probe and not probe.done()
+        host.is_leader = False
+        await eventually(lambda: probe.done() and not runner._probes, 5, "probes to stop")
+
+
+async def register_probes(host: FakeLeader, url: str, prefix: str, count: int) -> None:
+    for s in range(0, count, 10):  # (at most 32 checks per instance)
+        checks = [{"id": f"{prefix}{s + i}", "http": url, "interval": "2s"} for i in range(10)]
+        await host.propose(commands.service_register({"id": f"{prefix}{s}", "name": "n",
+                                                      "checks": checks}))
+
+
+async def test_a_new_leader_spreads_its_first_probes_and_a_new_check_runs_at_once(
+    server: FlippingServer,
+) -> None:
+    host, count, interval = FakeLeader(), 40, 2.0
+    await register_probes(host, server.url, "old", count)
+    async with running(CheckRunner(host)):  # a new leader: 40 probes to start
+        await asyncio.sleep(interval / 4)
+        # all at once would be 40 within the first scan; spread evenly, about 10 in a quarter
+        assert server.hits <= count * 0.6, server.hits
+        await eventually(lambda: server.hits >= count, interval + 2, "every check probed")
+        # registered while it leads: probed within a scan or two, not within an interval
+        await host.propose(commands.service_register({"id": "new", "name": "new", "checks": [
+            {"id": "new", "http": server.url, "interval": "10s"}]}))
+        await eventually(lambda: (c := host.store.check("new")) is not None
+                         and c.status == "passing", 1, "the new check's first probe")
