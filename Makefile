@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SEEDS  ?= 20000
 RUNS   ?= 50
 
-.PHONY: run test test-deps lint typecheck unit sim jepsen cluster cluster-stop bench bench-quick e2e manifests clean \
+.PHONY: run test test-deps lint typecheck unit sim jepsen cluster cluster-stop bench bench-quick bench-scale bench-scale-quick e2e manifests clean \
         k8s-build image image-test compose-up compose-down ui-screenshots k8s-up k8s-down
 
 # -P keeps the working directory off sys.path: run from here, `python -m` would otherwise take
@@ -61,6 +61,16 @@ bench: $(STAMP) image
 	scripts/install-bench-deps.sh
 	$(PY) -m bench.run
 	$(PY) -m bench.failover
+	$(PY) -m bench.scale
+
+## Issue 16's scale figures alone (checks, watchers beside etcd, catalog); -quick: one short round
+bench-scale: $(STAMP)
+	scripts/install-bench-deps.sh
+	$(PY) -m bench.scale
+
+bench-scale-quick: $(STAMP)
+	scripts/install-bench-deps.sh
+	$(PY) -m bench.scale --quick
 
 bench-quick: $(STAMP)
 	scripts/install-bench-deps.sh

@@ -91,6 +91,11 @@ def wrk(url: str, script: str, conns: int, seconds: float, env: dict[str, str]) 
         env={**os.environ, "BENCH_LUA": str(LUA), **env},
         check=True,
     ).stdout
+    return wrk_cell(out)
+
+
+def wrk_cell(out: str) -> Cell:
+    """The figures of one wrk run's output (run with ``--latency``)."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lat = {p: float(v) * _UNIT[u] for p, v, u in _LAT.findall(out)}
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
