@@ -1,0 +1,37 @@
+"""A peer's send queue is bounded in bytes as well as in frames: a member that reads slowly or
+not at all costs the sender at most ``MAX_QUEUED_BYTES`` (issue #16), the oldest frames go first
+(Raft sends again what a peer did not acknowledge), and the newest frame is always kept."""
+
+from __future__ import annotations
+
+from konsul.raft.transport import MAX_QUEUED_BYTES, MAX_QUEUED_FRAMES, _Peer
+
+MIB = 1 << 20
+
+
+def frames(sizes_mib: list[int], tag: int = 0) -> list[bytes]:
+    return [bytes([tag + i]) * (size * MIB) for i, size in enumerate(sizes_mib)]
+
+
+def test_a_backlog_is_capped_in_bytes_oldest_frames_first() -> None:
+    peer = _Peer("node2", "127.0.0.1:7000")
+    sent = frames([10] * 10)
+    peer.push(sent)
+    assert peer.queued_bytes <= MAX_QUEUED_BYTES == 64 * MIB
+    assert list(peer.queue) == sent[4:] and peer.dropped == 4  # six of 10 MiB fit in 64
+    assert peer.take() == sent[4:] and peer.queued_bytes == 0 and not peer.queue
+
+
+def test_a_frame_larger_than_the_cap_replaces_the_whole_backlog() -> None:
+    peer = _Peer("node2", "127.0.0.1:7000")
+    peer.push(frames([1, 1]))
+    big = frames([65], tag=9)
+    peer.push(big)
+    assert list(peer.queue) == big and peer.dropped == 2
+
+
+def test_small_frames_are_still_capped_in_number() -> None:
+    peer = _Peer("node2", "127.0.0.1:7000")
+    peer.push([b"x"] * (MAX_QUEUED_FRAMES + 5))
+    assert len(peer.queue) == MAX_QUEUED_FRAMES and peer.dropped == 5
+    assert peer.queued_bytes == MAX_QUEUED_FRAMES
