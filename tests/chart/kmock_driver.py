@@ -16,6 +16,7 @@ from typing import Any
 from tests.cluster_harness import free_subnet
 from tests.k8s_helpers import PodState
 from tests.operator.harness import (
+    NS,
     Emulator,
     OperatorProcess,
     StatefulSetController,
@@ -32,6 +33,8 @@ class KmockDriver:
     def __init__(self, root: Path, name: str = "kc", image: str = "konsul:0.1.0") -> None:
         self.name = name
         self.initial_image = image
+        self._secrets: dict[str, dict[str, bytes]] = {}
+        self._context: ssl.SSLContext | None = None
         self.api = Emulator().start()
         self.sts = StatefulSetController(self.api, root, free_subnet()).start()
         self.operator = OperatorProcess(self.api.url, root).start()
@@ -45,18 +48,24 @@ class KmockDriver:
     # ------------------------------------------------------------------ calls to the nodes
 
     def _secret(self, suffix: str) -> dict[str, bytes] | None:
-        return secret_data(self.api.get("Secret", f"{self.name}-{suffix}"))
+        """A Secret of the cluster's, read once it exists (neither the CA nor the management
+        token changes during a scenario, and the emulator is slow to ask under load)."""
+        if suffix not in self._secrets:
+            found = secret_data(self.api.get("Secret", f"{self.name}-{suffix}"))
+            if found is None:
+                return None
+            self._secrets[suffix] = found
+        return self._secrets[suffix]
 
     def http_fn(self, method: str, url: str, body: Any = None, timeout: float = 10.0
                 ) -> tuple[int, dict[str, str], Any]:
         """``http`` with the cluster's CA and management token (as soon as they exist)."""
         tls, token = self._secret("tls"), self._secret("management-token")
-        context = None
-        if tls is not None:
-            context = ssl.create_default_context(cadata=tls["ca.crt"].decode())
-            context.check_hostname = False
+        if tls is not None and self._context is None:
+            self._context = ssl.create_default_context(cadata=tls["ca.crt"].decode())
+            self._context.check_hostname = False
         headers = {"X-Konsul-Token": token["token"].decode()} if token else {}
-        return http(method, url, body, timeout, context=context, headers=headers)
+        return http(method, url, body, timeout, context=self._context, headers=headers)
 
     # ------------------------------------------------------------------ reads
 
@@ -77,8 +86,9 @@ class KmockDriver:
     def node_url(self, pod: str) -> str:
         match = self._pod.match(pod)
         assert match, pod
-        scheme = "https" if self._secret("tls") is not None else "http"
-        return f"{scheme}://{self.sts.ip_of(int(match.group(1)))}:8500"
+        if self._secret("tls") is not None:  # by the name the certificate and redirects carry
+            return f"https://{pod}.{self.name}-peers.{NS}.svc:8500"
+        return f"http://{self.sts.ip_of(int(match.group(1)))}:8500"
 
     def node_status(self, pod: str) -> dict[str, Any] | None:
         try:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import json
 import os
 import re
@@ -287,6 +288,19 @@ def secret_data(obj: dict[str, Any] | None) -> dict[str, bytes] | None:
     return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
 
 
+def resolve_pod_names(hosts: Path) -> None:
+    """This process resolves the pods' names from ``hosts`` too (tests follow redirects to
+    them, and call the nodes by the names their certificates carry)."""
+    spec = importlib.util.spec_from_file_location("kmock_pod_dns", POD_SITE / "sitecustomize.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.get("kmock_pod_dns")
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["kmock_pod_dns"] = module
+    module.install(str(hosts))
+
+
 def pod_dns(hosts: Path) -> dict[str, str]:
     """The environment that makes a process resolve the pods' names from ``hosts``
     (``pod_site/sitecustomize.py``), as the cluster's DNS would."""
@@ -313,7 +327,11 @@ class PodProcess:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.ip}:8500"
+        """By pod IP; with TLS by the name the node advertises (its certificate's, and what
+        its redirects name)."""
+        if self.tls:
+            return f"https://{self.env['KONSUL_HTTP_ADVERTISE_ADDR']}"
+        return f"http://{self.ip}:8500"
 
     def start(self) -> None:
         env = {**os.environ, **self.env}
@@ -362,6 +380,7 @@ class StatefulSetController:
     _bases: dict[str, int] = field(default_factory=dict)
 
     def start(self) -> StatefulSetController:
+        resolve_pod_names(self.hosts)
         self._thread = threading.Thread(target=self._loop, daemon=True, name="sts-controller")
         self._thread.start()
         return self

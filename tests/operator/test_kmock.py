@@ -45,6 +45,8 @@ class Env:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.name = NAME  # the KonsulCluster the views below look at
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._tokens: dict[str, str] = {}
         self.api = Emulator().start()
         self.sts = StatefulSetController(self.api, root, free_subnet()).start()
         self.jobs = JobController(self.api, root, self.sts).start()
@@ -64,13 +66,20 @@ class Env:
         return found
 
     def context(self) -> ssl.SSLContext:
-        """Trusts the operator's CA; pod IPs are not in the certificates (their names are)."""
-        context = ssl.create_default_context(cadata=self.secret("tls")["ca.crt"].decode())
-        context.check_hostname = False
+        """Trusts the operator's CA; pod IPs are not in the certificates (their names are).
+        Made once per cluster: the CA does not change, and the emulator is slow under load."""
+        context = self._contexts.get(self.name)
+        if context is None:
+            context = ssl.create_default_context(cadata=self.secret("tls")["ca.crt"].decode())
+            context.check_hostname = False
+            self._contexts[self.name] = context
         return context
 
     def headers(self) -> dict[str, str]:
-        return {"X-Konsul-Token": self.secret("management-token")["token"].decode()}
+        token = self._tokens.get(self.name)
+        if token is None:
+            token = self._tokens[self.name] = self.secret("management-token")["token"].decode()
+        return {"X-Konsul-Token": token}
 
     def http(self, method: str, url: str, body: Any = None, timeout: float = 10.0
              ) -> tuple[int, dict[str, str], Any]:
