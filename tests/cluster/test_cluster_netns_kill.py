@@ -91,3 +91,36 @@ def test_leader_killed_with_its_namespace_after_a_peer_moved_is_replaced_at_once
     seconds = time.monotonic() - killed
     figure("failover_after_peer_moved_s", seconds, "s")
     assert seconds < FAILOVER_BOUND_S, f"a new leader took {seconds:.2f} s"
+
+
+class ForwardingCluster(NamedCluster):
+    """The guide's compose setting: followers forward writes (KONSUL_FORWARD_WRITES)."""
+
+    def make_node(self, n: int, bootstrap: bool = False) -> ClusterNode:
+        node = super().make_node(n, bootstrap)
+        node.env["KONSUL_FORWARD_WRITES"] = "true"
+        return node
+
+
+def test_a_write_forwarded_to_a_leader_gone_silent_goes_to_the_next_leader(
+    tmp_path: pytest.TempPathFactory, lab: NetnsLab
+) -> None:
+    """A follower still forwarding to a leader whose packets now vanish (no reset: a killed
+    container's address) gives up the connection early and forwards to the new leader, rather
+    than answering 503 after the full connect timeout."""
+    cluster = ForwardingCluster(tmp_path, size=3, prefix=lab.prefix, lab=lab)  # type: ignore[arg-type]
+    cluster.start()
+    try:
+        leader = cluster.leader()
+        assert isinstance(leader, NetnsNode)
+        follower = next(n for n in cluster.nodes if n is not leader)
+        cluster.wait_converged()
+        lab.isolate(leader.number)  # silence between the leader and its peers, both ways
+        code, _, body = lab.http("PUT", follower.url + "/kv/forwarded", {"value": "x"}, 10)
+        assert code == 200, body
+        new_leader = cluster.leader()
+        assert new_leader is not leader
+        code, _, body = lab.http("GET", new_leader.url + "/kv/forwarded", None, 5)
+        assert code == 200 and body["value"] == "x", body
+    finally:
+        cluster.stop()
