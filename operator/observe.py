@@ -139,7 +139,10 @@ async def observe(
     security: Security,
     renew_requested: float | None,
     now: float,
+    restore_open: bool = False,
 ) -> Snapshot:
+    """What a reconcile decides from. ``restore_open``: status.restore not yet final, so its Job
+    is read even once bootstrapped (its node may hold the state before the Job's pod ends)."""
     sts, pods_raw, claims_raw = await asyncio.gather(
         kube.get("StatefulSet", owner.namespace, names.statefulset(owner.name)),
         kube.list("Pod", owner.namespace, selector_labels(owner)),
@@ -169,7 +172,7 @@ async def observe(
 
     leader_id, members, leader_commit = await _leader_view(nodes, pods)
     restore = None
-    if spec.restore is not None and not bootstrapped:
+    if spec.restore is not None and (not bootstrapped or restore_open):
         wanted = names.restore_job(owner.name, restore_digest(spec.restore))
         jobs = await observe_jobs(kube, owner, "restore")
         restore = RestoreView(spec.restore.file, spec.restore.claim_name,

@@ -295,8 +295,9 @@ async def _reconcile(
     t1 = time.monotonic()
     desired_hash = pod_template(owner, spec)["metadata"]["annotations"][TEMPLATE_HASH]
     nodes = Nodes.of(session, owner, secrets)
+    restore_open = (previous.get("restore") or {}).get("phase") in RESTORE_OPEN
     snap = await observe(kube, nodes, owner, spec, desired_hash, bootstrapped, secrets,
-                         _renew_requested(body), time.time())
+                         _renew_requested(body), time.time(), restore_open)
     if snap.statefulset is None:  # deleted behind our back: recreate it on the next call
         _ensured.pop((owner.namespace, owner.name), None)
     p = plan(snap.observed)
@@ -330,12 +331,16 @@ async def _reconcile(
     return Outcome(p, step, status)
 
 
+RESTORE_OPEN = ("Pending", "Running")  # status.restore phases its Job is still watched in
+
+
 def restore_status(
     previous: dict[str, Any] | None, obs: Observed, bootstrapped: bool
 ) -> dict[str, Any]:
-    """status.restore: how seeding pod-0 from spec.restore went (kept once bootstrapped)."""
+    """status.restore: how seeding pod-0 from spec.restore went (kept once bootstrapped and
+    final)."""
     view = obs.restore
-    if view is None:  # bootstrapped: what was recorded last stays
+    if view is None or (bootstrapped and view.job is None):  # what was recorded last stays
         return dict(previous or {})
     job = view.job
     if job is None:

@@ -28,7 +28,7 @@ from konsul_operator.planner import (
     Wait,
     plan,
 )
-from konsul_operator.reconcile import _backup_status, restore_status
+from konsul_operator.reconcile import RESTORE_OPEN, _backup_status, restore_status
 from konsul_operator.spec import parse_spec
 
 from tests.operator.test_manifests import K8S_VERSION, OWNER, validator
@@ -175,6 +175,21 @@ def test_restore_seeds_pod0_instead_of_bootstrapping_it_empty() -> None:
     assert isinstance(plan(_observed(done, SEEDED)).action, RecordBootstrapped)
     status = restore_status(None, _observed(done, SEEDED), False)
     assert status["phase"] == "Succeeded" and status["job"] == "demo-restore-1"
+
+
+def test_restore_status_follows_its_job_after_the_bootstrap_is_recorded() -> None:
+    """The node may hold the backup's state before the Job's pod has ended: the bootstrap is
+    recorded while the Job still runs, and status.restore must still reach Succeeded."""
+    running = RestoreView("konsul-1.snap", "backups", job("demo-restore-1", 1))
+    status = restore_status(None, _observed(running, SEEDED), True)
+    assert status["phase"] in RESTORE_OPEN
+    done = RestoreView("konsul-1.snap", "backups", job("demo-restore-1", 1, succeeded=True))
+    status = restore_status(status, _observed(done, SEEDED), True)
+    assert status["phase"] == "Succeeded"
+    # Final: kept as recorded, whatever becomes of the Job (deleted, or no longer read).
+    assert restore_status(status, _observed(RestoreView("konsul-1.snap", "backups"), SEEDED),
+                          True) == status
+    assert restore_status(status, _observed(None, SEEDED), True) == status
 
 
 # ----------------------------------------------------------------------------- objects

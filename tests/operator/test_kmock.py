@@ -495,13 +495,14 @@ def test_backups_keep_the_retention_and_a_new_cluster_starts_from_one(env: Env) 
     """spec.backup with a backup asked for (konsul.io/backup-now: the schedule's own timing is
     the planner's, tests/operator/test_backups.py) and retention 1: the older backup already in
     the volume goes. Then a second cluster whose spec.restore names the new one: its pod-0 is
-    seeded, a new cluster with the data."""
+    seeded, a new cluster with the data. Both clusters are secure (TLS, ACLs): the Jobs speak
+    to them with their CA and token."""
     env.wait_converged(3)
     leader = env.leader()
     assert leader is not None
     url = env.sts.process(leader[0]).url
     for i in range(20):
-        assert http("PUT", f"{url}/kv/backed/{i:02}", {"value": str(i)})[0] == 200
+        assert env.http("PUT", f"{url}/kv/backed/{i:02}", {"value": str(i)})[0] == 200
     volume = env.sts.claim_dir(f"{NAME}-backups")
     volume.mkdir(parents=True, exist_ok=True)
     older = volume / "konsul-20000101T000000Z.snap"  # an earlier Job's, by its name
@@ -532,29 +533,35 @@ def test_backups_keep_the_retention_and_a_new_cluster_starts_from_one(env: Env) 
 
     copy = "copy"
     before = env.steps()
+    old = env.node_status(leader[0])
     env.api.create({
         "apiVersion": "konsul.io/v1alpha1", "kind": "KonsulCluster",
         "metadata": {"name": copy},
         "spec": {"replicas": 1, "storage": {"deleteClaimsOnDelete": True},
                  "restore": {"claimName": f"{NAME}-backups", "file": files[0]}},
     })
+    env.name = copy  # (its own CA and token)
     try:
         def restored() -> dict[str, Any] | None:
-            body = env.api.get("KonsulCluster", copy) or {}
-            done = (body.get("status") or {}).get("bootstrapped") and env.node_status(f"{copy}-0")
-            return body["status"] if done else None
+            status = env.status()
+            done = (status.get("bootstrapped") and env.node_status(f"{copy}-0")
+                    and (status.get("restore") or {}).get("phase") == "Succeeded")
+            return status if done else None
 
-        status = wait_until(restored, 60, "the new cluster seeded from the backup")
-        assert status["restore"]["phase"] == "Succeeded", status["restore"]
+        # (a new cluster, as in the first scenario, and the restore Job recorded)
+        status = wait_until(restored, 90, "the new cluster seeded from the backup")
+        assert status["restore"]["job"] == env.jobs.runs[-1], status["restore"]
         seeded = env.sts.process(f"{copy}-0").url
-        code, _, body = http("GET", f"{seeded}/kv/backed/19")
+        code, _, body = env.http("GET", f"{seeded}/kv/backed/19")
         assert code == 200 and body["value"] == "19", body
-        new, old = env.node_status(f"{copy}-0"), env.node_status(leader[0])
+        new = env.node_status(f"{copy}-0")
         assert new and old and new["cluster_id"] not in ("", old["cluster_id"])
+        env.name = NAME
         steps = env.steps()
         assert steps.get("SeedFromBackup", 0) == before.get("SeedFromBackup", 0) + 1
         assert steps.get("Bootstrap") == before.get("Bootstrap"), "bootstrapped empty"
     finally:
+        env.name = NAME
         assert env.api.delete("KonsulCluster", copy)
         wait_until(lambda: not [p for p in env.sts.pods if p.startswith(f"{copy}-")]
                    and not [c for c in claims(env) if c.startswith(f"data-{copy}-")], 60,
