@@ -76,13 +76,16 @@ bench-quick: $(STAMP)
 	scripts/install-bench-deps.sh
 	$(PY) -m bench.run --quick
 
-## End-to-end on a real control plane: the local plane's own tests (e2e/test_plane.py; the plane
-## is brought up if it is not running and taken down after; the image and the programs are built
-## first), and the kind suite (e2e/kind/, skips with one line where docker or kind is missing)
-e2e: $(STAMP) image k8s-build
+## End-to-end on a real control plane (docs/testing.md): the local plane's own tests
+## (e2e/test_plane.py) and the operator, chart and manifests scenarios (e2e/test_konsul.py). The
+## plane is brought up if it is not running and taken down after; the image and the programs are
+## built first. KONSUL_E2E_DRIVER=kind runs the scenarios on kind instead (docker and kind needed).
+E2E_DRIVER := $(or $(KONSUL_E2E_DRIVER),plane)
+e2e: $(STAMP) $(if $(filter kind,$(E2E_DRIVER)),,image k8s-build)
 	scripts/install-helm.sh
 	scripts/k8s/install-deps.sh
-	$(PY) -m pytest -q -p no:cacheprovider -rs --timeout=1800 e2e
+	$(PY) -m pytest -q -p no:cacheprovider -rs --timeout=1800 --durations=15 \
+	  $(if $(filter kind,$(E2E_DRIVER)),e2e/test_konsul.py,e2e)
 
 ## Build the local Kubernetes plane's programs (kube-apiserver, controller-manager, scheduler,
 ## kubectl, etcd) from the Go module proxy into ~/.cache/konsul-k8s/, once per version

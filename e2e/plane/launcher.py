@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from e2e.plane import hostnet, names, pki
+from e2e.plane import hostnet, images, names, pki
 from e2e.plane.daemons import Daemon, recorded
 
 STORAGE_CLASS = f"""
@@ -213,6 +213,7 @@ def up() -> None:
     for directory in (names.STATE, names.PKI, names.LOGS, names.RUN, names.KUBELET_ROOT):
         directory.mkdir(parents=True, exist_ok=True)
     hostnet.ensure_host(names.NODE_COUNT)
+    images.write_storage_conf()
     pki.kubeconfig(names.KUBECONFIG, "kubernetes-admin", pki.admin())
     daemons = components(bin_dir)
     for daemon in daemons[:4]:
@@ -227,6 +228,10 @@ def up() -> None:
         time.sleep(0.5)
     kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s", timeout=130)
     log(f"up in {time.monotonic() - started:.1f}s; {names.NODE_COUNT} nodes Ready")
+    if images.BUILT_ID.exists() or images.image_id(images.image(), plane=False):
+        log(f"image {images.image()} {images.load()[:12]} in the plane's store")
+    else:
+        log(f"no image {images.image()} to copy into the plane's store: run `make image`")
     print(f"export KUBECONFIG={names.KUBECONFIG}")
 
 
@@ -239,7 +244,7 @@ def down() -> None:
         if daemon.name.startswith("kubelet-") and daemon.stop():
             log(f"stopped {daemon.name}")
     from e2e.plane.kubelet import runtime  # the kubelet owns how its pods run
-    for line in runtime.remove_everything():
+    for line in runtime.remove_everything() + images.remove_store():
         log(f"removed {line}")
     order = ["dns", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
     for daemon in sorted(daemons, key=lambda d: order.index(d.name) if d.name in order else -1):

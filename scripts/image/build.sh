@@ -12,8 +12,11 @@ scripts/image/base-images.sh
 version=$(python3 -P -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 tag=${KONSUL_IMAGE:-konsul:$version}
 start=$(date +%s.%N)
+# build/image.id names exactly this build (other checkouts on the machine tag theirs konsul:<version>
+# too); the local Kubernetes plane copies that image into its own store.
+mkdir -p build
 scripts/image/podman.sh build --pull=never --network host \
-  --volume /etc/ssl/certs:/etc/ssl/certs:ro \
+  --volume /etc/ssl/certs:/etc/ssl/certs:ro --iidfile build/image.id \
   --tag "$tag" --file Dockerfile . >&2
 elapsed=$(echo "$(date +%s.%N) - $start" | bc)
 size=$(scripts/image/podman.sh image inspect --format '{{.Size}}' "$tag")

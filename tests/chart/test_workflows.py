@@ -33,5 +33,7 @@ def test_test_workflow_runs_make_test() -> None:
 def test_e2e_workflow_installs_kind_and_runs_make_e2e() -> None:
     flow = workflow("e2e.yml")
     assert "make e2e" in commands(flow)
+    steps = [step for job in flow["jobs"].values() for step in job["steps"]]
+    assert any((s.get("env") or {}).get("KONSUL_E2E_DRIVER") == "kind" for s in steps)
     uses = [step.get("uses", "") for job in flow["jobs"].values() for step in job["steps"]]
     assert any(u.startswith("helm/kind-action@") for u in uses)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from e2e.plane import names
+from e2e.plane import images, names
 
 LABEL = "konsul.plane"   # every container of the plane; value: the node
 
@@ -136,7 +136,8 @@ async def pid_exit(pid: int) -> None:
 
 # --- podman -------------------------------------------------------------------------------
 
-PODMAN_ENV = {"CONTAINERS_CONF": str(names.CONTAINERS_CONF)}
+# The repository's podman settings and the plane's own image store (images.py).
+PODMAN_ENV = images.podman_env()
 
 
 class PodmanRuntime:

@@ -1,11 +1,12 @@
-"""The scenario checkers themselves, on hand-made observations: each must say no when it should
-(a checker that cannot fail would let the e2e pass on a broken operator)."""
+"""The e2e scenarios' checkers (e2e/checks.py) on hand-made observations: each must say no
+when it should (a checker that cannot fail would let the e2e pass on a broken operator)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests import k8s_helpers as k8s
+from e2e import checks as k8s
+from e2e.driver import Pod
 
 NAME = "kc"
 
@@ -17,14 +18,15 @@ def kc(available: str = "True", progressing: str = "False", ready: int = 3) -> d
     ]}}
 
 
-def pods(n: int = 3, ready: bool = True) -> dict[str, k8s.PodState]:
-    return {f"{NAME}-{i}": k8s.PodState(f"{NAME}-{i}", f"u{i}", ready) for i in range(n)}
+def pods(n: int = 3, ready: bool = True) -> dict[str, Pod]:
+    return {f"{NAME}-{i}": Pod(f"{NAME}-{i}", f"u{i}", ready, f"10.0.0.{i}", "Running")
+            for i in range(n)}
 
 
 def statuses(voters: int = 3, leader: int = 1, n: int = 3) -> dict[str, dict[str, Any] | None]:
     peers = [{"id": f"{NAME}-{i}", "voter": i < voters} for i in range(n)]
-    return {f"{NAME}-{i}": {"state": "Leader" if i == leader else "Follower", "peers": peers}
-            for i in range(n)}
+    return {f"{NAME}-{i}": {"state": "Leader" if i == leader else "Follower", "peers": peers,
+                            "term": 2} for i in range(n)}
 
 
 def test_converged_when_everything_agrees() -> None:
@@ -38,6 +40,8 @@ def test_not_converged_on_any_single_difference() -> None:
     assert not k8s.is_converged(kc(), pods(ready=False), statuses(), NAME, 3)
     assert not k8s.is_converged(kc(), pods(4), statuses(n=4, voters=3), NAME, 3)
     assert not k8s.is_converged(kc(), pods(), statuses(voters=2), NAME, 3)
+    # A fourth member still catching up (a non-voter) is not converged either.
+    assert not k8s.is_converged(kc(), pods(), statuses(n=4, voters=3), NAME, 3)
     no_leader = {k: {**v, "state": "Follower"} for k, v in statuses().items() if v}
     assert not k8s.is_converged(kc(), pods(), dict(no_leader), NAME, 3)
     assert not k8s.is_converged(None, pods(), statuses(), NAME, 3)
@@ -48,6 +52,13 @@ def test_leader_of_skips_silent_nodes() -> None:
     observed[f"{NAME}-0"] = None
     assert k8s.leader_of(observed) == (f"{NAME}-2", observed[f"{NAME}-2"])
     assert k8s.leader_of({f"{NAME}-0": None}) is None
+
+
+def test_leader_of_prefers_the_newest_term() -> None:
+    """A deposed leader that has not heard yet still says Leader, with an older term."""
+    observed = statuses(leader=2)
+    observed[f"{NAME}-0"] = {"state": "Leader", "term": 1, "peers": []}
+    assert k8s.leader_of(observed) == (f"{NAME}-2", observed[f"{NAME}-2"])
 
 
 def test_leader_changes_ignore_unknown_samples() -> None:
@@ -73,7 +84,14 @@ def test_count_events_counts_series() -> None:
     assert k8s.count_events([], "Bootstrap") == 0
 
 
+def test_longest_gap_counts_the_edges() -> None:
+    assert k8s.longest_gap([1.0, 2.0, 2.5], start=0.0, end=3.0) == 1.0
+    assert k8s.longest_gap([1.0, 1.2], start=0.0, end=6.0) == 4.8   # nothing after 1.2
+    assert k8s.longest_gap([], start=0.0, end=2.0) == 2.0
+    assert k8s.longest_gap([5.0], start=0.0, end=2.0) == 2.0          # outside the window
+
+
 def test_condition_and_names() -> None:
     assert k8s.condition(kc(), "Available") == {"type": "Available", "status": "True"}
     assert k8s.condition(kc(), "Degraded") == {} and k8s.condition(None, "Available") == {}
-    assert k8s.pod_name(NAME, 4) == "kc-4" and k8s.claim_name(NAME, 4) == "data-kc-4"
+    assert k8s.pod_name(NAME, 4) == "kc-4"
