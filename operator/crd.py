@@ -247,6 +247,7 @@ def status_schema() -> dict[str, Any]:
         "leader": _s("string", "Node id of the current leader."),
         "members": {"type": "array", "description": "The Raft configuration as the leader "
                     "sees it.", "items": member},
+        "memberIds": _s("string", "The members' ids, comma-separated (the Members column)."),
         "bootstrapped": _s("boolean", "Pod-0 was bootstrapped once; it is never again."),
         "currentImage": _s("string", "The image every member runs once converged."),
         "operation": {**_obj("The step under way.", {
@@ -284,7 +285,9 @@ def crd() -> dict[str, Any]:
         ("Available", "string", available, 0),
         ("Age", "date", ".metadata.creationTimestamp", 0),
         ("Image", "string", ".spec.image", 1),
-        ("Members", "string", ".status.members[*].id", 1),
+        # One value per column: the API server prints only the first match of a path, so
+        # `.status.members[*].id` showed the first member alone.
+        ("Members", "string", ".status.memberIds", 1),
     ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -230,7 +230,8 @@ def build_status(
         operation = {**operation, "message": p.message}
     elif isinstance(p.action, Converged):
         operation = {}
-    healthy = [m for m in members_status(obs) if m["healthy"] and m["voter"]]
+    members = members_status(obs)
+    healthy = [m for m in members if m["healthy"] and m["voter"]]
     current_image = previous.get("currentImage", "")
     if not p.restart_queue and p.converged:
         current_image = spec.image
@@ -240,7 +241,8 @@ def build_status(
         "readyReplicas": len(healthy),
         "selector": selector_string(owner_of(body)),
         "leader": obs.leader_id or "",
-        "members": members_status(obs),
+        "members": members,
+        "memberIds": ",".join(m["id"] for m in members),
         "bootstrapped": bootstrapped,
         "currentImage": current_image,
         "operation": operation or None,

@@ -87,6 +87,10 @@ def test_crd_names_subresources_and_columns() -> None:
     columns = {c["name"]: c.get("priority", 0) for c in version["additionalPrinterColumns"]}
     assert columns == {"Replicas": 0, "Ready": 0, "Leader": 0, "Available": 0, "Age": 0,
                        "Image": 1, "Members": 1}
+    # The API server prints the first match of a column's path only (a real one showed one
+    # member of three for `.status.members[*].id`): every path names one value.
+    for column in version["additionalPrinterColumns"]:
+        assert "[*]" not in column["jsonPath"], column
 
 
 def test_every_schema_field_is_described_and_typed() -> None:
@@ -172,6 +176,7 @@ def test_every_status_field_the_operator_writes_is_declared() -> None:
                 "metadata": {"name": "demo"}, "spec": {}, "status": status}
         validator().validate(full)
         assert status["observedGeneration"] == 4
+        assert status["memberIds"] == "demo-0"   # what `kubectl get kc -o wide` shows
         assert {c["type"] for c in status["conditions"]} == {"Available", "Progressing",
                                                             "Degraded"}
 
