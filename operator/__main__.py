@@ -39,11 +39,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     assert handlers.on_change is not None  # the import registers the handlers
     metrics.serve(args.metrics_port, args.bind)
+    namespaces = args.namespace or (() if args.all_namespaces else ("default",))
     kopf.run(
         standalone=True,
         clusterwide=args.all_namespaces,
-        namespaces=args.namespace or (() if args.all_namespaces else ("default",)),
+        namespaces=namespaces,
         liveness_endpoint=f"http://{args.bind}:{args.liveness_port}/healthz",
+        # The periodic reconcile (handlers.tick) lists the clusters where kopf watches them.
+        memo=kopf.Memo(namespaces=list(namespaces)),
     )
 
 

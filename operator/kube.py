@@ -88,9 +88,10 @@ def matches(obj: dict[str, Any], selector: dict[str, str]) -> bool:
     return all(have.get(k) == v for k, v in selector.items())
 
 
-def path_of(kind: str, namespace: str, name: str | None = None) -> str:
+def path_of(kind: str, namespace: str | None, name: str | None = None) -> str:
+    """The object's (or with no name its collection's) path; no namespace: every namespace."""
     prefix, plural = KINDS[kind]
-    base = f"{prefix}/namespaces/{namespace}/{plural}"
+    base = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
     return f"{base}/{name}" if name else base
 
 
@@ -135,7 +136,7 @@ class Kube:
         return found
 
     async def list(
-        self, kind: str, namespace: str, selector: dict[str, str]
+        self, kind: str, namespace: str | None, selector: dict[str, str]
     ) -> list[dict[str, Any]]:
         query = ",".join(f"{k}={v}" for k, v in selector.items())
         body = await self._call("GET", f"{path_of(kind, namespace)}?labelSelector={query}")

@@ -143,6 +143,10 @@ async def ensure_owned(
         if kind == "PersistentVolumeClaim":
             continue  # (a claim's spec is mostly immutable: made once, never patched)
         if kind == "StatefulSet":
+            retention = obj["spec"]["persistentVolumeClaimRetentionPolicy"]
+            if (current.get("spec") or {}).get("persistentVolumeClaimRetentionPolicy") != retention:
+                await kube.patch(kind, owner.namespace, name,
+                                 {"spec": {"persistentVolumeClaimRetentionPolicy": retention}})
             want = obj["spec"]["template"]
             have = (current.get("spec") or {}).get("template") or {}
             have_hash = ((have.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_HASH)

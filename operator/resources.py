@@ -237,6 +237,15 @@ def template_hash(template: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def claim_retention(spec: ClusterSpec) -> dict[str, str]:
+    """What the StatefulSet controller does with the claims: with the cluster deleted, what
+    ``storage.deleteClaimsOnDelete`` asks (the garbage collector then removes them with the
+    StatefulSet); on a scale-down it keeps them, the operator deletes those of members it
+    removed (a StatefulSet shrunk by hand keeps its members' data)."""
+    return {"whenDeleted": "Delete" if spec.delete_claims_on_delete else "Retain",
+            "whenScaled": "Retain"}
+
+
 def statefulset(owner: Owner, spec: ClusterSpec, replicas: int) -> dict[str, Any]:
     claim_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
@@ -253,6 +262,7 @@ def statefulset(owner: Owner, spec: ClusterSpec, replicas: int) -> dict[str, Any
             "serviceName": names.headless_service(owner.name),
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "OnDelete"},
+            "persistentVolumeClaimRetentionPolicy": claim_retention(spec),
             "selector": {"matchLabels": selector_labels(owner)},
             "template": pod_template(owner, spec),
             "volumeClaimTemplates": [

@@ -14,7 +14,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from konsul_operator import crd, resources
+from konsul_operator import crd, reconcile, resources
 from konsul_operator.observe import Snapshot
 from konsul_operator.planner import Member, NodeView, Observed, PodView, plan
 from konsul_operator.reconcile import build_status, merge_patch
@@ -269,6 +269,17 @@ def test_a_brought_tls_secret_is_mounted_in_cert_managers_layout() -> None:
     assert {v["name"]: v["secret"]["secretName"] for v in pod["volumes"]}["tls"] == "konsul-cert"
 
 
+def test_claims_follow_delete_claims_on_delete_through_the_statefulset() -> None:
+    """The StatefulSet controller and the garbage collector delete the claims with the cluster
+    when asked (the operator holds no finalizer to do it); a scale-down never does (the operator
+    deletes the claims of members it removed itself)."""
+    for asked, when_deleted in ((False, "Retain"), (True, "Delete")):
+        spec = parse_spec({"storage": {"deleteClaimsOnDelete": asked}})
+        policy = resources.statefulset(OWNER, spec, 3)["spec"][
+            "persistentVolumeClaimRetentionPolicy"]
+        assert policy == {"whenDeleted": when_deleted, "whenScaled": "Retain"}
+
+
 def test_services_and_budget() -> None:
     headless = resources.headless_service(OWNER)
     assert headless["spec"]["clusterIP"] == "None"
@@ -362,3 +373,39 @@ def test_every_alert_fires_in_promtool_unit_tests() -> None:
     result = subprocess.run([promtool(), "test", "rules", "konsul-rules.test.yaml"],
                             cwd=REPO / "deploy" / "alerts", capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+class RecordingKube:
+    """The calls ``ensure_owned`` makes, against objects held in a dict."""
+
+    def __init__(self, objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.objects = objects
+        self.patches: list[tuple[str, dict[str, Any]]] = []
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.objects.get((kind, name)))
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.objects[(obj["kind"], obj["metadata"]["name"])] = obj
+        return obj
+
+    async def patch(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> None:
+        self.patches.append((kind, body))
+
+
+async def test_an_older_statefulset_gets_the_claim_retention_policy() -> None:
+    """A cluster made before the policy existed (or whose deleteClaimsOnDelete changed) has its
+    StatefulSet patched: the policy is all that decides the claims' fate on deletion."""
+    spec = parse_spec({"storage": {"deleteClaimsOnDelete": True}})
+    wanted = resources.owned_objects(OWNER, spec, 3, monitoring_served=False)
+    older = {(o["kind"], o["metadata"]["name"]): copy.deepcopy(o) for o in wanted}
+    del older[("StatefulSet", "demo")]["spec"]["persistentVolumeClaimRetentionPolicy"]
+    kube = RecordingKube(older)
+    reconcile._ensured.clear()
+    await reconcile.ensure_owned(kube, OWNER, spec, False, lambda *_: None)  # type: ignore[arg-type]
+    assert kube.patches == [("StatefulSet", {"spec": {"persistentVolumeClaimRetentionPolicy": {
+        "whenDeleted": "Delete", "whenScaled": "Retain"}}})]
+    current = RecordingKube({(o["kind"], o["metadata"]["name"]): o for o in wanted})
+    reconcile._ensured.clear()
+    await reconcile.ensure_owned(current, OWNER, spec, False, lambda *_: None)  # type: ignore[arg-type]
+    assert current.patches == []
