@@ -8,9 +8,11 @@
   ``/health/ready``; a deleted Pod stops its process (SIGTERM) and is recreated from the current
   template; a crashed process is restarted like kubelet would; a PVC object per ordinal stands
   for a data directory (a new PVC is an empty directory). It also plays the garbage collector
-  for pods of a deleted StatefulSet. Like a kubelet, it projects the pod's Secret volumes into
-  files (a pod waits until its Secrets exist) and keeps them in sync, swapping a ``..data``
-  symlink as the kubelet does, so a renewed certificate reaches the node in place.
+  for pods of a deleted StatefulSet and for the StatefulSet of a deleted KonsulCluster (its
+  claims too, by the set's ``persistentVolumeClaimRetentionPolicy``). Like a kubelet, it
+  projects the pod's Secret volumes into files (a pod waits until its Secrets exist) and keeps
+  them in sync, swapping a ``..data`` symlink as the kubelet does, so a renewed certificate
+  reaches the node in place.
 - ``JobController``: runs each Job's container command (``konsulctl``, for backups and
   restores) as a local process, its volumes mapped to the claims' directories and its
   termination log to a file; records the outcome on a Pod object and the Job's status.
@@ -469,6 +471,9 @@ class StatefulSetController:
                 self.pods.pop(name).stop()
                 self.templates.pop(name, None)
         self.waiting &= set(objects)
+        for sts_name, sts in list(sets.items()):
+            if self._collect(sts):
+                del sets[sts_name]
         for sts_name, sts in sets.items():
             self._sync_set(sts_name, sts, objects)
         # Garbage collection: pods whose StatefulSet is gone.
@@ -477,6 +482,24 @@ class StatefulSetController:
             if owners and not owners & set(sets):
                 self.api.delete("Pod", name)
         self._sync_processes()
+
+    def _collect(self, sts: dict[str, Any]) -> bool:
+        """The garbage collector for a StatefulSet whose KonsulCluster is gone, and the
+        StatefulSet controller's claim retention (``whenDeleted: Delete``) when it goes."""
+        clusters = {c["metadata"]["name"] for c in self.api.list("KonsulCluster")}
+        owners = {o.get("name") for o in sts["metadata"].get("ownerReferences") or []
+                  if o.get("kind") == "KonsulCluster"}
+        if not owners or owners & clusters:
+            return False
+        name = sts["metadata"]["name"]
+        self.api.delete("StatefulSet", name)
+        policy = sts["spec"].get("persistentVolumeClaimRetentionPolicy") or {}
+        if policy.get("whenDeleted") == "Delete":
+            prefix = f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{name}"
+            for claim in self.api.list("PersistentVolumeClaim"):
+                if _ordinal(claim["metadata"]["name"], prefix) is not None:
+                    self.api.delete("PersistentVolumeClaim", claim["metadata"]["name"])
+        return True
 
     def _sync_set(self, sts_name: str, sts: dict[str, Any],
                   objects: dict[str, dict[str, Any]]) -> None:
