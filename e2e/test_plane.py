@@ -17,12 +17,14 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from e2e.plane import hostnet, names
 from e2e.plane.daemons import Daemon
+from e2e.plane.kubelet.__main__ import Kubelet
 from e2e.plane.kubelet.node import FALLBACK_CONDITION
 from e2e.plane.kubelet.runtime import PODMAN_ENV
 from e2e.plane.testing import Plane
@@ -457,6 +459,28 @@ def test_a_pod_reaches_the_plane_and_nothing_outside_it(plane: Plane, ns: str,
     assert f"RESULT {outside} TimeoutError" in log, log
     assert "RESULT 10.96.0.1 OSError:113" in log, log    # EHOSTUNREACH from the route
     assert hostnet.forward_drops() > dropped_before, "the firewall saw nothing"
+
+
+def test_pod_addresses_are_given_round_robin_and_announced(plane: Plane, ns: str,
+                                                          image: str, tmp_path: Path) -> None:
+    """An address just freed is the last one given again, and a pod's interface announces its
+    address when it comes up: a neighbour still holding a deleted pod's MAC for it would send
+    into the void until its entry expires (the operator waited 50 s on a recreated pod-0)."""
+    fake = SimpleNamespace(root=tmp_path, index=1, node="kpl-node-1")
+    first = Kubelet.allocate_ip(fake)  # type: ignore[arg-type]
+    (tmp_path / "pods" / "a").mkdir(parents=True)
+    (tmp_path / "pods" / "a" / "ip").write_text(first)
+    second = Kubelet.allocate_ip(fake)  # type: ignore[arg-type]
+    (tmp_path / "pods" / "a" / "ip").unlink()   # the first pod is gone
+    assert Kubelet.allocate_ip(fake) not in (first, second)  # type: ignore[arg-type]
+    plane.apply(ns, python_pod("announcer", "import time; time.sleep(3600)"))
+    pod = plane.wait_for(lambda: (p := plane.pod(ns, "announcer"))
+                         and (p.get("status") or {}).get("podIP") and p, 120, "a pod IP")
+    netns = hostnet.pod_netns_name(pod["metadata"]["uid"])
+    notify = subprocess.run(["ip", "netns", "exec", netns, "cat",
+                             "/proc/sys/net/ipv4/conf/eth0/arp_notify"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert notify == "1"
 
 
 # --- the Node's lease ---------------------------------------------------------------------------

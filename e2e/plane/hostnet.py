@@ -110,10 +110,14 @@ def create_pod_netns(uid: str, ip: ipaddress.IPv4Address) -> str:
         return netns
     sh("ip", "netns", "add", netns)
     try:
-        # Before eth0 exists, so it never gets an IPv6 address.
+        # Before eth0 exists, so it never gets an IPv6 address, and announces its address
+        # with a gratuitous ARP when it comes up (arp_notify), as CNI's bridge plugin does: a
+        # pod often gets an address a deleted pod had, and neighbours still holding the old
+        # MAC would otherwise send into the void until their entry expires (up to a minute).
         sh("ip", "netns", "exec", netns, "sh", "-c",
            "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6;"
-           " echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6")
+           " echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6;"
+           " echo 1 > /proc/sys/net/ipv4/conf/default/arp_notify")
         sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
         sh("ip", "-batch", "-", stdin=(
             f"link set {veth} master {names.BRIDGE}\nlink set {veth} up\n"))

@@ -40,10 +40,17 @@ class Kubelet:
         return None
 
     def allocate_ip(self) -> str:
+        """The next free address after the last one given, as CNI's host-local IPAM does: an
+        address just freed is the last to be given again."""
         used = {p.read_text().strip() for p in (self.root / "pods").glob("*/ip")}
-        for candidate in names.node_pod_range(self.index):
-            if str(candidate) not in used:
-                return str(candidate)
+        pool = [str(a) for a in names.node_pod_range(self.index)]
+        last_file = self.root / "last-ip"
+        last = last_file.read_text().strip() if last_file.exists() else ""
+        start = pool.index(last) + 1 if last in pool else 0
+        for candidate in pool[start:] + pool[:start]:
+            if candidate not in used:
+                last_file.write_text(candidate)
+                return candidate
         raise RuntimeError(f"{self.node}: no pod address left")
 
     async def pod_changed(self, key: str, pod: Obj | None) -> None:
