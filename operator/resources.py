@@ -91,13 +91,15 @@ def _metadata(
 
 
 def node_env(owner: Owner, spec: ClusterSpec) -> list[dict[str, Any]]:
-    """The node's KONSUL_* variables: id = pod name, Raft address = DNS name under the headless
-    Service, HTTP advertised by pod IP (what the operator and redirects use)."""
+    """The node's KONSUL_* variables: id = pod name, Raft and HTTP addresses = the pod's DNS name
+    under the headless Service. The configuration keeps a member's addresses from its join: a
+    pod IP would go stale at the pod's first restart (redirects and forwarded writes to nowhere),
+    the name follows the pod."""
     field_env = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ]
+    host = names.pod_host(owner.name, "$(POD_NAMESPACE)", "$(POD_NAME)")
     plain = {
         "KONSUL_HOST": "0.0.0.0",
         "KONSUL_PORT": str(HTTP_PORT),
@@ -106,10 +108,8 @@ def node_env(owner: Owner, spec: ClusterSpec) -> list[dict[str, Any]]:
         "KONSUL_RAFT_ENABLED": "true",
         "KONSUL_RAFT_NODE_ID": "$(POD_NAME)",
         "KONSUL_RAFT_BIND_ADDR": f"0.0.0.0:{RAFT_PORT}",
-        "KONSUL_RAFT_ADVERTISE_ADDR": (
-            f"$(POD_NAME).{names.headless_service(owner.name)}.$(POD_NAMESPACE).svc:{RAFT_PORT}"
-        ),
-        "KONSUL_HTTP_ADVERTISE_ADDR": f"$(POD_IP):{HTTP_PORT}",
+        "KONSUL_RAFT_ADVERTISE_ADDR": f"{host}:{RAFT_PORT}",
+        "KONSUL_HTTP_ADVERTISE_ADDR": f"{host}:{HTTP_PORT}",
         "KONSUL_RAFT_DATA_DIR": f"{DATA_PATH}/raft",
         # Never KONSUL_RAFT_BOOTSTRAP: the operator bootstraps pod-0 once, over the API.
     }
@@ -119,9 +119,6 @@ def node_env(owner: Owner, spec: ClusterSpec) -> list[dict[str, Any]]:
             "KONSUL_TLS_CERT_FILE": f"{TLS_MOUNT}/{cert}",
             "KONSUL_TLS_KEY_FILE": f"{TLS_MOUNT}/{key}",
             "KONSUL_TLS_CA_FILE": f"{TLS_MOUNT}/{ca}",
-            # Redirects and forwarded writes go by the name the certificates carry.
-            "KONSUL_HTTP_ADVERTISE_ADDR": names.pod_host(
-                owner.name, "$(POD_NAMESPACE)", "$(POD_NAME)") + f":{HTTP_PORT}",
         })
     if spec.acl.enabled:
         plain.update({

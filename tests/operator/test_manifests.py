@@ -212,6 +212,8 @@ def test_statefulset_shape() -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["KONSUL_RAFT_NODE_ID"] == "$(POD_NAME)"
     assert env["KONSUL_RAFT_ADVERTISE_ADDR"] == "$(POD_NAME).demo-peers.$(POD_NAMESPACE).svc:7000"
+    # Not the pod IP: the configuration keeps it from the join, and a restarted pod has a new one.
+    assert env["KONSUL_HTTP_ADVERTISE_ADDR"] == "$(POD_NAME).demo-peers.$(POD_NAMESPACE).svc:8500"
     assert env["KONSUL_RAFT_HEARTBEAT_TIMEOUT"] == "2s"
     assert env["KONSUL_FORWARD_WRITES"] == "true" and env["EXTRA"] == "1"
     assert "KONSUL_RAFT_BOOTSTRAP" not in env  # the operator bootstraps pod-0 over the API
@@ -253,7 +255,7 @@ def test_pods_are_secure_by_default() -> None:
 def test_tls_and_acls_can_be_turned_off() -> None:
     pod, env = _pod({"tls": {"enabled": False}, "acl": {"enabled": False}})
     assert not [k for k in env if k.startswith(("KONSUL_TLS_", "KONSUL_ACL_"))]
-    assert "KONSUL_HTTP_ADVERTISE_ADDR" in env  # the pod IP, as before TLS
+    assert env["KONSUL_HTTP_ADVERTISE_ADDR"] == "$(POD_NAME).demo-peers.$(POD_NAMESPACE).svc:8500"
     assert pod["containers"][0]["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
     assert "volumes" not in pod
     monitor = resources.service_monitor(OWNER, parse_spec({"tls": {"enabled": False},
