@@ -823,10 +823,13 @@ class Client(_Endpoints[Any]):
             conn.close()
             self._conns.pop(base, None)
             stale = isinstance(
-                exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+                exc,
+                (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                 ssl.SSLEOFError, ssl.SSLZeroReturnError),
             )
             if reused and stale:
                 # An idle keep-alive connection the server had closed: nothing was processed.
+                # Over TLS the close shows as the TLS layer's EOF instead of RemoteDisconnected.
                 return self._exchange(base, call)
             if call.idempotent:
                 raise _Unreached(f"{base}: {exc}") from None
