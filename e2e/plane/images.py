@@ -94,8 +94,16 @@ def remove_store() -> list[str]:
     if not STORAGE_CONF.exists():
         return []
     _podman("rmi", "--all", "--force", plane=True, timeout=300)
+    return [f"image store {STORE}", *(f"mount {m}" for m in unmount_under(STORE))]
+
+
+def unmount_under(path: Path) -> list[str]:
+    """Unmount whatever is mounted below ``path``, deepest first. Podman's overlay driver
+    bind-mounts its ``overlay`` directory whenever a podman command opens the store, and
+    conmon runs ``podman container cleanup`` as each container exits, after the kubelets are
+    stopped: so the caller sweeps again right before removing the files."""
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-              if line.split()[1].startswith(f"{STORE}/")]
+              if line.split()[1].startswith(f"{path}/")]
     for mount in sorted(mounts, reverse=True):
         subprocess.run(["umount", "--lazy", mount], check=False)
-    return [f"image store {STORE}", *(f"mount {m}" for m in mounts)]
+    return mounts

@@ -256,6 +256,8 @@ def down() -> None:
     dns_module.remove_hosts_block()
     for path in (names.STATE, names.HOSTPATH_PV_ROOT):
         if path.exists():
+            for mount in images.unmount_under(path):
+                log(f"removed mount {mount}")
             shutil.rmtree(path)
             log(f"removed {path}")
     leftovers = hostnet.pod_namespaces() + [d.name for d in daemons if d.pid() is not None]
