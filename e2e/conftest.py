@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import pytest
 
 from e2e import checks, kind
-from e2e.driver import HTTP_PORT, Cluster
+from e2e.driver import Cluster
 from e2e.plane import images, names
 from e2e.plane.kubelet.node import FALLBACK_CONDITION
 from e2e.plane.testing import Plane
@@ -87,7 +87,4 @@ def cluster(request: pytest.FixtureRequest,
         return
     assert DRIVER == "plane", f"KONSUL_E2E_DRIVER={DRIVER}: plane or kind"
     request.getfixturevalue("plane")
-    # No ClusterIPs here: a Service's name resolves (on this machine too) to its endpoints.
-    yield Cluster(names.KUBECONFIG, names.kubectl(), str(names.REPO / ".venv" / "bin" / "helm"),
-                  client_address=lambda ns, svc: f"{svc}.{ns}.svc.{names.CLUSTER_DOMAIN}:"
-                                                 f"{HTTP_PORT}")
+    yield Cluster(names.KUBECONFIG, names.kubectl(), str(names.REPO / ".venv" / "bin" / "helm"))

@@ -3,8 +3,9 @@ and the Konsul nodes reached by pod IP, as the operator reaches them.
 
 Two drivers make one (e2e/conftest.py picks with KONSUL_E2E_DRIVER): the local plane (the
 default; its pod network is the host's bridge, Service names resolve on the host) and kind
-(e2e/kind.py routes its pod and Service ranges through the node container). They differ only in
-how a client on this machine reaches a Service: ``client_address``.
+(e2e/kind.py routes its pod range through the node container and keeps the cluster's names in
+/etc/hosts by the plane DNS's rules). Both give this machine what a pod has: pod IPs and the
+cluster's DNS names, a Service name answering its ready endpoints.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from e2e.plane import names
 from konsul.client import Client
 from tests.processes import REPO, http
 
@@ -45,13 +46,11 @@ class Pod:
 
 @dataclass
 class Cluster:
-    """kubectl/helm on one kubeconfig. ``client_address(namespace, service)`` is the
-    ``host:port`` a client on this machine dials for a Service."""
+    """kubectl/helm on one kubeconfig."""
 
     kubeconfig: Path
     kubectl_bin: str
     helm_bin: str
-    client_address: Callable[[str, str], str]
     name: str = "plane"
     log: list[str] = field(default_factory=list)
 
@@ -208,8 +207,9 @@ class Konsul:
         return {name: self.node_status(name, pods) for name in sorted(pods)}
 
     def client_address(self) -> str:
-        """What a client on this machine dials for the cluster's client Service."""
-        return self.cluster.client_address(self.namespace, self.name)
+        """What a client on this machine dials for the cluster's client Service: its name (the
+        certificates name no ClusterIP)."""
+        return f"{self.name}.{self.namespace}.svc.{names.CLUSTER_DOMAIN}:{HTTP_PORT}"
 
     def claims(self) -> dict[str, str]:
         """The cluster's PVCs that are not being deleted: name -> uid."""

@@ -9,18 +9,22 @@ kept), KONSUL_E2E_KEEP=1 (keep the cluster this run created).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from e2e.driver import HTTP_PORT, Cluster
+from e2e.driver import Cluster
+from e2e.plane import dns
+from e2e.plane.kube import Obj
 from tests.processes import REPO
 
 NAME = os.environ.get("KONSUL_E2E_CLUSTER", "konsul-e2e")
-POD_CIDR, SERVICE_CIDR = "10.244.0.0/16", "10.96.0.0/12"   # kind's defaults
+POD_CIDR = "10.244.0.0/16"   # kind's default podSubnet
 
 
 def missing() -> list[str]:
@@ -32,6 +36,8 @@ def missing() -> list[str]:
         lacking.append("a running Docker engine")
     if shutil.which("kind") is None:
         lacking.append("kind on PATH")
+    if os.geteuid() != 0:
+        lacking.append("root (a route to the pod range, the block in /etc/hosts)")
     return lacking
 
 
@@ -53,26 +59,50 @@ def cluster(tmp: Path, images: tuple[str, ...]) -> Iterator[Cluster]:
     _run("kind", "load", "docker-image", *images, "--name", NAME)
     node = json.loads(_run("docker", "inspect", f"{NAME}-control-plane"))[0]
     node_ip = next(iter(node["NetworkSettings"]["Networks"].values()))["IPAddress"]
-    routes = [["ip", "route", "replace", cidr, "via", node_ip]
-              for cidr in (POD_CIDR, SERVICE_CIDR)]
-    sudo = ["sudo"] if os.geteuid() else []
-    for route in routes:
-        _run(*sudo, *route)
+    _run("ip", "route", "replace", POD_CIDR, "via", node_ip)
     kubectl = shutil.which("kubectl") or str(REPO / ".venv" / "bin" / "kubectl")
-    result = Cluster(kubeconfig, kubectl, str(REPO / ".venv" / "bin" / "helm"),
-                     client_address=lambda ns, svc: _cluster_ip(kubeconfig, kubectl, ns, svc),
-                     name="kind")
+    result = Cluster(kubeconfig, kubectl, str(REPO / ".venv" / "bin" / "helm"), name="kind")
+    hosts = HostNames(result)
+    hosts.start()
     try:
         yield result
     finally:
-        for route in routes:
-            subprocess.run([*sudo, "ip", "route", "del", *route[3:]], check=False)
+        hosts.stop()
+        subprocess.run(["ip", "route", "del", POD_CIDR, "via", node_ip], check=False)
         if created and os.environ.get("KONSUL_E2E_KEEP") != "1":
             subprocess.run(["kind", "delete", "cluster", "--name", NAME], check=False)
 
 
-def _cluster_ip(kubeconfig: Path, kubectl: str, namespace: str, service: str) -> str:
-    """kube-proxy on the node answers the ClusterIP (routed above)."""
-    ip = _run(kubectl, f"--kubeconfig={kubeconfig}", "-n", namespace, "get", "service", service,
-              "-o", "jsonpath={.spec.clusterIP}").strip()
-    return f"{ip}:{HTTP_PORT}"
+def host_records(cluster: Cluster) -> dict[str, list[str]]:
+    """The cluster DNS names and their addresses, by the plane DNS's rules, from kubectl."""
+    services = cluster.get("services", "-A")["items"]
+    slices = cluster.get("endpointslices.discovery.k8s.io", "-A")["items"]
+    return dns.records({_key(o): o for o in services}, {_key(o): o for o in slices})
+
+
+def _key(obj: Obj) -> str:
+    return f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+
+
+class HostNames(threading.Thread):
+    """Keeps the e2e block of /etc/hosts equal to the cluster's DNS records, once a second (a
+    rolled pod's new address shows within that, as the plane's DNS shows it within 0.1 s)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(name="kind-hosts", daemon=True)
+        self.cluster = cluster
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            # The API server busy or restarting: the next round tries again.
+            with contextlib.suppress(AssertionError, OSError, ValueError,
+                                     subprocess.TimeoutExpired):
+                dns.write_hosts_block(dns.hosts_lines(host_records(self.cluster)))
+            self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(timeout=30)
+        dns.remove_hosts_block()
+

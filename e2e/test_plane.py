@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 
-from e2e.plane import hostnet, names
+from e2e import kind
+from e2e.driver import Cluster
+from e2e.plane import dns, hostnet, names
 from e2e.plane.daemons import Daemon
 from e2e.plane.kubelet.__main__ import Kubelet
 from e2e.plane.kubelet.node import FALLBACK_CONDITION
@@ -252,6 +254,26 @@ def test_dns_resolves_statefulset_pods_from_another_pod_and_from_the_host(
     # On the host, through the block the DNS server keeps in /etc/hosts.
     for name in (fqdn, f"web-0.web.{web}.svc"):
         plane.wait_for(lambda n=name: _host_lookup(n) == ips["web-0"], 20, f"{name} on the host")
+
+
+def test_kind_drivers_names_match_the_planes_dns(plane: Plane, web: str) -> None:
+    """The kind driver keeps the host's names by the plane DNS's rules, from what kubectl lists
+    (e2e/kind.py); on the plane both see one API server, so they must agree."""
+    cluster = Cluster(names.KUBECONFIG, names.kubectl(), "helm")
+    wanted = f"web-0.web.{web}.svc.{names.CLUSTER_DOMAIN}"
+
+    def agreed() -> list[str] | None:
+        from_kubectl = dns.hosts_lines(kind.host_records(cluster))
+        return from_kubectl if from_kubectl == _hosts_block() else None
+
+    lines = plane.wait_for(agreed, 30, "kubectl's records to equal the plane DNS's block")
+    assert any(line.split()[1] == wanted for line in lines), lines
+
+
+def _hosts_block() -> list[str]:
+    text = names.HOSTS_FILE.read_text()
+    start, end = text.find(names.HOSTS_BEGIN), text.find(names.HOSTS_END)
+    return text[start + len(names.HOSTS_BEGIN):end].split("\n")[1:-1] if start != -1 else []
 
 
 def _host_lookup(name: str) -> str | None:
