@@ -12,6 +12,9 @@
 - **checks**: N HTTP checks every 10 s against a target on 127.0.0.1 (its own process), one
   client writing every 50 ms: probes per second against N/10, leader changes, the client's
   write p99, CPU per member.
+- **values**: 2,000 values of 256 KiB, a follower down while 500 more are written, then back:
+  the leader's memory during its catch-up, its time, its readiness; the restore of those 2,000
+  values (``bench.large_values``).
 
 Figures print as they come and go to bench/results/<date>-<host>-scale.{json,md}. Readers are
 raw sockets: a reader's time is the arrival of its answer's first byte, not the time a Python
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import large_values
 from bench.run import Cell, wrk_cell
 from bench.systems import EtcdCluster, rss_bytes
 from tests.cluster_harness import ClusterNode, LocalCluster
@@ -60,6 +64,7 @@ class Round:
     read_seconds: float
     checks: tuple[int, ...]
     check_seconds: float
+    values: tuple[int, int] = (2000, 500)  # large values: written, then written while one is down
 
 
 FULL = Round((1000, 5000), 10, 10_000, 10, (1000, 5000, 10_000, 20_000), 300)
@@ -73,6 +78,7 @@ class Report:
     etcd_watchers: list[dict[str, Any]] = field(default_factory=list)
     catalog: dict[str, Any] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    large_values: dict[str, Any] = field(default_factory=dict)
 
 
 def say(text: str) -> None:
@@ -513,6 +519,7 @@ async def main_async(args: argparse.Namespace) -> None:
         "etcd": lambda root: etcd_watchers(root, sizes.watchers, report),
         "catalog": lambda root: catalog(root, sizes.instances, sizes.read_seconds, report),
         "checks": lambda root: _all_checks(root, sizes, report),
+        "values": lambda root: _large_values(root, sizes, report),
     }
     with tempfile.TemporaryDirectory(prefix="konsul-scale-") as tmp:
         for name in args.only or list(parts):
@@ -526,11 +533,19 @@ async def _all_checks(root: Path, sizes: Round, report: Report) -> None:
         await checks_round(root, count, sizes.check_seconds, report)
 
 
+async def _large_values(root: Path, sizes: Round, report: Report) -> None:
+    keys, more = sizes.values
+    report.large_values = {
+        "catch_up": await in_thread(lambda: large_values.run(root, keys, more)),
+        "restore": await in_thread(lambda: large_values.restore(root, keys)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one short round of each part")
     parser.add_argument("--only", action="append",
-                        choices=("watchers", "etcd", "catalog", "checks"))
+                        choices=("watchers", "etcd", "catalog", "checks", "values"))
     parser.add_argument("--target", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.target:

@@ -1,0 +1,257 @@
+"""Issue 16's large values: a follower that was down comes back to a leader holding 0.5 GB.
+
+On three members (real processes, ``tests.cluster_harness.LocalCluster``):
+
+1. ``keys`` values of 256 KiB are written through the leader (``PUT /v1/kv``, raw bodies, a few
+   clients at once); once every member has applied them, the leader's resident memory
+   (``VmRSS``) is its *steady state*.
+2. One follower is stopped (SIGTERM: a member down for a while, as in a rolling restart), and
+   ``more`` values are written while it is away.
+3. It is started again from its data directory. Until its applied index reaches the leader's
+   commit index (the *catch-up time*), the leader's and its own ``VmRSS`` are sampled every
+   100 ms, and its ``/health/ready`` is polled: a 200 while it is more than ``READY_MAX_LAG``
+   entries behind is counted (the bar: never). No client writes during the catch-up, so the
+   leader's commit index is fixed and the lag at each answer is known.
+
+Bars: the leader's peak during the catch-up at most 1.5 times its steady state; ready only once
+caught up. The restore bar (a 0.5 GB snapshot restored at a peak of at most 1.3 times its size)
+is ``bench.backup``'s measurement, run here on the same 2,000 values and reported beside.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import backup
+from konsul.node import READY_MAX_LAG
+from tests.cluster_harness import ClusterNode, LocalCluster
+
+VALUE_BYTES = 256 * 1024
+MIB = 1 << 20
+SAMPLE_S = 0.1
+RSS_BAR = 1.5
+WRITERS = 4
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def proc_status(pid: int, field_name: str) -> int:
+    """A memory line of /proc/<pid>/status (``VmRSS``, ``VmHWM``) in bytes; 0 once it is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Sampler:
+    """The peak ``VmRSS`` of some processes, sampled every ``SAMPLE_S`` in a thread."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.peak = {name: 0 for name in pids}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in self.pids.items():
+                self.peak[name] = max(self.peak[name], proc_status(pid, "VmRSS"))
+            self.samples += 1
+            self._stop.wait(SAMPLE_S)
+
+
+def value_of(i: int, block: bytes) -> bytes:
+    """Distinct 256 KiB values without generating 256 KiB of randomness each."""
+    return i.to_bytes(8, "big") + block[8:]
+
+
+def write_values(node: ClusterNode, start: int, stop: int) -> float:
+    """PUT values ``start`` to ``stop - 1`` through ``node`` (``WRITERS`` clients, kept-alive
+    connections); returns the seconds it took."""
+    block = os.urandom(VALUE_BYTES)
+    todo = list(range(start, stop))
+    lock = threading.Lock()
+
+    def writer() -> None:
+        conn = http.client.HTTPConnection(node.host, node.port, timeout=60)
+        try:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    i = todo.pop()
+                conn.request("PUT", f"/v1/kv/big/{i:06d}", value_of(i, block))
+                answer = conn.getresponse()
+                body = answer.read()
+                assert answer.status == 200 and body.strip() == b"true", (answer.status, body)
+        finally:
+            conn.close()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(WRITERS) as pool:
+        for done in [pool.submit(writer) for _ in range(WRITERS)]:
+            done.result()
+    return time.monotonic() - started
+
+
+def settled_rss(pid: int, seconds: float = 3.0) -> int:
+    """The process's ``VmRSS`` after ``seconds`` of quiet (the last of samples every 100 ms)."""
+    deadline = time.monotonic() + seconds
+    rss = proc_status(pid, "VmRSS")
+    while time.monotonic() < deadline:
+        time.sleep(SAMPLE_S)
+        rss = proc_status(pid, "VmRSS")
+    return rss
+
+
+def answer_code(node: ClusterNode, path: str) -> int:
+    try:
+        code, _, _ = node.call("GET", path, timeout=5)
+    except OSError:
+        return 0  # not listening yet
+    return code
+
+
+def applied(node: ClusterNode) -> int:
+    status = node.status()
+    return int(status["applied_index"]) if status else 0
+
+
+@dataclass
+class Readiness:
+    """What the returning follower's ``/health/ready`` said while it caught up."""
+
+    polls: int = 0
+    ready_answers: int = 0
+    # 200s while the follower was more than READY_MAX_LAG behind (counted conservatively: its
+    # applied index read just *after* the answer, so a late reading only shrinks the lag)
+    early: int = 0
+    worst_lag_when_ready: int = 0
+    first_ready_s: float | None = None
+    lags: list[int] = field(default_factory=list)
+
+    def note(self, code: int, lag: int, since: float) -> None:
+        self.polls += 1
+        if code != 200:
+            return
+        self.ready_answers += 1
+        if self.first_ready_s is None:
+            self.first_ready_s = time.monotonic() - since
+        if lag > READY_MAX_LAG:
+            self.early += 1
+            self.worst_lag_when_ready = max(self.worst_lag_when_ready, lag)
+
+
+def catch_up(leader: ClusterNode, follower: ClusterNode, commit: int, timeout: float
+             ) -> tuple[float, Readiness]:
+    """Start ``follower`` and poll until it has applied ``commit``; then until it is ready."""
+    readiness = Readiness()
+    started = time.monotonic()
+    follower.launch()
+    caught: float | None = None
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        code = answer_code(follower, "/health/ready")
+        lag = commit - applied(follower)
+        readiness.note(code, lag, started)
+        if caught is None and lag <= 0:
+            caught = time.monotonic() - started
+        if caught is not None and code == 200:
+            return caught, readiness
+        time.sleep(SAMPLE_S)
+    raise AssertionError(f"{follower.node_id} did not catch up and become ready in {timeout} s "
+                         f"(applied {applied(follower)} of {commit})")
+
+
+def run(root: Path, keys: int, more: int) -> dict[str, Any]:
+    """The whole scenario on a new cluster under ``root``; its figures."""
+    say(f"large values ({keys:,} x 256 KiB, a follower down while {more} more are written):")
+    cluster = LocalCluster(root / "values", size=3).start()
+    try:
+        leader = cluster.leader()
+        assert leader.proc is not None
+        written = write_values(leader, 0, keys)
+        cluster.wait_converged(timeout=300)
+        steady = settled_rss(leader.proc.pid)
+        rate = keys * VALUE_BYTES / MIB / written
+        say(f"  {keys:,} values written in {written:.1f} s ({rate:.0f} MiB/s); "
+            f"leader steady state {steady / MIB:.0f} MiB")
+
+        follower = cluster.followers()[-1]
+        follower.stop()
+        more_s = write_values(leader, keys, keys + more)
+        before = settled_rss(leader.proc.pid, 1.0)
+        leader_status = leader.status()
+        assert leader_status is not None
+        commit = int(leader_status["commit_index"])
+        say(f"  {follower.node_id} stopped; {more} more written in {more_s:.1f} s; "
+            f"leader {before / MIB:.0f} MiB before it returns")
+
+        hwm_before = proc_status(leader.proc.pid, "VmHWM")
+        pids = {"leader": leader.proc.pid}
+        with Sampler(pids) as sampler:
+            caught, readiness = catch_up(leader, follower, commit, timeout=600)
+        assert follower.proc is not None  # a new process: its VmHWM is its start and catch-up
+        follower_peak = proc_status(follower.proc.pid, "VmHWM")
+        peak = sampler.peak["leader"]
+        out: dict[str, Any] = {
+            "keys": keys,
+            "more": more,
+            "value_bytes": VALUE_BYTES,
+            "write_s": round(written, 1),
+            "leader_steady_mib": round(steady / MIB),
+            "leader_before_return_mib": round(before / MIB),
+            "leader_peak_catch_up_mib": round(peak / MIB),
+            "leader_peak_over_steady": round(peak / steady, 2),
+            "leader_hwm_before_mib": round(hwm_before / MIB),
+            "leader_hwm_after_mib": round(proc_status(leader.proc.pid, "VmHWM") / MIB),
+            "follower_peak_catch_up_mib": round(follower_peak / MIB),
+            "catch_up_s": round(caught, 2),
+            "ready_after_s": round(readiness.first_ready_s or 0.0, 2),
+            "ready_polls": readiness.polls,
+            "ready_while_behind": readiness.early,
+            "worst_lag_when_ready": readiness.worst_lag_when_ready,
+            "rss_samples": sampler.samples,
+        }
+    finally:
+        cluster.stop()
+    verdict = "met" if out["leader_peak_over_steady"] <= RSS_BAR else "NOT met"
+    say(f"  catch-up {caught:.1f} s, ready after {out['ready_after_s']} s; leader peak "
+        f"{out['leader_peak_catch_up_mib']} MiB = {out['leader_peak_over_steady']}x steady "
+        f"(bar {RSS_BAR}x: {verdict}); follower peak {out['follower_peak_catch_up_mib']} MiB; "
+        f"ready 200 while > {READY_MAX_LAG} behind: {readiness.early} of "
+        f"{readiness.ready_answers} ready answers ({readiness.polls} polls)")
+    return out
+
+
+def restore(root: Path, values: int) -> dict[str, float]:
+    """``bench.backup``'s restore of ``values`` x 256 KiB on one node (offline and online)."""
+    say(f"restore of {values:,} x 256 KiB (bench.backup, one node):")
+    figures = backup.measure(root / "restore", values, VALUE_BYTES, online=True)
+    say(f"  {figures['backup_mb']:.0f} MiB backup: offline restore + start peaks at "
+        f"{figures['start_peak_rss_mb']:.0f} MiB = {figures['start_peak_over_size']:.2f}x its size "
+        f"(bar 1.3x); online restore peak {figures['online_peak_rss_mb']:.0f} MiB = "
+        f"{figures['online_peak_rss_mb'] / figures['backup_mb']:.2f}x")
+    return {k: round(v, 2) for k, v in figures.items()}
