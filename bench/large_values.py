@@ -25,11 +25,13 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import backup
+from bench.backup import peak_rss
+from bench.systems import rss_bytes
 from konsul.node import READY_MAX_LAG
 from tests.cluster_harness import ClusterNode, LocalCluster
 
@@ -42,18 +44,6 @@ WRITERS = 4
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def proc_status(pid: int, field_name: str) -> int:
-    """A memory line of /proc/<pid>/status (``VmRSS``, ``VmHWM``) in bytes; 0 once it is gone."""
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except OSError:
-        return 0
-    for line in lines:
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 class Sampler:
@@ -77,7 +67,7 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             for name, pid in self.pids.items():
-                self.peak[name] = max(self.peak[name], proc_status(pid, "VmRSS"))
+                self.peak[name] = max(self.peak[name], rss_bytes(pid))
             self.samples += 1
             self._stop.wait(SAMPLE_S)
 
@@ -119,10 +109,10 @@ def write_values(node: ClusterNode, start: int, stop: int) -> float:
 def settled_rss(pid: int, seconds: float = 3.0) -> int:
     """The process's ``VmRSS`` after ``seconds`` of quiet (the last of samples every 100 ms)."""
     deadline = time.monotonic() + seconds
-    rss = proc_status(pid, "VmRSS")
+    rss = rss_bytes(pid)
     while time.monotonic() < deadline:
         time.sleep(SAMPLE_S)
-        rss = proc_status(pid, "VmRSS")
+        rss = rss_bytes(pid)
     return rss
 
 
@@ -150,7 +140,6 @@ class Readiness:
     early: int = 0
     worst_lag_when_ready: int = 0
     first_ready_s: float | None = None
-    lags: list[int] = field(default_factory=list)
 
     def note(self, code: int, lag: int, since: float) -> None:
         self.polls += 1
@@ -209,12 +198,12 @@ def run(root: Path, keys: int, more: int) -> dict[str, Any]:
         say(f"  {follower.node_id} stopped; {more} more written in {more_s:.1f} s; "
             f"leader {before / MIB:.0f} MiB before it returns")
 
-        hwm_before = proc_status(leader.proc.pid, "VmHWM")
+        hwm_before = peak_rss(leader.proc.pid)
         pids = {"leader": leader.proc.pid}
         with Sampler(pids) as sampler:
             caught, readiness = catch_up(leader, follower, commit, timeout=600)
         assert follower.proc is not None  # a new process: its VmHWM is its start and catch-up
-        follower_peak = proc_status(follower.proc.pid, "VmHWM")
+        follower_peak = peak_rss(follower.proc.pid)
         peak = sampler.peak["leader"]
         out: dict[str, Any] = {
             "keys": keys,
@@ -226,7 +215,7 @@ def run(root: Path, keys: int, more: int) -> dict[str, Any]:
             "leader_peak_catch_up_mib": round(peak / MIB),
             "leader_peak_over_steady": round(peak / steady, 2),
             "leader_hwm_before_mib": round(hwm_before / MIB),
-            "leader_hwm_after_mib": round(proc_status(leader.proc.pid, "VmHWM") / MIB),
+            "leader_hwm_after_mib": round(peak_rss(leader.proc.pid) / MIB),
             "follower_peak_catch_up_mib": round(follower_peak / MIB),
             "catch_up_s": round(caught, 2),
             "ready_after_s": round(readiness.first_ready_s or 0.0, 2),
