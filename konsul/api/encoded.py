@@ -16,6 +16,11 @@ cached. What makes two requests "the same query":
 ``index`` must cover everything else the answer shows (the table index of what it lists). The
 cache holds at most ``MAX_ENTRIES`` answers and ``MAX_BYTES`` in all, least recently used first
 out; an answer is replaced as soon as its index moves.
+
+A shared answer is sent as ``SharedResponse``: its few header bytes first, then the cached body
+object itself, handed to the transport without a copy. (``web.Response`` joins headers and body
+into one new bytes object before it writes: for a 1.7 MB catalog listing that copy was a fifth
+of the node's CPU per request.)
 """
 
 from __future__ import annotations
@@ -62,6 +67,15 @@ class EncodedAnswers:
         return body
 
 
+class SharedResponse(web.Response):
+    """A ``web.Response`` whose headers are written on their own, so that the body (a shared,
+    immutable bytes object) reaches the transport as is, never joined to them. aiohttp's
+    ``StreamResponse`` does the same; ``Response`` opts out to coalesce small answers, which
+    this class undoes (``tests/api/test_runner.py`` checks that the switch still exists)."""
+
+    _send_headers_immediately = True
+
+
 ENCODED = web.AppKey("konsul.encoded", EncodedAnswers)
 
 
@@ -81,5 +95,5 @@ def shared_body(
 def shared_read_response(request: web.Request, index: int, build: Callable[[], Any]
                          ) -> web.Response:
     """A native read's answer (``http.read_response``) with a shared body."""
-    return web.Response(body=shared_body(request, index, build),
-                        content_type="application/json", headers=read_headers(request, index))
+    return SharedResponse(body=shared_body(request, index, build),
+                          content_type="application/json", headers=read_headers(request, index))
