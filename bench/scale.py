@@ -2,6 +2,7 @@
 
     python -m bench.scale            # the full rounds (about 35 minutes)
     python -m bench.scale --quick    # one short round of each part (about 4 minutes)
+    python -m bench.scale --only watchers --watchers 5000    # one part, at one size
 
 - **watchers**: W blocking reads parked on the leader on one key, then one prefix, then one
   service. For each: the throughput of one client writing *unrelated* keys beside them (against
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import http.client
 import json
 import os
@@ -499,11 +501,14 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_results(report: Report, quick: bool) -> Path:
+def write_results(report: Report, quick: bool, partial: bool) -> Path:
+    """``partial``: some parts or other sizes only (never in place of a whole run's file)."""
     RESULTS.mkdir(exist_ok=True)
     stem = f"{time.strftime('%Y-%m-%d', time.gmtime())}-{platform.node()}-scale"
     if quick:
         stem += "-quick"
+    if partial:
+        stem += "-partial"
     path = RESULTS / f"{stem}.json"
     report.machine["load_average_after"] = os.getloadavg()
     path.write_text(json.dumps(report.__dict__, indent=2) + "\n")
@@ -512,6 +517,8 @@ def write_results(report: Report, quick: bool) -> Path:
 
 async def main_async(args: argparse.Namespace) -> None:
     sizes = QUICK if args.quick else FULL
+    if args.watchers:
+        sizes = dataclasses.replace(sizes, watchers=tuple(args.watchers))
     report = Report(machine())
     say(f"load average {report.machine['load_average']}")
     parts: dict[str, Callable[[Path], Awaitable[None]]] = {
@@ -524,7 +531,7 @@ async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="konsul-scale-") as tmp:
         for name in args.only or list(parts):
             await parts[name](Path(tmp))
-    say(f"results: {write_results(report, args.quick)}")
+    say(f"results: {write_results(report, args.quick, bool(args.only or args.watchers))}")
 
 
 async def _all_checks(root: Path, sizes: Round, report: Report) -> None:
@@ -546,6 +553,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one short round of each part")
     parser.add_argument("--only", action="append",
                         choices=("watchers", "etcd", "catalog", "checks", "values"))
+    parser.add_argument("--watchers", action="append", type=int, metavar="W",
+                        help="parked readers per round instead of the sizing's (repeatable)")
     parser.add_argument("--target", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.target:
