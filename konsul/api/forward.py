@@ -35,6 +35,12 @@ _PASS_RESPONSE = ("Location", "Retry-After", "X-Konsul-Index")
 # Members answer a connect from the kernel's backlog: well under this even on a loaded machine.
 CONNECT_S = 0.3
 NEW_LEADER_WAIT_S = 2.0
+# A forwarded write: the leader's whole answer may take the peer timeout, its connection not.
+TIMEOUT = aiohttp.ClientTimeout(
+    total=PEER_TIMEOUT.total, connect=PEER_TIMEOUT.connect, sock_connect=CONNECT_S
+)
+# No connection to the leader: nothing was sent, so the write may go to another leader.
+NOT_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 def wants_forwarding(request: web.Request, forward_writes: bool) -> bool:
@@ -78,13 +84,10 @@ async def _send(
 ) -> web.Response:
     if not leader.http_address:
         raise Unavailable(f"the leader {leader.id} has no known HTTP address to forward to")
-    timeout = aiohttp.ClientTimeout(
-        total=PEER_TIMEOUT.total, connect=PEER_TIMEOUT.connect, sock_connect=CONNECT_S
-    )
     try:
         async with node_of(request).peer_http.request(
             request.method, leader.http_address, request.raw_path, data=body, headers=headers,
-            allow_redirects=False, timeout=timeout,
+            allow_redirects=False, timeout=TIMEOUT,
         ) as upstream:
             payload = await upstream.read()
             out = {k: upstream.headers[k] for k in _PASS_RESPONSE if k in upstream.headers}
@@ -94,7 +97,7 @@ async def _send(
                 headers=out,
                 content_type=upstream.content_type or "application/json",
             )
-    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+    except NOT_CONNECTED as exc:
         why = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else None
         raise _NotReached(Unavailable(
             f"could not reach the leader {leader.id} at {leader.http_address} to forward the "

@@ -124,3 +124,27 @@ def test_a_write_forwarded_to_a_leader_gone_silent_goes_to_the_next_leader(
         assert code == 200 and body["value"] == "x", body
     finally:
         cluster.stop()
+
+
+def test_a_v1_write_to_a_follower_whose_leader_went_silent_goes_to_the_next_leader(
+    tmp_path: pytest.TempPathFactory, lab: NetnsLab
+) -> None:
+    """Consul's clients write to any member and never follow a redirect: a follower forwards
+    every /v1 write. Its connection to a leader gone silent fails early (nothing was sent), and
+    the write goes to the new leader, not back to the client as an unknown outcome."""
+    cluster = NamedCluster(tmp_path, size=3, prefix=lab.prefix, lab=lab)  # type: ignore[arg-type]
+    cluster.start()
+    try:
+        leader = cluster.leader()
+        assert isinstance(leader, NetnsNode)
+        follower = next(n for n in cluster.nodes if n is not leader)
+        cluster.wait_converged()
+        lab.isolate(leader.number)
+        code, _, body = lab.http("PUT", follower.url + "/v1/kv/forwarded", "x", 15)
+        assert (code, body) == (200, True), body
+        new_leader = cluster.leader()
+        assert new_leader is not leader
+        code, _, body = lab.http("GET", new_leader.url + "/v1/kv/forwarded?raw", None, 5)
+        assert code == 200 and body == "x", body
+    finally:
+        cluster.stop()

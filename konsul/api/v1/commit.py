@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
+from konsul.api import forward
 from konsul.api.forward import FORWARDED_HEADER
 from konsul.api.http import IMPORT_BODY_LIMIT, node_of, read_body
 from konsul.api.v1.edge import Answered, text
@@ -104,14 +105,14 @@ async def _forward(request: web.Request, leader: Member) -> web.Response:
     try:
         async with node.peer_http.request(
             request.method, leader.http_address, request.raw_path, data=body, headers=headers,
-            allow_redirects=False,
+            allow_redirects=False, timeout=forward.TIMEOUT,
         ) as upstream:
             payload = await upstream.read()
             if NOT_LEADER_HEADER in upstream.headers:
                 raise _NothingWritten()
             out = {k: upstream.headers[k] for k in _PASS_RESPONSE if k in upstream.headers}
             return web.Response(body=payload, status=upstream.status, headers=out)
-    except aiohttp.ClientConnectorError:
+    except forward.NOT_CONNECTED:  # a leader gone silent is given up after forward.CONNECT_S
         raise _NothingWritten() from None
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise Unavailable(
