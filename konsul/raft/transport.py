@@ -76,6 +76,12 @@ MAX_QUEUED_FRAMES = 4096
 # or not at all must not grow the sender's memory by its AppendEntries (#16: a follower down
 # while 125 MiB were written took the leader from 1.25 to 3.2 GB). Raft resends what is dropped.
 MAX_QUEUED_BYTES = 64 << 20
+# ... but only this many while the peer is not connected (down, restarting, unreachable): what
+# waits for a dead peer is stale by the time it returns (a leader probes it once a heartbeat
+# with up to 1 MiB of entries, all of which it sends again on the answer), and queued it cost
+# the leader 64 MiB per member down and the member that returned a backlog of duplicates to
+# read before its catch-up. Room for a follower's pipeline (the core's 4 MiB in flight).
+MAX_UNCONNECTED_BYTES = 4 << 20
 # Beyond this many bytes waiting in the socket's user-space buffer, frames queue (and may be
 # dropped, oldest first) instead of being written directly.
 DIRECT_WRITE_LIMIT = 1 << 20
@@ -110,6 +116,7 @@ class _Peer:
     # to BACKOFF_MAX later, and a leader killed in between waited for it.)
     retry: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
+    connected: bool = False  # a connection is open (the queue may hold MAX_QUEUED_BYTES)
     # The open connection while the kernel takes our writes without backlog: frames are then
     # written at once rather than one event-loop turn later by the write loop (a turn each way
     # of every replication round trip is a good part of a write's latency).
@@ -129,14 +136,24 @@ class _Peer:
             except (OSError, RuntimeError):  # reset under us: the write loop reconnects
                 self.writer = None
         queue = self.queue
+        limit = MAX_QUEUED_BYTES if self.connected else MAX_UNCONNECTED_BYTES
         for frame in frames:
             while queue and (len(queue) >= MAX_QUEUED_FRAMES
-                             or self.queued_bytes + len(frame) > MAX_QUEUED_BYTES):
-                self.queued_bytes -= len(queue.popleft())  # oldest first
-                self.dropped += 1
+                             or self.queued_bytes + len(frame) > limit):
+                self._drop_oldest()
             queue.append(frame)
             self.queued_bytes += len(frame)
         self.ready.set()
+
+    def disconnected(self) -> None:
+        """The connection is gone: keep only what fits the unconnected cap (newest kept)."""
+        self.connected = False
+        while len(self.queue) > 1 and self.queued_bytes > MAX_UNCONNECTED_BYTES:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        self.queued_bytes -= len(self.queue.popleft())
+        self.dropped += 1
 
     def take(self) -> list[bytes]:
         """Every queued frame, oldest first, leaving the queue empty."""
@@ -297,6 +314,7 @@ class TcpTransport:
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
             backoff = BACKOFF_MIN
+            peer.connected = True
             _tune(writer)
             watch = asyncio.create_task(_until_peer_closes(reader, writer, peer))
             try:
@@ -309,6 +327,7 @@ class TcpTransport:
                 event(log, logging.DEBUG, "connection lost", peer=peer.node_id)
                 self._on_unreachable(peer.node_id)
             finally:
+                peer.disconnected()
                 watch.cancel()
                 writer.close()
 
