@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import http.client
 import os
+import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +79,20 @@ def value_of(i: int, block: bytes) -> bytes:
     return i.to_bytes(8, "big") + block[8:]
 
 
+def put(conn: http.client.HTTPConnection, path: str, body: bytes, timeout: float = 60) -> None:
+    """One write; retried while the cluster has no leader or changes it (a member forwards
+    /v1 writes to whoever leads)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn.request("PUT", path, body)
+        answer = conn.getresponse()
+        text = answer.read()
+        if answer.status == 200 and text.strip() == b"true":
+            return
+        assert answer.status in (500, 503) and time.monotonic() < deadline, (answer.status, text)
+        time.sleep(0.2)
+
+
 def write_values(node: ClusterNode, start: int, stop: int) -> float:
     """PUT values ``start`` to ``stop - 1`` through ``node`` (``WRITERS`` clients, kept-alive
     connections); returns the seconds it took."""
@@ -92,10 +108,7 @@ def write_values(node: ClusterNode, start: int, stop: int) -> float:
                     if not todo:
                         return
                     i = todo.pop()
-                conn.request("PUT", f"/v1/kv/big/{i:06d}", value_of(i, block))
-                answer = conn.getresponse()
-                body = answer.read()
-                assert answer.status == 200 and body.strip() == b"true", (answer.status, body)
+                put(conn, f"/v1/kv/big/{i:06d}", value_of(i, block))
         finally:
             conn.close()
 
@@ -153,12 +166,13 @@ class Readiness:
             self.worst_lag_when_ready = max(self.worst_lag_when_ready, lag)
 
 
-def catch_up(leader: ClusterNode, follower: ClusterNode, commit: int, timeout: float
+def catch_up(follower: ClusterNode, back: Callable[[], object], commit: int, timeout: float
              ) -> tuple[float, Readiness]:
-    """Start ``follower`` and poll until it has applied ``commit``; then until it is ready."""
+    """Bring ``follower`` back and poll until it has applied ``commit``; then until it is
+    ready."""
     readiness = Readiness()
     started = time.monotonic()
-    follower.launch()
+    back()
     caught: float | None = None
     deadline = started + timeout
     while time.monotonic() < deadline:
@@ -174,38 +188,63 @@ def catch_up(leader: ClusterNode, follower: ClusterNode, commit: int, timeout: f
                          f"(applied {applied(follower)} of {commit})")
 
 
-def run(root: Path, keys: int, more: int) -> dict[str, Any]:
-    """The whole scenario on a new cluster under ``root``; its figures."""
-    say(f"large values ({keys:,} x 256 KiB, a follower down while {more} more are written):")
-    cluster = LocalCluster(root / "values", size=3).start()
+def term_of(node: ClusterNode) -> int:
+    status = node.status()
+    return int(status["term"]) if status and status.get("state") == "Leader" else -1
+
+
+def take_away(follower: ClusterNode, paused: bool) -> Callable[[], object]:
+    """Stop ``follower`` (or freeze it); returns what brings it back."""
+    proc = follower.proc
+    assert proc is not None
+    if not paused:
+        follower.stop()
+        return follower.launch
+    proc.send_signal(signal.SIGSTOP)
+    return lambda: proc.send_signal(signal.SIGCONT)
+
+
+def run(root: Path, keys: int, more: int, paused: bool = False,
+        env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The whole scenario on a new cluster under ``root``; its figures. ``paused``: the
+    follower is frozen (SIGSTOP, its connections open) instead of stopped. ``env``: the
+    members' settings beside the defaults."""
+    how = "frozen" if paused else "stopped"
+    say(f"large values ({keys:,} x 256 KiB, a follower {how} while {more} more are written"
+        f"{', settings ' + str(env) if env else ''}):")
+    cluster = LocalCluster(root / f"values-{time.monotonic_ns()}", size=3, env=env or {}).start()
     try:
-        leader = cluster.leader()
-        assert leader.proc is not None
-        written = write_values(leader, 0, keys)
+        written = write_values(cluster.leader(), 0, keys)
         cluster.wait_converged(timeout=300)
+        leader = cluster.leader()  # (measured from here on: the one the writes ended on)
+        assert leader.proc is not None
+        term = term_of(leader)
         steady = settled_rss(leader.proc.pid)
         rate = keys * VALUE_BYTES / MIB / written
         say(f"  {keys:,} values written in {written:.1f} s ({rate:.0f} MiB/s); "
             f"leader steady state {steady / MIB:.0f} MiB")
 
         follower = cluster.followers()[-1]
-        follower.stop()
+        back = take_away(follower, paused)
         more_s = write_values(leader, keys, keys + more)
         before = settled_rss(leader.proc.pid, 1.0)
         leader_status = leader.status()
         assert leader_status is not None
         commit = int(leader_status["commit_index"])
-        say(f"  {follower.node_id} stopped; {more} more written in {more_s:.1f} s; "
+        say(f"  {follower.node_id} {how}; {more} more written in {more_s:.1f} s; "
             f"leader {before / MIB:.0f} MiB before it returns")
 
         hwm_before = peak_rss(leader.proc.pid)
         pids = {"leader": leader.proc.pid}
         with Sampler(pids) as sampler:
-            caught, readiness = catch_up(leader, follower, commit, timeout=600)
-        assert follower.proc is not None  # a new process: its VmHWM is its start and catch-up
+            caught, readiness = catch_up(follower, back, commit, timeout=600)
+        assert follower.proc is not None  # (a new one: its VmHWM is its start and catch-up)
         follower_peak = peak_rss(follower.proc.pid)
+        kept = term_of(leader) == term and leader.status() is not None
         peak = sampler.peak["leader"]
         out: dict[str, Any] = {
+            "follower": "frozen (SIGSTOP)" if paused else "stopped (SIGTERM), restarted",
+            "settings": env or {},
             "keys": keys,
             "more": more,
             "value_bytes": VALUE_BYTES,
@@ -223,6 +262,7 @@ def run(root: Path, keys: int, more: int) -> dict[str, Any]:
             "ready_while_behind": readiness.early,
             "worst_lag_when_ready": readiness.worst_lag_when_ready,
             "rss_samples": sampler.samples,
+            "leader_kept": kept,  # False: the figures mix two leaders' memory
         }
     finally:
         cluster.stop()
@@ -231,8 +271,36 @@ def run(root: Path, keys: int, more: int) -> dict[str, Any]:
         f"{out['leader_peak_catch_up_mib']} MiB = {out['leader_peak_over_steady']}x steady "
         f"(bar {RSS_BAR}x: {verdict}); follower peak {out['follower_peak_catch_up_mib']} MiB; "
         f"ready 200 while > {READY_MAX_LAG} behind: {readiness.early} of "
-        f"{readiness.ready_answers} ready answers ({readiness.polls} polls)")
+        f"{readiness.ready_answers} ready answers ({readiness.polls} polls)"
+        + ("" if kept else "; THE LEADER CHANGED meanwhile: figures not comparable"))
     return out
+
+
+def cases(keys: int, more: int) -> dict[str, dict[str, Any]]:
+    """The ways the follower is away (``run``'s arguments):
+
+    - ``stopped``: the issue's scenario, a member stopped and restarted from its data directory;
+    - ``frozen``: a member that hangs (SIGSTOP) with its connections open, so that what the
+      leader sends it piles up in socket buffers and the transport's queue;
+    - ``snapshot``: stopped, and the leader snapshots and compacts its log past the follower
+      meanwhile (one snapshot half-way through the ``more`` values, few trailing entries kept),
+      so that the follower is sent the whole state (InstallSnapshot) instead of entries.
+    """
+    return {
+        "stopped": {},
+        "frozen": {"paused": True},
+        "snapshot": {"env": {"KONSUL_RAFT_SNAPSHOT_THRESHOLD": str(keys + more // 2),
+                             "KONSUL_RAFT_TRAILING_LOGS": str(more // 4)}},
+    }
+
+
+def measure(root: Path, keys: int, more: int, which: tuple[str, ...]) -> dict[str, Any]:
+    """``run`` for each of ``which`` (names of ``cases``), then ``restore``."""
+    known = cases(keys, more)
+    return {
+        "catch_up": {name: run(root, keys, more, **known[name]) for name in which},
+        "restore": restore(root, keys),
+    }
 
 
 def restore(root: Path, values: int) -> dict[str, float]:

@@ -67,10 +67,11 @@ class Round:
     checks: tuple[int, ...]
     check_seconds: float
     values: tuple[int, int] = (2000, 500)  # large values: written, then written while one is down
+    value_cases: tuple[str, ...] = ("stopped", "frozen", "snapshot")  # large_values.cases
 
 
 FULL = Round((1000, 5000), 10, 10_000, 10, (1000, 5000, 10_000, 20_000), 300)
-QUICK = Round((1000,), 4, 10_000, 4, (1000,), 40)
+QUICK = Round((1000,), 4, 10_000, 4, (1000,), 40, value_cases=("stopped",))
 
 
 @dataclass
@@ -542,10 +543,8 @@ async def _all_checks(root: Path, sizes: Round, report: Report) -> None:
 
 async def _large_values(root: Path, sizes: Round, report: Report) -> None:
     keys, more = sizes.values
-    report.large_values = {
-        "catch_up": await in_thread(lambda: large_values.run(root, keys, more)),
-        "restore": await in_thread(lambda: large_values.restore(root, keys)),
-    }
+    report.large_values = await in_thread(
+        lambda: large_values.measure(root, keys, more, sizes.value_cases))
 
 
 def main() -> None:
