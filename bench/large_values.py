@@ -189,6 +189,7 @@ def catch_up(follower: ClusterNode, back: Callable[[], object], commit: int, tim
 
 
 def term_of(node: ClusterNode) -> int:
+    """The node's term while it leads; -1 when it does not."""
     status = node.status()
     return int(status["term"]) if status and status.get("state") == "Leader" else -1
 
@@ -238,9 +239,12 @@ def run(root: Path, keys: int, more: int, paused: bool = False,
         pids = {"leader": leader.proc.pid}
         with Sampler(pids) as sampler:
             caught, readiness = catch_up(follower, back, commit, timeout=600)
-        assert follower.proc is not None  # (a new one: its VmHWM is its start and catch-up)
+        assert follower.proc is not None  # (restarted: VmHWM is its start and catch-up only)
         follower_peak = peak_rss(follower.proc.pid)
-        kept = term_of(leader) == term and leader.status() is not None
+        # An election that the same node wins again (a term more) does not mix two leaders'
+        # memory; another node leading does.
+        end_term = term_of(leader)
+        kept = end_term >= 0
         peak = sampler.peak["leader"]
         out: dict[str, Any] = {
             "follower": "frozen (SIGSTOP)" if paused else "stopped (SIGTERM), restarted",
@@ -263,6 +267,7 @@ def run(root: Path, keys: int, more: int, paused: bool = False,
             "worst_lag_when_ready": readiness.worst_lag_when_ready,
             "rss_samples": sampler.samples,
             "leader_kept": kept,  # False: the figures mix two leaders' memory
+            "elections": max(0, end_term - term) if kept else None,
         }
     finally:
         cluster.stop()
@@ -272,7 +277,8 @@ def run(root: Path, keys: int, more: int, paused: bool = False,
         f"(bar {RSS_BAR}x: {verdict}); follower peak {out['follower_peak_catch_up_mib']} MiB; "
         f"ready 200 while > {READY_MAX_LAG} behind: {readiness.early} of "
         f"{readiness.ready_answers} ready answers ({readiness.polls} polls)"
-        + ("" if kept else "; THE LEADER CHANGED meanwhile: figures not comparable"))
+        + ("" if kept else "; THE LEADER CHANGED meanwhile: figures not comparable")
+        + (f"; {out['elections']} election(s) the leader won again" if out["elections"] else ""))
     return out
 
 

@@ -1,7 +1,7 @@
 """Issue 16's scale figures, on three members on this machine (the settings of bench.run).
 
-    python -m bench.scale            # the full rounds (about 35 minutes)
-    python -m bench.scale --quick    # one short round of each part (about 4 minutes)
+    python -m bench.scale            # the full rounds (about 40 minutes)
+    python -m bench.scale --quick    # one short round of each part (about 5 minutes)
     python -m bench.scale --only watchers --watchers 5000    # one part, at one size
 
 - **watchers**: W blocking reads parked on the leader on one key, then one prefix, then one
