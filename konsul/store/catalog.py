@@ -253,6 +253,14 @@ class Catalog:
         new = self._report(index, chk, status, output)
         return CheckWritten(cid, new.status, new.modify_index)
 
+    def probe_result(self, index: int, cid: str, status: str, output: str, seen: int
+                     ) -> CheckWritten | Ignored:
+        chk = self.checks.get(cid)
+        if chk is None or chk.update_index != seen:
+            return Ignored(f"check {cid!r} was removed or updated since {seen}")
+        new = self._report(index, chk, status, output)
+        return CheckWritten(cid, new.status, new.modify_index)
+
     def expire_service(self, index: int, sid: str, seen: int) -> ServiceWritten | Ignored:
         svc = self.services.get(sid)
         if svc is None or svc.heartbeat_index != seen:

@@ -42,6 +42,7 @@ from konsul.store.schema import (
     AclTokenSet,
     CheckDef,
     CheckExpire,
+    CheckProbe,
     CheckReap,
     CheckSet,
     CheckTTL,
@@ -490,19 +491,20 @@ def service_heartbeat(service_id: str) -> bytes:
 
 
 def check_update(
-    check_id: str, status: str, output: str | None = "", *, from_runner: bool = False
+    check_id: str, status: str, output: str | None = "", *, from_runner: bool = False,
+    seen: int | None = None,
 ) -> bytes:
     """Report a check's status. From the API (default) only TTL checks may be updated: the
     handler calls ``StateMachine.validate_check_update`` first (NotFound, BadRequest), and
     apply refuses again (``Rejected(INVALID)``) if the check changed kind in between. With
-    ``from_runner`` (the leader's HTTP/TCP check runner) any kind is accepted. Applies to
-    ``CheckWritten``."""
-    update = CheckSet if from_runner else CheckTTL
-    return encode(
-        update(
-            validate_id(check_id, "check id"), validate_status(status), validate_output(output)
-        )
-    )
+    ``from_runner`` (the check runner) any kind is accepted; with ``seen`` too (a probe result,
+    ``check_probe``) it applies only if the check's ``update_index`` is still ``seen``, else
+    ``Ignored``. Applies to ``CheckWritten``."""
+    cid = validate_id(check_id, "check id")
+    status, text = validate_status(status), validate_output(output)
+    if from_runner and seen is not None:
+        return encode(CheckProbe(cid, status, text, int(seen)))
+    return encode((CheckSet if from_runner else CheckTTL)(cid, status, text))
 
 
 def service_expire(service_id: str, heartbeat_index: int) -> bytes:

@@ -14,6 +14,7 @@ service_deregister  id                                    ServiceWritten | Rejec
 service_heartbeat   id                                    ServiceWritten | Rejected(NOT_FOUND)
 check_ttl           id, status, output                    CheckWritten | Rejected(NOT_FOUND|INVALID)
 check_set           id, status, output                    CheckWritten | Rejected(NOT_FOUND)
+check_probe         id, status, output, seen              CheckWritten | Ignored
 service_expire      id, seen                              ServiceWritten | Ignored
 check_expire        id, seen                              CheckWritten | Ignored
 check_reap          id, seen                              ServiceWritten | Ignored
@@ -61,6 +62,7 @@ from konsul.store.schema import (
     AclTokenDelete,
     AclTokenSet,
     CheckExpire,
+    CheckProbe,
     CheckReap,
     CheckSet,
     CheckTTL,
@@ -240,6 +242,8 @@ class StateMachine:
                 return self.catalog.update_check(index, cmd.id, cmd.status, cmd.output, True)
             case CheckSet():
                 return self.catalog.update_check(index, cmd.id, cmd.status, cmd.output, False)
+            case CheckProbe():
+                return self.catalog.probe_result(index, cmd.id, cmd.status, cmd.output, cmd.seen)
             case ServiceExpire():
                 return self.catalog.expire_service(index, cmd.id, cmd.seen)
             case CheckExpire():

@@ -200,6 +200,18 @@ class CheckSet(_CheckReport):
 
 
 @dataclass(slots=True)
+class CheckProbe(_CheckReport):
+    """A probe's result as a member saw it against its replica: applies only if the check's
+    ``update_index`` is still ``seen``. Results travel from any member through the leader, so
+    one may arrive after a newer report (another member's, once the check moved) was
+    committed; the newer one wins on every replica alike."""
+
+    OP: ClassVar[str] = "check_probe"
+    RESULT: ClassVar[str] = "CheckWritten | Ignored"
+    seen: int
+
+
+@dataclass(slots=True)
 class _LeaderDecision:
     """A decision the leader took on a timer: it applies only if the index it was based on
     (``seen``) is still current, so a heartbeat or report committed meanwhile wins."""
@@ -355,6 +367,7 @@ Command = (
     | ServiceHeartbeat
     | CheckTTL
     | CheckSet
+    | CheckProbe
     | ServiceExpire
     | CheckExpire
     | CheckReap

@@ -149,6 +149,23 @@ def test_ttl_check_lifecycle(log: Log) -> None:
     assert isinstance(log(c.check_expire("nope", 1)), Ignored)
 
 
+def test_a_probe_result_applies_only_to_the_check_as_it_was_seen(log: Log) -> None:
+    # Results travel from any member through the leader: one based on an older view of the
+    # check (another member's newer report, a re-registration committed since) is ignored.
+    log.register({"name": "web", "checks": [{"id": "h", "http": "http://127.0.0.1/"}]})
+    assert log(c.check_update("h", "passing", "200", from_runner=True, seen=1)) == \
+        CheckWritten("h", "passing", 2)
+    assert isinstance(log(c.check_update("h", "critical", "500", from_runner=True, seen=1)),
+                      Ignored)
+    chk = log.sm.check("h")
+    assert chk is not None and (chk.status, chk.update_index) == ("passing", 2)
+    log.register({"name": "web", "checks": [{"id": "h", "http": "http://127.0.0.1:81/"}]})
+    assert isinstance(log(c.check_update("h", "critical", "x", from_runner=True, seen=2)),
+                      Ignored)
+    assert isinstance(log(c.check_update("gone", "passing", "", from_runner=True, seen=1)),
+                      Ignored)
+
+
 def test_api_updates_only_ttl_checks(log: Log) -> None:
     log.register({"name": "web", "checks": [{"id": "h", "http": "http://h/"},
                                             {"id": "t", "ttl": "5s"}]})

@@ -37,6 +37,8 @@ WIRE: list[tuple[bytes, dict[str, Any]]] = [
      {"op": "check_ttl", "id": "x", "status": "passing", "output": "ok"}),
     (c.check_update("x", "warning", "slow", from_runner=True),
      {"op": "check_set", "id": "x", "status": "warning", "output": "slow"}),
+    (c.check_update("x", "critical", "down", from_runner=True, seen=6),
+     {"op": "check_probe", "id": "x", "status": "critical", "output": "down", "seen": 6}),
     (c.service_expire("web", 7), {"op": "service_expire", "id": "web", "seen": 7}),
     (c.check_expire("x", 8), {"op": "check_expire", "id": "x", "seen": 8}),
     (c.check_reap("x", 9), {"op": "check_reap", "id": "x", "seen": 9}),
