@@ -79,6 +79,23 @@ class Metrics:
             "Blocking reads waiting on this node for a change to what they read",
             registry=r,
         )
+        # Health checks (konsul.checks): this member's share and its probe worker.
+        self.checks_assigned = Gauge(
+            "konsul_checks_assigned", "HTTP and TCP checks this member probes (its share)",
+            registry=r,
+        )
+        self.check_members = Gauge(
+            "konsul_check_members", "Members the probes are spread over, as this member knows",
+            registry=r,
+        )
+        self.check_probes = Counter(
+            "konsul_check_probes", "Probes this member's probe worker ran", registry=r
+        )
+        self.check_worker_starts = Counter(
+            "konsul_check_worker_starts",
+            "Times this member started its probe worker process (the first time and restarts)",
+            registry=r,
+        )
         # TLS (only moves when KONSUL_TLS_* is set).
         self.tls_refused = Counter(
             "konsul_raft_tls_refused_connections",

@@ -37,7 +37,7 @@ from konsul.acl.resolver import Resolver
 from konsul.acl.tokens import hash_secret
 from konsul.backup import staging
 from konsul.backup.restore import Restorer
-from konsul.checks import CheckRunner
+from konsul.checks.runner import CheckRunner
 from konsul.config import Settings, read_secret_file
 from konsul.errors import KonsulError
 from konsul.logs import event
@@ -141,6 +141,7 @@ class Node:
         self.membership = Membership(self.runtime, settings, self.me(), self.peer_http, self.tls,
                                      self.identity)
         self.restorer = Restorer(self)
+        self.checks = CheckRunner(self)
         self.started = False
         self._background: list[asyncio.Task[None]] = []
 
@@ -165,7 +166,7 @@ class Node:
             self.runtime.poke()
         self._track_members(self.core.configuration)
         self.started = True
-        self._background.append(asyncio.create_task(CheckRunner(self).run(), name="check-runner"))
+        self._background.append(asyncio.create_task(self.checks.run(), name="check-runner"))
         self._background.append(asyncio.create_task(self.restorer.reap(), name="restore-reaper"))
         if self.tls is not None:
             self._background.append(asyncio.create_task(self._watch_tls(), name="tls-reload"))
@@ -187,6 +188,14 @@ class Node:
             except ValueError:
                 return ""
         return acl.initial_management_token
+
+    def report_token(self) -> str | None:
+        """The token this member's check reports to the leader carry: none needed without
+        ACLs, the management token with them, and None when ACLs are on and this node has no
+        management token (it then probes nothing while it follows, ``konsul.checks``)."""
+        if self.acl is None:
+            return ""
+        return self._initial_secret or None
 
     async def _keep_initial_management_token(self) -> None:
         """The leader makes sure a management token with the configured secret exists (a new

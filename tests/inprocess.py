@@ -5,7 +5,7 @@ server and no process boundary: a test reads each member's core and store direct
 far behind the leader's commit index is this member *right now*"), which a process cluster
 cannot show without a race.
 
-    cluster = await InProcessCluster.start(tmp_path, 3)
+    cluster = await InProcessCluster.start(tmp_path, 3)   # http=True: each serves its API too
     leader = cluster.leader()
     await cluster.stop_node("node3"); ...; await cluster.restart_node("node3")
 """
@@ -18,7 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiohttp import web
+
 from konsul import config
+from konsul.api import AppRunner, Site, create_app
 from konsul.errors import Conflict
 from konsul.node import Node
 from tests.cluster_harness import HTTP_PORT, RAFT_PORT, free_subnet
@@ -48,11 +51,14 @@ class InProcessCluster:
     root: Path
     prefix: str
     env: dict[str, str]
+    http: bool = False
     nodes: dict[str, Node] = field(default_factory=dict)
+    _apis: dict[str, web.AppRunner] = field(default_factory=dict)
 
     @classmethod
-    async def start(cls, root: Path, size: int, **env: str) -> InProcessCluster:
-        cluster = cls(root, free_subnet(), env)
+    async def start(cls, root: Path, size: int, *, http: bool = False, **env: str
+                    ) -> InProcessCluster:
+        cluster = cls(root, free_subnet(), env, http)
         first = await cluster._launch(1, bootstrap=True)
         await until(lambda: first.is_leader and first.is_ready(), 15, "node1 to lead")
         for n in range(2, size + 1):
@@ -76,9 +82,15 @@ class InProcessCluster:
         })
 
     async def _launch(self, n: int, *, bootstrap: bool) -> Node:
-        node = Node(self._settings(n, bootstrap))
+        settings = self._settings(n, bootstrap)
+        node = Node(settings)
         await node.start()
         self.nodes[node.node_id] = node
+        if self.http:  # as ``python -m konsul`` serves it
+            runner = AppRunner(create_app(node), access_log=None, handle_signals=False)
+            await runner.setup()
+            await Site(runner, settings.host, settings.port).start()
+            self._apis[node.node_id] = runner
         return node
 
     def running(self) -> list[Node]:
@@ -101,8 +113,10 @@ class InProcessCluster:
         )
 
     async def stop_node(self, node_id: str) -> None:
-        node = self.nodes[node_id]
-        await node.stop()
+        api = self._apis.pop(node_id, None)
+        if api is not None:
+            await api.cleanup()
+        await self.nodes[node_id].stop()
 
     async def restart_node(self, node_id: str) -> Node:
         n = int(node_id.removeprefix("node"))
@@ -110,4 +124,4 @@ class InProcessCluster:
 
     async def close(self) -> None:
         for node in self.running():
-            await node.stop()
+            await self.stop_node(node.node_id)

@@ -210,6 +210,7 @@ NEEDS: dict[tuple[str, str], Need | None] = {
     ("POST", "/cluster/snapshot"): _operator("write"),
     ("POST", "/cluster/transfer-leadership"): _operator("write"),
     ("POST", "/cluster/bootstrap"): _operator("write"),
+    ("POST", "/cluster/checks/report"): _operator("write"),  # members' check results
     # Backups hold everything (ACL tables included); restores and recovery replace it
     ("GET", "/cluster/snapshot"): _operator("write"),
     ("POST", "/cluster/restore"): _operator("write"),

@@ -135,6 +135,22 @@ async def bootstrap(request: web.Request) -> web.StreamResponse:
     return json_response({"bootstrapped": True, "node_id": raft.node_id, "address": raft.address})
 
 
+async def check_report(request: web.Request) -> web.StreamResponse:
+    """A follower's changed check results (``konsul.checks.runner``); the answer names the
+    members that probe. Internal: members call it on the leader."""
+    body = await read_json_object(request)
+    member = _string(body, "node_id")
+    raw = body.get("results")
+    if not isinstance(raw, list) or not all(
+        isinstance(r, list) and len(r) == 4 and all(isinstance(v, str) for v in r[:3])
+        and type(r[3]) is int for r in raw
+    ):
+        raise BadRequest('"results" must be a list of [check id, status, output, seen index].')
+    results = [(r[0], r[1], r[2], r[3]) for r in raw]
+    members = node_of(request).checks.accept_report(member, results)
+    return json_response({"members": list(members)})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/cluster/status", status)
     app.router.add_get("/cluster/leader", leader)
@@ -144,3 +160,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/cluster/snapshot", snapshot)
     app.router.add_post("/cluster/transfer-leadership", transfer_leadership)
     app.router.add_post("/cluster/bootstrap", bootstrap)
+    app.router.add_post("/cluster/checks/report", check_report)

@@ -1,196 +1,236 @@
-"""The health-check runner: it runs on the leader only and commits *changes* through Raft.
+"""The check runner of one member: its share of the probes, and (on the leader) the timers.
 
-The state machine never reads the clock, so every time-based decision is taken here and written
-to the log as a command that names what it saw (``seen`` indices): if a heartbeat or an update
-slipped in between the decision and its commit, the state machine ignores the stale command.
+Every member runs ``CheckRunner``:
 
-- HTTP checks: GET the URL every ``interval`` with ``timeout``: 2xx passing, 429 warning, anything
-  else (or no answer) critical. TCP checks: a connect within ``timeout`` is passing.
-  A result is proposed only when status or output differs from what the replica holds.
-- TTL checks: critical when not updated within their TTL (``check_expire``).
-- Service heartbeats: an instance registered with ``ttl`` is deregistered when heartbeats stop
-  (``service_expire``).
-- ``deregister_critical_after``: a check critical for that long deregisters its service
-  (``check_reap``).
+- **Probes** (HTTP and TCP checks) are spread over the members (``konsul.checks.share``: the
+  members the leader hears from, rendezvous-hashed by ``konsul.checks.assign``). Each member
+  runs its share in a child process, its probe worker (``konsul.checks.worker``), so probes
+  never delay the Raft heartbeats sent from the member's event loop. HTTP checks: GET the URL
+  every ``interval`` with ``timeout``: 2xx passing, 429 warning, anything else (or no answer)
+  critical. TCP checks: a connect within ``timeout`` is passing.
+- **Results go through the leader.** The worker sends every result to its member, which
+  compares it with its replica and keeps only *changes*. The leader proposes them; a follower
+  posts them to the leader (``POST /cluster/checks/report``, every ``REPORT_EVERY``, a post
+  that doubles as its liveness signal), which checks them against its own replica and proposes
+  them. Each carries the check's ``update_index`` the member saw (``check_probe``'s ``seen``):
+  a result that reaches the log after a newer report of the same check (another member's, the
+  check moved meanwhile; a re-registration) is ignored on every replica.
+- **Timers** stay with the leader (``konsul.checks.timers``): TTL checks, service heartbeats,
+  ``deregister_critical_after``. They stop when leadership is lost, not on a moment of not
+  being ready (between a commit and its apply).
 
-Timers start when this node becomes leader (a new leader gives every TTL a full period of
-grace, as Consul does), and restart whenever the replica shows a newer heartbeat or update.
-The probes a new leader starts wait a random part of their interval before their first run,
-so it does not fire all of them in one burst (a check registered while it leads runs at once:
-its status shows within a moment). Probes run for as long as this node leads: a moment of not
-being ready (between a commit and its apply) neither stops nor restarts them.
+A leader change restarts no probe: the share depends on the members, not on who leads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
-from konsul.errors import KonsulError
+from konsul.checks.process import ProbeWorker
+from konsul.checks.share import REPORT_EVERY, Liveness, Share
+from konsul.checks.timers import LeaderTimers
+from konsul.errors import KonsulError, NoLeader, NotLeader
 from konsul.logs import event
-from konsul.net import probe
+from konsul.metrics import Metrics
+from konsul.peers import PeerHTTP
+from konsul.raft.types import Member
 from konsul.store import Check, StateMachine, commands
 
 log = logging.getLogger("konsul.checks")
 
 SCAN_SECONDS = 0.1
-DEFAULT_INTERVAL = 10.0
-DEFAULT_TIMEOUT = 5.0
-MAX_OUTPUT = 4096
+REPORT_PATH = "/cluster/checks/report"
+REPORT_TIMEOUT = aiohttp.ClientTimeout(total=2, sock_connect=0.5)
+RESEND_AFTER = 5.0  # a change the leader took but did not commit is sent again after this
 
-
-@dataclass(slots=True)
-class _Timer:
-    """A deadline armed when ``seen`` (an index of the replica) was last observed."""
-
-    seen: int
-    since: float
+Result = tuple[str, str, int]  # status, output, seen (the check's update_index)
 
 
 class CheckHost(Protocol):
     """What the runner needs of its node (``konsul.node.Node``)."""
 
     @property
+    def node_id(self) -> str: ...
+    @property
     def store(self) -> StateMachine: ...
     @property
     def is_leader(self) -> bool: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def peer_http(self) -> PeerHTTP: ...
     def is_ready(self) -> bool: ...
+    def leader(self) -> Member | None: ...
+    def peers(self) -> list[Member]: ...
+    def report_token(self) -> str | None: ...
     async def propose(self, data: bytes) -> object: ...
 
 
 @dataclass
 class CheckRunner:
     node: CheckHost
+    rng: random.Random = field(default_factory=random.Random)
     _decisions: set[asyncio.Task[None]] = field(default_factory=set)
-    _probes: dict[str, tuple[tuple[object, ...], asyncio.Task[None]]] = field(default_factory=dict)
-    _ttl: dict[str, _Timer] = field(default_factory=dict)
-    _heartbeats: dict[str, _Timer] = field(default_factory=dict)
-    _critical: dict[str, _Timer] = field(default_factory=dict)
-    _session: aiohttp.ClientSession | None = None
-    _leading = False  # scanned since this node became leader: new probes are new checks
+    _proposing: dict[str, Result] = field(default_factory=dict)  # leader: in flight
+    _pending: dict[str, Result] = field(default_factory=dict)  # follower: for the next report
+    _sent: dict[str, tuple[Result, float]] = field(default_factory=dict)  # follower: reported
+
+    def __post_init__(self) -> None:
+        me = self.node.node_id
+        self.timers = LeaderTimers(lambda: self.node.store, self._decide)
+        self.liveness = Liveness(me)
+        self.share = Share(me, self.rng)
+        self.worker = ProbeWorker(me, self._worker_started, self._results)
 
     async def run(self) -> None:
-        """Scan the replica while leader; stop every probe when leadership is lost."""
+        helpers = [asyncio.create_task(self.worker.run(), name="probe-worker"),
+                   asyncio.create_task(self._report_loop(), name="check-reports")]
         try:
             while True:
-                if not self.node.is_leader:
-                    if self._probes or self._ttl or self._heartbeats or self._critical:
-                        self._forget_all()
-                elif self.node.is_ready():
-                    self._scan(time.monotonic())
-                # (a leader not ready for a moment keeps its probes and timers: restarting
-                # them fired every probe at once, 1.7-3.7 times as often as configured, #16)
+                self._scan(time.monotonic())
                 await asyncio.sleep(SCAN_SECONDS)
         finally:
-            self._forget_all()
-            if self._session is not None:
-                await self._session.close()
-
-    def _forget_all(self) -> None:
-        self._leading = False
-        for _, task in self._probes.values():
-            task.cancel()
-        self._probes.clear()
-        self._ttl.clear()
-        self._heartbeats.clear()
-        self._critical.clear()
+            for task in helpers:
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def _scan(self, now: float) -> None:
-        catalog = self.node.store.catalog
-        live_checks = catalog.checks
-        for gone in [cid for cid in self._probes if cid not in live_checks]:
-            self._probes.pop(gone)[1].cancel()
-        for timers in (self._ttl, self._critical):
-            for gone in [cid for cid in timers if cid not in live_checks]:
-                del timers[gone]
-        for gone in [sid for sid in self._heartbeats if sid not in catalog.services]:
-            del self._heartbeats[gone]
+        node = self.node
+        voters = tuple(sorted(m.id for m in node.peers() if m.voter))
+        if node.is_leader:
+            if node.is_ready():
+                self.timers.scan(now)
+            # (a leader not ready for a moment keeps its timers: restarting them fired every
+            # probe at once, 1.7-3.7 times as often as configured, #16)
+            members = self.liveness.lead(now, voters)
+        else:
+            if self.timers.active():
+                self.timers.forget()
+            members = self.liveness.follow(voters)
+        eligible = node.is_leader or node.report_token() is not None
+        self.worker.send(self.share.sync(node.store.catalog, members, eligible))
+        node.metrics.checks_assigned.set(len(self.share.assigned))
+        node.metrics.check_members.set(len(members))
 
-        for check in list(live_checks.values()):
-            if check.kind == "ttl":
-                self._ttl_due(check, now)
-            else:
-                self._ensure_probe(check, stagger=not self._leading)
-            self._critical_due(check, now)
-        for svc in list(catalog.services.values()):
-            if svc.ttl is None:
-                continue
-            timer = _arm(self._heartbeats, svc.id, svc.heartbeat_index, now)
-            if now - timer.since >= svc.ttl:
-                self._decide(commands.service_expire(svc.id, timer.seen), "service expired", svc.id)
-                timer.since = now  # wait a full period before asking again
-        self._leading = True
+    # ------------------------------------------------------------------------- results
 
-    def _ttl_due(self, check: Check, now: float) -> None:
-        timer = _arm(self._ttl, check.id, check.update_index, now)
-        if check.ttl is not None and now - timer.since >= check.ttl and check.status != "critical":
-            self._decide(commands.check_expire(check.id, timer.seen), "ttl expired", check.id)
-            timer.since = now
+    def _worker_started(self) -> None:
+        self.share.worker_started()
+        self.node.metrics.check_worker_starts.inc()
 
-    def _critical_due(self, check: Check, now: float) -> None:
-        if check.deregister_critical_after is None or check.status != "critical":
-            self._critical.pop(check.id, None)
+    def _results(self, results: list[list[str]]) -> None:
+        """What the worker found: compared with the replica, changes kept."""
+        self.node.metrics.check_probes.inc(len(results))
+        checks = self.node.store.catalog.checks
+        for cid, status, output in results:
+            check = checks.get(cid)
+            if check is not None and check.kind != "ttl" and cid in self.share.assigned:
+                self._offer(check, status, output, check.update_index)
+
+    def accept_report(self, member: str, results: list[tuple[str, str, str, int]]
+                      ) -> tuple[str, ...]:
+        """On the leader: a follower's changed results (each with the ``update_index`` it
+        saw); returns the members that probe. Raises ``BadRequest`` for a malformed status or
+        output, ``NotLeader``/``NoLeader`` on a follower."""
+        node = self.node
+        if not node.is_leader:
+            leader = node.leader()
+            raise NotLeader(leader) if leader is not None else NoLeader()
+        now = time.monotonic()
+        self.liveness.heard(member, now)
+        checks = node.store.catalog.checks
+        for cid, status, output, seen in results:
+            check = checks.get(cid)
+            if check is not None and check.kind != "ttl" and check.update_index == seen:
+                self._offer(check, status, output, seen)
+        return self.liveness.lead(now, tuple(sorted(m.id for m in node.peers() if m.voter)))
+
+    def _offer(self, check: Check, status: str, output: str, seen: int) -> None:
+        cid = check.id
+        if (check.status, check.output) == (status, output):
+            self._pending.pop(cid, None)
             return
-        timer = _arm(self._critical, check.id, check.status_index, now)
-        if now - timer.since >= check.deregister_critical_after:
-            self._decide(commands.check_reap(check.id, timer.seen), "reaped", check.id)
-            timer.since = now
-
-    def _ensure_probe(self, check: Check, *, stagger: bool) -> None:
-        definition = (check.kind, check.target, check.interval, check.timeout)
-        current = self._probes.get(check.id)
-        if current is not None and current[0] == definition:
-            return
-        if current is not None:
-            current[1].cancel()
-        probe = self._probe_loop(check.id, definition, stagger)
-        self._probes[check.id] = (definition, asyncio.create_task(probe, name=f"check-{check.id}"))
-
-    async def _probe_loop(self, check_id: str, definition: tuple[object, ...], stagger: bool
-                          ) -> None:
-        kind, target, interval, timeout = definition
-        period = float(interval) if isinstance(interval, float | int) else DEFAULT_INTERVAL
-        limit = float(timeout) if isinstance(timeout, float | int) else DEFAULT_TIMEOUT
-        if stagger:  # one of all the probes a new leader starts: spread them over an interval
-            await asyncio.sleep(random.uniform(0, period))
-        while True:
-            if kind == "http":
-                status, output = await self._http(str(target), limit)
-            else:
-                status, output = await _tcp(str(target), limit)
-            current = self.node.store.catalog.checks.get(check_id)
-            if current is None:
+        result = (status, output, seen)
+        if self.node.is_leader:
+            if self._proposing.get(cid) == result:
                 return
-            if (current.status, current.output) != (status, output):
-                command = commands.check_update(check_id, status, output, from_runner=True)
-                await self._propose(command, f"check {status}", check_id)
-            await asyncio.sleep(period)
+            command = commands.check_update(cid, status, output, from_runner=True, seen=seen)
+            self._proposing[cid] = result
+            self._background(self._propose_result(cid, result, command))
+        else:
+            sent = self._sent.get(cid)
+            if sent is None or sent[0] != result or time.monotonic() - sent[1] > RESEND_AFTER:
+                self._pending[cid] = result
 
-    async def _http(self, url: str, timeout: float) -> tuple[str, str]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
+    async def _propose_result(self, cid: str, result: Result, command: bytes) -> None:
         try:
-            async with self._session.get(
-                url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
-            ) as resp:
-                # The body is left out of the output on purpose: a body that changes on every
-                # probe (a timestamp) would otherwise turn each probe into a Raft write.
-                output = f"HTTP GET {url}: {resp.status} {resp.reason}"
-                if 200 <= resp.status < 300:
-                    return "passing", output
-                return ("warning" if resp.status == 429 else "critical"), output
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            return "critical", f"HTTP GET {url}: {type(exc).__name__}: {exc}"[:MAX_OUTPUT]
+            await self._propose(command, f"check {result[0]}", cid)
+        finally:
+            if self._proposing.get(cid) == result:
+                del self._proposing[cid]
+
+    # ------------------------------------------------------------------------- reports
+
+    async def _report_loop(self) -> None:
+        """A follower posts its changes to the leader, and learns who probes."""
+        while True:
+            await asyncio.sleep(REPORT_EVERY)
+            node = self.node
+            token = node.report_token()
+            leader = node.leader()
+            if node.is_leader or token is None or leader is None or not leader.http_address:
+                continue
+            batch, self._pending = self._pending, {}
+            try:
+                members = await self._report(leader, token, batch)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                for cid, result in batch.items():
+                    self._pending.setdefault(cid, result)
+                event(log, logging.DEBUG, "check report not delivered", leader=leader.id,
+                      error=str(exc) or type(exc).__name__)
+                continue
+            now = time.monotonic()
+            self._sent = {cid: sent for cid, sent in self._sent.items()
+                          if now - sent[1] <= RESEND_AFTER}
+            self._sent.update((cid, (result, now)) for cid, result in batch.items())
+            self.liveness.learned(members)
+
+    async def _report(self, leader: Member, token: str, batch: dict[str, Result]
+                      ) -> tuple[str, ...]:
+        body = {"node_id": self.node.node_id,
+                "results": [[cid, *result] for cid, result in batch.items()]}
+        headers = {"X-Konsul-Token": token} if token else {}
+        async with self.node.peer_http.request(
+            "POST", leader.http_address, REPORT_PATH, json=body, headers=headers,
+            timeout=REPORT_TIMEOUT, allow_redirects=False,
+        ) as resp:
+            if resp.status != 200:
+                raise ValueError(f"the leader answered {resp.status}")
+            answer = await resp.json()
+        members = answer.get("members") if isinstance(answer, dict) else None
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise ValueError("the leader's answer has no member list")
+        return tuple(members)
+
+    # ------------------------------------------------------------------------ proposals
 
     def _decide(self, command: bytes, what: str, ident: str) -> None:
         """Commit a timer's decision in the background; the scan goes on meanwhile."""
-        task = asyncio.create_task(self._propose(command, what, ident))
+        self._background(self._propose(command, what, ident))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._decisions.add(task)
         task.add_done_callback(self._decisions.discard)
 
@@ -208,19 +248,3 @@ class CheckRunner:
             )
         else:
             event(log, logging.INFO, "check decision committed", what=what, id=ident)
-
-
-def _arm(timers: dict[str, _Timer], key: str, seen: int, now: float) -> _Timer:
-    """The timer for ``key``, restarted if the replica shows a newer ``seen`` index."""
-    timer = timers.get(key)
-    if timer is None or timer.seen != seen:
-        timer = timers[key] = _Timer(seen, now)
-    return timer
-
-
-async def _tcp(address: str, timeout: float) -> tuple[str, str]:
-    try:
-        await probe(address, timeout)
-    except (OSError, TimeoutError, ValueError) as exc:
-        return "critical", f"TCP connect {address}: {type(exc).__name__}: {exc}"[:MAX_OUTPUT]
-    return "passing", f"TCP connect {address}: Success"

@@ -14,8 +14,11 @@ import pytest
 from aiohttp import web
 
 from konsul import config
-from konsul.checks import SCAN_SECONDS, CheckRunner
+from konsul.checks.runner import SCAN_SECONDS, CheckRunner
+from konsul.metrics import Metrics
 from konsul.node import Node
+from konsul.peers import PeerHTTP
+from konsul.raft.types import Member
 from konsul.store import StateMachine, commands
 
 
@@ -162,16 +165,28 @@ async def test_deregister_critical_after_removes_the_service(node: Node) -> None
 
 
 class FakeLeader:
-    """A node as the runner sees it, with no Raft and no runner of its own: a store that
-    applies what is proposed at once, and leadership and readiness the test sets."""
+    """A one-member node as the runner sees it, with no Raft and no runner of its own: a store
+    that applies what is proposed at once, and leadership and readiness the test sets."""
 
     def __init__(self) -> None:
+        self.node_id = "n1"
         self.store = StateMachine()
+        self.metrics = Metrics()
+        self.peer_http = PeerHTTP("http", None)
         self.is_leader = True
         self.ready = True
 
     def is_ready(self) -> bool:
         return self.ready
+
+    def leader(self) -> Member | None:
+        return self.peers()[0] if self.is_leader else None
+
+    def peers(self) -> list[Member]:
+        return [Member("n1", "127.0.0.1:1", True, "127.0.0.1:2")]
+
+    def report_token(self) -> str | None:
+        return ""
 
     async def propose(self, data: bytes) -> object:
         return self.store.apply(self.store.last_applied + 1, data)
@@ -188,24 +203,31 @@ async def running(runner: CheckRunner) -> AsyncIterator[CheckRunner]:
             await task
 
 
-async def test_a_leader_not_ready_for_a_moment_keeps_its_probes_and_losing_leadership_stops_them(
+async def test_a_leader_not_ready_for_a_moment_or_losing_leadership_keeps_its_probes(
     server: FlippingServer,
 ) -> None:
     # Regression (#16): every probe was cancelled and restarted whenever is_ready() was briefly
-    # false, which on a leader happens between a commit and its apply.
+    # false, which on a leader happens between a commit and its apply. Probes now depend on
+    # the members, not on who leads: losing leadership stops only the leader's timers.
     host = FakeLeader()
     check = {"id": "web1-http", "http": server.url, "interval": "200ms", "timeout": "1s"}
-    await host.propose(commands.service_register({"id": "web1", "name": "web", "checks": [check]}))
+    await host.propose(commands.service_register({"id": "web1", "name": "web", "checks": [check],
+                                                  "ttl": "1h"}))
     async with running(CheckRunner(host)) as runner:
-        await eventually(lambda: "web1-http" in runner._probes, 5, "the probe to start")
-        probe = runner._probes["web1-http"][1]
+        await eventually(lambda: server.hits >= 1, 10, "the first probe")
+        pid, orders = runner.worker.pid, runner.share.set_orders
         host.ready = False
         await asyncio.sleep(SCAN_SECONDS * 4)
         host.ready = True
-        await asyncio.sleep(SCAN_SECONDS * 2)
-        assert runner._probes["web1-http"][1] is probe and not probe.done()
+        hits = server.hits
+        await eventually(lambda: server.hits >= hits + 3, 5, "three more probes")
+        assert runner.timers.active()
         host.is_leader = False
-        await eventually(lambda: probe.done() and not runner._probes, 5, "probes to stop")
+        await eventually(lambda: not runner.timers.active(), 5, "the timers to stop")
+        hits = server.hits
+        await eventually(lambda: server.hits >= hits + 3, 5, "three more probes as follower")
+        assert (runner.worker.pid, runner.share.set_orders) == (pid, orders)
+        assert "web1-http" in runner.share.assigned
 
 
 async def register_probes(host: FakeLeader, url: str, prefix: str, count: int) -> None:
@@ -215,17 +237,18 @@ async def register_probes(host: FakeLeader, url: str, prefix: str, count: int) -
                                                       "checks": checks}))
 
 
-async def test_a_new_leader_spreads_its_first_probes_and_a_new_check_runs_at_once(
+async def test_a_starting_worker_spreads_its_first_probes_and_a_new_check_runs_at_once(
     server: FlippingServer,
 ) -> None:
     host, count, interval = FakeLeader(), 40, 2.0
     await register_probes(host, server.url, "old", count)
-    async with running(CheckRunner(host)):  # a new leader: 40 probes to start
+    async with running(CheckRunner(host)):  # a member starting: 40 probes to start
+        await eventually(lambda: server.hits >= 1, 10, "the first probe")
         await asyncio.sleep(interval / 4)
         # all at once would be 40 within the first scan; spread evenly, about 10 in a quarter
         assert server.hits <= count * 0.6, server.hits
         await eventually(lambda: server.hits >= count, interval + 2, "every check probed")
-        # registered while it leads: probed within a scan or two, not within an interval
+        # registered now: probed within a scan or two, not within an interval
         await host.propose(commands.service_register({"id": "new", "name": "new", "checks": [
             {"id": "new", "http": server.url, "interval": "10s"}]}))
         await eventually(lambda: (c := host.store.check("new")) is not None
