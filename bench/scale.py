@@ -11,8 +11,10 @@
   its HTTP watch gateway (``POST /v3/watch``), time from one put to each watcher's event.
 - **catalog**: 10,000 instances; ``GET /services`` and ``GET /services/<name>`` under wrk.
 - **checks**: N HTTP checks every 10 s against a target on 127.0.0.1 (its own process), one
-  client writing every 50 ms: probes per second against N/10, leader changes, the client's
-  write p99, CPU per member.
+  client writing every 50 ms: probes per second against N/10 (and by member: the target counts
+  each worker's User-Agent), leader changes, the client's write p99, CPU per member (the member
+  process and its probe worker together, and the worker's part). ``--checks N`` (repeatable)
+  and ``--check-seconds S`` choose the sizes and the duration.
 - **values**: 2,000 values of 256 KiB, a follower down while 500 more are written, then back:
   the leader's memory during its catch-up, its time, its readiness; the restore of those 2,000
   values (``bench.large_values``).
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -369,14 +372,17 @@ def serve_target(port: int) -> None:
     from aiohttp import web
 
     hits = 0
+    by_member: dict[str, int] = {}
 
-    async def probe(_: web.Request) -> web.Response:
+    async def probe(request: web.Request) -> web.Response:
         nonlocal hits
         hits += 1
+        member = request.headers.get("User-Agent", "").rsplit(" ", 1)[-1].rstrip(")")
+        by_member[member] = by_member.get(member, 0) + 1
         return web.Response(text="ok")
 
     async def count(_: web.Request) -> web.Response:
-        return web.json_response({"hits": hits, "at": time.monotonic()})
+        return web.json_response({"hits": hits, "at": time.monotonic(), "by_member": by_member})
 
     app = web.Application()
     app.router.add_get("/count", count)
@@ -389,9 +395,24 @@ def target_hits(url: str) -> tuple[int, float]:
     return int(body["hits"]), float(body["at"])
 
 
+def target_by_member(url: str) -> dict[str, int]:
+    _, _, body = call("GET", url + "/count")
+    return {k: int(v) for k, v in body["by_member"].items()}
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_cpu_seconds(pid: int) -> float:
+    """CPU of a member's children (its probe worker) that are running now."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    total = 0.0
+    for child in path.read_text().split() if path.exists() else []:
+        with contextlib.suppress(FileNotFoundError):  # (it just exited)
+            total += cpu_seconds(int(child))
+    return total
 
 
 class Writer:
@@ -453,12 +474,17 @@ async def checks_round(root: Path, count: int, seconds: float, report: Report) -
         await asyncio.sleep(10)  # one interval: every check has started
         pids = {n.node_id: n.proc.pid for n in cluster.running() if n.proc}
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        wcpu0 = {k: worker_cpu_seconds(p) for k, p in pids.items()}
         hits0, at0 = target_hits(target_url)
+        by0 = target_by_member(target_url)
         writer = Writer(cluster)
         await writer.run(seconds)
         hits1, at1 = target_hits(target_url)
+        by1 = target_by_member(target_url)
         cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+        wcpu1 = {k: worker_cpu_seconds(p) for k, p in pids.items()}
         elapsed = at1 - at0
+        worker_cpu = {k: (wcpu1[k] - wcpu0[k]) / elapsed for k in pids}
         row = {
             "checks": count,
             "seconds": seconds,
@@ -469,12 +495,17 @@ async def checks_round(root: Path, count: int, seconds: float, report: Report) -
             "write_p99_ms": round(statistics.quantiles(writer.latencies, n=100)[98] * 1000, 1)
             if len(writer.latencies) > 100 else None,
             "write_failures": writer.failures,
-            "cpu_per_member": {k: round((cpu1[k] - cpu0[k]) / elapsed, 2) for k in pids},
+            "probes_per_s_by_member": {k: round((v - by0.get(k, 0)) / elapsed, 1)
+                                       for k, v in sorted(by1.items())},
+            "cpu_per_member": {k: round((cpu1[k] - cpu0[k]) / elapsed + worker_cpu[k], 2)
+                               for k in pids},
+            "cpu_worker": {k: round(v, 2) for k, v in worker_cpu.items()},
         }
         report.checks.append(row)
         say(f"  {count:>6} checks  probes {row['probes_per_s']}/s (N/10 = {count / 10:.0f})  "
             f"leader changes {row['leader_changes']}  write p99 {row['write_p99_ms']} ms  "
-            f"failures {writer.failures}  CPU {row['cpu_per_member']}")
+            f"failures {writer.failures}  CPU {row['cpu_per_member']} (workers "
+            f"{row['cpu_worker']})  by member {row['probes_per_s_by_member']}")
     finally:
         cluster.stop()
         target.terminate()
@@ -520,6 +551,9 @@ async def main_async(args: argparse.Namespace) -> None:
     sizes = QUICK if args.quick else FULL
     if args.watchers:
         sizes = dataclasses.replace(sizes, watchers=tuple(args.watchers))
+    if args.checks or args.check_seconds:
+        sizes = dataclasses.replace(sizes, checks=tuple(args.checks or sizes.checks),
+                                    check_seconds=args.check_seconds or sizes.check_seconds)
     report = Report(machine())
     say(f"load average {report.machine['load_average']}")
     parts: dict[str, Callable[[Path], Awaitable[None]]] = {
@@ -532,7 +566,8 @@ async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="konsul-scale-") as tmp:
         for name in args.only or list(parts):
             await parts[name](Path(tmp))
-    say(f"results: {write_results(report, args.quick, bool(args.only or args.watchers))}")
+    partial = bool(args.only or args.watchers or args.checks or args.check_seconds)
+    say(f"results: {write_results(report, args.quick, partial)}")
 
 
 async def _all_checks(root: Path, sizes: Round, report: Report) -> None:
@@ -554,6 +589,10 @@ def main() -> None:
                         choices=("watchers", "etcd", "catalog", "checks", "values"))
     parser.add_argument("--watchers", action="append", type=int, metavar="W",
                         help="parked readers per round instead of the sizing's (repeatable)")
+    parser.add_argument("--checks", type=int, action="append", metavar="N",
+                        help="check rounds of N checks (repeatable; instead of the defaults)")
+    parser.add_argument("--check-seconds", type=float, metavar="S",
+                        help="how long each check round measures")
     parser.add_argument("--target", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.target:
