@@ -83,6 +83,7 @@ class CheckRunner:
     _proposing: dict[str, Result] = field(default_factory=dict)  # leader: in flight
     _pending: dict[str, Result] = field(default_factory=dict)  # follower: for the next report
     _sent: dict[str, tuple[Result, float]] = field(default_factory=dict)  # follower: reported
+    _members: tuple[str, ...] = ()  # as the last scan saw them
 
     def __post_init__(self) -> None:
         me = self.node.node_id
@@ -118,6 +119,10 @@ class CheckRunner:
             if self.timers.active():
                 self.timers.forget()
             members = self.liveness.follow(voters)
+        if members != self._members:
+            event(log, logging.INFO, "members probing checks", members=",".join(members),
+                  before=",".join(self._members))
+            self._members = members
         eligible = node.is_leader or node.report_token() is not None
         self.worker.send(self.share.sync(node.store.catalog, members, eligible))
         node.metrics.checks_assigned.set(len(self.share.assigned))
