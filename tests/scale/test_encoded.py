@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.http_writer import StreamWriter
 
+from konsul.api import encoded
 from konsul.api.encoded import ENCODED, EncodedAnswers
 from konsul.node import Node
 from tests.api.conftest import body_of
@@ -52,30 +53,45 @@ async def test_services_is_encoded_once_per_catalog_index(client: Client, node: 
     assert cache.builds == before + 4 and v1[0] == {"db": [], "web": ["t0", "t1", "t2"]}
 
 
-async def test_a_shared_answer_reaches_the_transport_as_the_cached_object(
+async def test_a_large_shared_answer_reaches_the_transport_as_the_cached_object(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Headers go out on their own, then the cached body object itself: no per-request copy
-    of a large listing (``web.Response`` would join headers and body into a new object)."""
+    of a large listing (``web.Response`` would join headers and body into a new object). A
+    small answer goes out in one write, headers and body together."""
     assert web.Response._send_headers_immediately is False  # the switch SharedResponse turns
-    for i in range(50):
+    for i in range(20):
         await body_of(await client.put("/register", json={"id": f"w{i}", "name": "web"}), 200)
-    written: list[Any] = []
-    write = StreamWriter._write
+    written: list[Any] = []  # what the server hands its transport, write by write
+    write, writelines = StreamWriter._write, StreamWriter._writelines
 
     def spy(writer: StreamWriter, chunk: Any) -> None:
-        written.append(chunk)
+        if bytes(chunk[:4]) != b"GET ":  # (the test client's requests)
+            written.append(chunk)
         write(writer, chunk)
 
+    def spy_lines(writer: StreamWriter, chunks: Any) -> None:
+        chunks = tuple(chunks)
+        written.append(b"".join(chunks))
+        writelines(writer, chunks)
+
     monkeypatch.setattr(StreamWriter, "_write", spy)
-    for path in ("/services", "/v1/catalog/service/web"):
+    monkeypatch.setattr(StreamWriter, "_writelines", spy_lines)
+
+    async def get(path: str) -> bytes:
         del written[:]
         resp = await client.get(path)
-        body = await resp.read()
-        assert resp.status == 200 and len(body) > 1000
-        cached = [c for c in written if c == body]
-        assert cached and all(type(c) is bytes for c in cached), (path, [len(c) for c in written])
-        # and the same object for the next reader
-        resp = await client.get(path)
-        assert await resp.read() == body
-        assert len([c for c in written if c is cached[0]]) == 2
+        assert resp.status == 200
+        return await resp.read()
+
+    for path in ("/services", "/v1/catalog/service/web"):
+        monkeypatch.setattr(encoded, "UNJOINED_MIN", 1 << 30)
+        small = await get(path)
+        assert len(written) == 1 and written[0].endswith(small)  # headers and body in one
+        monkeypatch.setattr(encoded, "UNJOINED_MIN", len(small))
+        body = await get(path)
+        assert body == small and len(written) == 2 and written[1] is not small
+        cached = written[1]
+        assert type(cached) is bytes and cached == body  # the body alone, after the headers
+        await get(path)
+        assert written[1] is cached  # the same object for the next reader

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from konsul.api.encoded import SharedResponse, shared_body
+from konsul.api.encoded import json_answer, shared_body
 from konsul.api.http import STOPPING, node_of
 from konsul.durations import parse_duration
 from konsul.errors import BadRequest
@@ -133,11 +133,8 @@ def answer(request: web.Request, read: Read, index: int, data: Any) -> web.Respo
 def shared_answer(request: web.Request, read: Read, index: int, build: Callable[[], Any],
                   *extra: Hashable) -> web.Response:
     """``answer`` with a body encoded once per query and index (``konsul.api.encoded``)."""
-    return SharedResponse(
-        body=shared_body(request, index, build, *extra),
-        content_type="application/json",
-        headers=meta_headers(request, read, index),
-    )
+    return json_answer(shared_body(request, index, build, *extra),
+                       meta_headers(request, read, index))
 
 
 def not_found(request: web.Request, read: Read, index: int) -> web.Response:
