@@ -6,9 +6,10 @@
 
 - **watchers**: W blocking reads parked on the leader on one key, then one prefix, then one
   service. For each: the throughput of one client writing *unrelated* keys beside them (against
-  the same client with nobody parked), the leader's memory per parked reader, and the time from
-  one change to each reader's first answer byte. Beside it, etcd: W watchers of one key through
-  its HTTP watch gateway (``POST /v3/watch``), time from one put to each watcher's event.
+  the same client with nobody parked, just before and just after), the leader's memory per
+  parked reader, and the time from one change to each reader's first answer byte. Beside it,
+  etcd: W watchers of one key through its HTTP watch gateway (``POST /v3/watch``), time from
+  one put to each watcher's event.
 - **catalog**: 10,000 instances; ``GET /services`` and ``GET /services/<name>`` under wrk.
 - **checks**: N HTTP checks every 10 s against a target on 127.0.0.1 (its own process), one
   client writing every 50 ms: probes per second against N/10 (and by member: the target counts
@@ -228,10 +229,15 @@ def _ok(answer: tuple[int, dict[str, str], Any]) -> None:
     assert answer[0] == 200, answer
 
 
-async def watchers_round(leader: ClusterNode, count: int, topic: Topic, baseline: float,
-                         seconds: float, rss_before: int) -> dict[str, Any]:
-    """``rss_before``: the leader's memory before any reader was parked (a process rarely gives
-    memory back: measured against the last round, the later rounds would look free)."""
+async def watchers_round(leader: ClusterNode, count: int, topic: Topic, before: float,
+                         seconds: float, rss_before: int) -> tuple[dict[str, Any], float]:
+    """One round, and the unrelated write rate once its readers are gone.
+
+    The writes kept are measured against the rates just before (``before``) and just after the
+    round, nobody parked: on a shared machine the rate drifts by more than the readers cost
+    over the minutes of a whole run. ``rss_before``: the leader's memory before any reader was
+    parked (a process rarely gives memory back: measured against the last round, the later
+    rounds would look free)."""
     pid = leader.proc.pid if leader.proc else 0
     index = index_of(leader, topic.index_path)
     request = get_request(leader.host, topic.path(index))
@@ -243,10 +249,14 @@ async def watchers_round(leader: ClusterNode, count: int, topic: Topic, baseline
     since = time.monotonic()
     await in_thread(lambda: topic.change(leader))
     answered = await arrivals.since(since, 10)
+    await in_thread(lambda: wait_until(lambda: parked(leader) == 0, 30, "all readers gone"))
+    after = await in_thread(lambda: write_rate(leader, seconds))
+    baseline = (before + after) / 2
     row = {
         "watchers": count,
         "topic": topic.name,
         "writes_per_s": round(rate, 1),
+        "writes_unwatched_per_s": round(baseline, 1),
         "writes_kept": round(rate / baseline, 3),
         "kib_per_reader": round((rss_parked - rss_before) / count / 1024, 1),
         "woken_by_unrelated_writes": early,
@@ -258,8 +268,7 @@ async def watchers_round(leader: ClusterNode, count: int, topic: Topic, baseline
         f"({row['writes_kept']:.0%} of {baseline:.0f})  {row['kib_per_reader']:5.1f} KiB/reader  "
         f"one change: p50 {row['p50_ms']} ms p99 {row['p99_ms']} ms max {row['max_ms']} ms "
         f"({row['within_1s']}/{count} within 1 s)")
-    await in_thread(lambda: wait_until(lambda: parked(leader) == 0, 30, "all readers gone"))
-    return row
+    return row, after
 
 
 def parked(node: ClusterNode) -> int:
@@ -277,13 +286,14 @@ async def watchers(root: Path, counts: tuple[int, ...], seconds: float, report: 
         _ok(leader.call("PUT", "/kv/watched/key", {"value": "0"}))
         _ok(leader.call("PUT", "/kv/watched/dir/a", {"value": "0"}))
         _ok(leader.call("PUT", "/register", {"id": "watched-0", "name": "watched"}))
-        baseline = await in_thread(lambda: write_rate(leader, seconds))
+        unwatched = await in_thread(lambda: write_rate(leader, seconds))
         rss = rss_bytes(leader.proc.pid if leader.proc else 0)
-        say(f"  nobody parked: unrelated writes {baseline:.0f}/s, leader RSS {rss >> 20} MiB")
+        say(f"  nobody parked: unrelated writes {unwatched:.0f}/s, leader RSS {rss >> 20} MiB")
         for count in counts:
             for topic in topics():
-                report.watchers.append(
-                    await watchers_round(leader, count, topic, baseline, seconds, rss))
+                row, unwatched = await watchers_round(leader, count, topic, unwatched, seconds,
+                                                      rss)
+                report.watchers.append(row)
     finally:
         cluster.stop()
 
