@@ -10,7 +10,8 @@
   parked reader, and the time from one change to each reader's first answer byte. Beside it,
   etcd: W watchers of one key through its HTTP watch gateway (``POST /v3/watch``), time from
   one put to each watcher's event.
-- **catalog**: 10,000 instances; ``GET /services`` and ``GET /services/<name>`` under wrk.
+- **catalog**: 10,000 instances; ``GET /services`` and ``GET /services/<name>`` under wrk, and
+  the leader's CPU per answer.
 - **checks**: N HTTP checks every 10 s against a target on 127.0.0.1 (its own process), one
   client writing every 50 ms: probes per second against N/10 (and by member: the target counts
   each worker's User-Agent), leader changes, the client's write p99, CPU per member (the member
@@ -363,12 +364,18 @@ async def catalog(root: Path, instances: int, seconds: float, report: Report) ->
         leader = cluster.leader()
         await register_many(leader, instances, lambda i: [])
         size = len(fetch(leader.url + "/services"))
+        pid = leader.proc.pid if leader.proc else 0
         for name, path in (("GET /services", "/services"),
                            ("GET /services/<name>", "/services/svc7")):
+            cpu = cpu_seconds(pid)
             cell = wrk_get(leader.url + path, 16, seconds)
+            # the leader's CPU per answer: what a busy machine changes least
+            per_request_us = (cpu_seconds(pid) - cpu) / (cell.rps * seconds) * 1e6
             report.catalog[name] = {"rps": round(cell.rps), "p99_ms": cell.p99_ms,
-                                    "errors": cell.errors}
-            say(f"  {name:<22} {cell.rps:8.0f} req/s  p99 {cell.p99_ms:7.2f} ms")
+                                    "errors": cell.errors,
+                                    "leader_cpu_us_per_request": round(per_request_us)}
+            say(f"  {name:<22} {cell.rps:8.0f} req/s  p99 {cell.p99_ms:7.2f} ms  "
+                f"leader CPU {per_request_us:4.0f} us/request")
         report.catalog["services_bytes"] = size
     finally:
         cluster.stop()
