@@ -65,6 +65,8 @@ class Liveness:
             self._leading_since = now
             self._kept = set(self.members if self.members is not None else voters)
         warming = now - self._leading_since < DEAD_AFTER
+        if len(self._heard) > len(voters):  # (reports name any id: keep only members')
+            self._heard = {v: t for v, t in self._heard.items() if v in voters}
         self.members = tuple(sorted(
             v for v in voters
             if v == self.me
