@@ -84,6 +84,10 @@ class CheckRunner:
     _pending: dict[str, Result] = field(default_factory=dict)  # follower: for the next report
     _sent: dict[str, tuple[Result, float]] = field(default_factory=dict)  # follower: reported
     _members: tuple[str, ...] = ()  # as the last scan saw them
+    # Reports have their own connection pool: a connection they keep warm to a leader that
+    # then goes silent must not be the one a forwarded write picks (it would wait on it for
+    # the full peer timeout instead of failing to connect and trying the next leader).
+    _session: aiohttp.ClientSession | None = None
 
     def __post_init__(self) -> None:
         me = self.node.node_id
@@ -105,6 +109,8 @@ class CheckRunner:
             for task in helpers:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self._session is not None:
+                await self._session.close()
 
     def _scan(self, now: float) -> None:
         node = self.node
@@ -216,9 +222,12 @@ class CheckRunner:
         body = {"node_id": self.node.node_id,
                 "results": [[cid, *result] for cid, result in batch.items()]}
         headers = {"X-Konsul-Token": token} if token else {}
-        async with self.node.peer_http.request(
-            "POST", leader.http_address, REPORT_PATH, json=body, headers=headers,
-            timeout=REPORT_TIMEOUT, allow_redirects=False,
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=REPORT_TIMEOUT)
+        peers = self.node.peer_http
+        async with self._session.post(
+            peers.url(leader.http_address) + REPORT_PATH, json=body, headers=headers,
+            ssl=peers.ssl(), allow_redirects=False,
         ) as resp:
             if resp.status != 200:
                 raise ValueError(f"the leader answered {resp.status}")
