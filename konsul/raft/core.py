@@ -1225,7 +1225,13 @@ class RaftCore:
             return
         meta = pr.snap_meta
         if pr.state is ProgressState.SNAPSHOT and meta is not None and meta.index == m.index:
-            pr.snap_offset = min(m.next_offset, pr.snap_size)
+            offset = min(m.next_offset, pr.snap_size)
+            if offset == pr.snap_offset:
+                # The chunk it asks for is already on its way: this answers a chunk sent twice
+                # (resent after a stall, or queued while it was away). Sending again would run
+                # a second stream of every later chunk (a lost one is resent on the stall timer).
+                return
+            pr.snap_offset = offset
             self._send_snapshot_chunk(m.src, pr)
 
     # ------------------------------------------------------------------ reads

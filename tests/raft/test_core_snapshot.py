@@ -222,3 +222,33 @@ def test_a_follower_left_with_half_a_snapshot_still_campaigns() -> None:
     for _ in range(3 * FAST.heartbeat_timeout_ticks):
         c["c"].tick()
     assert c["c"].role is not Role.FOLLOWER  # it tries (it cannot win: its log is behind)
+
+
+def test_a_repeated_answer_does_not_start_a_second_stream_of_chunks() -> None:
+    # A chunk sent again (its answer was late, or a copy waited in a queue while the follower
+    # was away) is answered twice. Each answer used to send the next chunk: from then on every
+    # chunk went twice, and every further repeat added a stream (a 0.5 GB snapshot, #16).
+    c = lagging_cluster()
+    snap = c["a"].snapshot_meta
+    assert snap is not None
+    size = len(c.nodes["a"].snapshots.blobs[(snap.index, snap.term)])
+    sent: list[InstallSnapshot] = []
+    doubled = False
+
+    def watch(m: object) -> bool:
+        nonlocal doubled
+        if isinstance(m, InstallSnapshot):
+            sent.append(m)
+        if isinstance(m, SnapshotResponse) and not m.done and not doubled:
+            doubled = True
+            c.net.append(m)  # delivered twice
+        return True
+
+    c.heal()
+    for _ in range(10 * FAST.commit_ticks):
+        c.tick(1, settle=False)
+        c.deliver(watch)
+        if c.nodes["c"].restored_from is not None:
+            break
+    assert doubled and c.nodes["c"].restored_from == snap
+    assert len(sent) == -(-size // FAST.snapshot_chunk_bytes)  # each chunk once
