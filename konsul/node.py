@@ -334,12 +334,15 @@ class Node:
         (a restarted node briefly believes everything it holds is applied). The lag is counted
         against the commit index the leader announces, not against the entries this node
         holds: a member catching up after a restart or a long absence is not ready (and a
-        rolling restart does not move on) until it is close to the leader.
+        rolling restart does not move on) until it is close to the leader, and the leader must
+        have said it since the node started or was sent a snapshot (``knows_leader_commit``).
         """
         if not self.started or self.core.leader_id is None:
             return "no leader is known"
         if self.runtime.applied_term != self.core.term:
             return "the node has not yet applied an entry of the current term"
+        if not self.core.knows_leader_commit:
+            return "the leader has not yet told this node its commit index"
         lag = self.lag()
         if lag > READY_MAX_LAG:
             return (f"the node is {lag} entries behind the leader's commit index "

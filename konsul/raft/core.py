@@ -343,6 +343,9 @@ class RaftCore:
         # the highest commit index a leader announced to us: committed entries stay committed,
         # so any value a leader sent is a lower bound of the cluster's commit index
         self._leader_commit = self._log.commit
+        # the term of the leader whose append last told us its commit index; 0 when none did
+        # since this node started, or since a leader sent it a snapshot (which does not say)
+        self._leader_commit_term = 0
         self._leader_unreachable = False
         self._heartbeat_elapsed = 0
         self._leader_ticks = 0  # the leader's clock, for check-quorum
@@ -490,6 +493,13 @@ class RaftCore:
         (its own ``commit_index`` is not). How far behind a member is, it reads here."""
         commit = self._log.commit
         return commit if self._role is Role.LEADER else max(commit, self._leader_commit)
+
+    @property
+    def knows_leader_commit(self) -> bool:
+        """Whether ``leader_commit`` is what the current leader announced: always on a leader;
+        on a follower once an append of this term came since it started or was last sent a
+        snapshot. Before that it is only what this node holds, however far behind it is."""
+        return self._role is Role.LEADER or self._leader_commit_term == self._term
 
     def active_peers(self) -> list[str]:
         """On a leader, the other members that answered within the leader lease (those it
@@ -1357,6 +1367,10 @@ class RaftCore:
         if self._catchup.active:
             # every append shows a position in the leader's log (catchup.py, step 5b)
             self._catchup.note_shown(m.term, m.prev_index)
+        # Committed in the cluster whether or not our log matches this append's
+        if m.commit > self._leader_commit:
+            self._leader_commit = m.commit
+        self._leader_commit_term = m.term
         prev = m.prev_index
         entries: Sequence[Entry] = m.entries
         commit = self._log.commit
@@ -1380,8 +1394,6 @@ class RaftCore:
         if entries:
             self._merge(entries)
         last_new = prev + len(entries)
-        if m.commit > self._leader_commit:
-            self._leader_commit = m.commit
         if m.commit > commit:
             new_commit = min(m.commit, last_new)
             if new_commit > commit:
@@ -1438,6 +1450,7 @@ class RaftCore:
 
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
         self._heard_from_leader(m.src)
+        self._leader_commit_term = 0  # far behind, by how much the next append will say
         meta = m.meta
         if meta.index <= self._log.commit:
             self._incoming = None

@@ -48,3 +48,21 @@ def test_a_leader_counts_as_active_only_the_followers_that_answer_within_the_lea
     c.recover("c")
     c.tick(4)
     assert sorted(c["a"].active_peers()) == ["b", "c"]
+
+
+def test_a_restarted_follower_knows_the_leaders_commit_only_once_an_append_says_it() -> None:
+    c = Cluster("abc")
+    c.elect("a")
+    c.crash("c")
+    for i in range(10):
+        c["a"].propose(b"%d" % i)
+    c.deliver()
+    leader = c["a"]
+    c.nodes["c"].restart()  # (not yet reachable: nothing delivered to it)
+    follower = c["c"]
+    assert not follower.knows_leader_commit and follower.leader_commit < leader.commit_index
+    # An append it must refuse (its log lacks the previous entry) still says what is committed
+    follower.step(AppendEntries("a", "c", leader.term, leader.last_index, leader.term, (),
+                                leader.commit_index))
+    assert follower.knows_leader_commit and follower.leader_commit == leader.commit_index
+    assert leader.knows_leader_commit  # a leader knows its own

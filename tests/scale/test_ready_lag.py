@@ -40,3 +40,31 @@ async def test_a_member_back_from_an_absence_is_ready_only_once_caught_up(tmp_pa
         await until(cluster.converged, 10, "the member to catch up completely")
     finally:
         await cluster.close()
+
+
+async def test_a_member_sent_a_snapshot_is_not_ready_before_the_leader_says_its_commit(
+    tmp_path: Path,
+) -> None:
+    # The leader compacts its log past the absent member, which is sent a snapshot on its
+    # return. A snapshot says nothing of the leader's commit index: once installed, the member
+    # held everything it knew of, and said ready while ~200 entries behind until the next append.
+    cluster = await InProcessCluster.start(
+        tmp_path, 3, KONSUL_RAFT_SNAPSHOT_THRESHOLD="300", KONSUL_RAFT_TRAILING_LOGS="10")
+    try:
+        leader = cluster.leader()
+        behind = next(n for n in cluster.running() if n is not leader).node_id
+        await cluster.stop_node(behind)
+        for i in range(32):  # 512 entries: one snapshot at ~300, ~200 entries after it
+            await asyncio.gather(*(
+                leader.propose(commands.kv_set(f"k{i}/{j}", b"v", 0, None)) for j in range(16)
+            ))
+        await until(lambda: leader.runtime.last_snapshot is not None, 10, "a snapshot")
+        node = await cluster.restart_node(behind)
+        deadline = time.monotonic() + 30
+        while not node.is_ready():
+            assert time.monotonic() < deadline, node.not_ready_reason()
+            await asyncio.sleep(0)
+        assert node.runtime.last_snapshot is not None  # (it was sent one)
+        assert node.store.last_applied + READY_MAX_LAG >= leader.core.commit_index
+    finally:
+        await cluster.close()
