@@ -8,10 +8,14 @@ On three members (real processes, ``tests.cluster_harness.LocalCluster``):
 2. One follower is stopped (SIGTERM: a member down for a while, as in a rolling restart), and
    ``more`` values are written while it is away.
 3. It is started again from its data directory. Until its applied index reaches the leader's
-   commit index (the *catch-up time*), the leader's and its own ``VmRSS`` are sampled every
-   100 ms, and its ``/health/ready`` is polled: a 200 while it is more than ``READY_MAX_LAG``
-   entries behind is counted (the bar: never). No client writes during the catch-up, so the
-   leader's commit index is fixed and the lag at each answer is known.
+   commit index (the *catch-up time*), the leader's ``VmRSS`` is sampled every 100 ms (its
+   peak; the follower's own peak is its ``VmHWM``), and its ``/health/ready`` is polled: a 200
+   while it is more than ``READY_MAX_LAG`` entries behind is counted (the bar: never). No
+   client writes during the catch-up, so the leader's commit index is fixed and the lag at
+   each answer is known.
+
+``cases`` also freezes the follower instead (SIGSTOP), or lets the leader compact its log past
+it so that it is sent a snapshot.
 
 Bars: the leader's peak during the catch-up at most 1.5 times its steady state; ready only once
 caught up. The restore bar (a 0.5 GB snapshot restored at a peak of at most 1.3 times its size)
@@ -49,11 +53,11 @@ def say(text: str) -> None:
 
 
 class Sampler:
-    """The peak ``VmRSS`` of some processes, sampled every ``SAMPLE_S`` in a thread."""
+    """The peak ``VmRSS`` of a process, sampled every ``SAMPLE_S`` in a thread."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.peak = {name: 0 for name in pids}
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -68,8 +72,7 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for name, pid in self.pids.items():
-                self.peak[name] = max(self.peak[name], rss_bytes(pid))
+            self.peak = max(self.peak, rss_bytes(self.pid))
             self.samples += 1
             self._stop.wait(SAMPLE_S)
 
@@ -120,13 +123,9 @@ def write_values(node: ClusterNode, start: int, stop: int) -> float:
 
 
 def settled_rss(pid: int, seconds: float = 3.0) -> int:
-    """The process's ``VmRSS`` after ``seconds`` of quiet (the last of samples every 100 ms)."""
-    deadline = time.monotonic() + seconds
-    rss = rss_bytes(pid)
-    while time.monotonic() < deadline:
-        time.sleep(SAMPLE_S)
-        rss = rss_bytes(pid)
-    return rss
+    """The process's ``VmRSS`` after ``seconds`` of quiet."""
+    time.sleep(seconds)
+    return rss_bytes(pid)
 
 
 def answer_code(node: ClusterNode, path: str) -> int:
@@ -236,8 +235,7 @@ def run(root: Path, keys: int, more: int, paused: bool = False,
             f"leader {before / MIB:.0f} MiB before it returns")
 
         hwm_before = peak_rss(leader.proc.pid)
-        pids = {"leader": leader.proc.pid}
-        with Sampler(pids) as sampler:
+        with Sampler(leader.proc.pid) as sampler:
             caught, readiness = catch_up(follower, back, commit, timeout=600)
         assert follower.proc is not None  # (restarted: VmHWM is its start and catch-up only)
         follower_peak = peak_rss(follower.proc.pid)
@@ -245,7 +243,7 @@ def run(root: Path, keys: int, more: int, paused: bool = False,
         # memory; another node leading does.
         end_term = term_of(leader)
         kept = end_term >= 0
-        peak = sampler.peak["leader"]
+        peak = sampler.peak
         out: dict[str, Any] = {
             "follower": "frozen (SIGSTOP)" if paused else "stopped (SIGTERM), restarted",
             "settings": env or {},
