@@ -7,7 +7,9 @@ the set every member hashes over (``konsul.checks.assign``), so all of them agre
 one report. A member that dies, is partitioned away from the leader, or cannot report (ACLs on
 and no token) drops out of the set ``DEAD_AFTER`` after its last report and its checks move
 to the others; Raft membership alone would keep a dead member in. One late report does not
-reshuffle anything: ``DEAD_AFTER`` is four reports long.
+reshuffle anything: ``DEAD_AFTER`` is six reports long. Nor does a leader whose own event loop
+stalled (a pause of the whole process): its liveness clock advances at most ``MAX_STEP`` per
+look, so the reports it could not read meanwhile are not counted as missed.
 
 A new leader first keeps the set it knew (from its own reports to the old leader) for
 ``DEAD_AFTER``, while every live follower finds it, and only then trusts what it hears: a
@@ -37,7 +39,8 @@ from konsul.store import Check
 from konsul.store.catalog import Catalog
 
 REPORT_EVERY = 0.2  # seconds between a follower's reports to the leader
-DEAD_AFTER = 0.8  # a member not heard from for this long probes nothing
+DEAD_AFTER = 1.2  # a member not heard from for this long probes nothing (six reports)
+MAX_STEP = 0.3  # the most one look at the clock counts: a stalled leader is not a dead follower
 MOVE_LATENCY = DEAD_AFTER + REPORT_EVERY  # from a member's death to its checks' new owners
 DEFAULT_INTERVAL = 10.0
 DEFAULT_TIMEOUT = 5.0
@@ -51,16 +54,26 @@ class Liveness:
     def __init__(self, me: str) -> None:
         self.me = me
         self.members: tuple[str, ...] | None = None  # None: never told, never led
-        self._heard: dict[str, float] = {}
+        self._heard: dict[str, float] = {}  # on the liveness clock
         self._leading_since: float | None = None
         self._kept: set[str] = set()
+        self._clock = 0.0
+        self._last: float | None = None
+
+    def _tick(self, now: float) -> float:
+        """The liveness clock: real time, except that a stall counts as ``MAX_STEP``."""
+        if self._last is not None:
+            self._clock += min(max(0.0, now - self._last), MAX_STEP)
+        self._last = now
+        return self._clock
 
     def heard(self, member: str, now: float) -> None:
-        self._heard[member] = now
+        self._heard[member] = self._tick(now)
 
     def lead(self, now: float, voters: tuple[str, ...]) -> tuple[str, ...]:
         """On the leader: the members heard from lately (and, for ``DEAD_AFTER`` after it
         took over, those it already counted)."""
+        now = self._tick(now)
         if self._leading_since is None:
             self._leading_since = now
             self._kept = set(self.members if self.members is not None else voters)

@@ -77,6 +77,14 @@ def check_ids() -> list[str]:
     return [f"c{n}" for n in range(CHECKS)]
 
 
+def settled(cluster: InProcessCluster) -> bool:
+    """Every member holds exactly the share the hash gives it over all three."""
+    members = sorted(cluster.nodes)
+    return all(n.checks.share.assigned.keys() == {
+        c for c in check_ids() if owner(c, members) == n.node_id}
+        for n in cluster.nodes.values())
+
+
 async def register(cluster: InProcessCluster, target: Target) -> None:
     for s in range(0, CHECKS, 10):
         checks = [{"id": cid, "http": target.url + cid, "interval": f"{INTERVAL}s"}
@@ -90,19 +98,20 @@ async def test_each_member_probes_its_share_and_a_stopped_members_share_moves(
 ) -> None:
     await register(cluster, target)
     members = sorted(cluster.nodes)
+    # (while members join, a newcomer is not yet heard from: shares settle once all report)
+    await until(lambda: settled(cluster), 10, "the shares to settle")
+    since = time.monotonic() + 0.2  # (a probe already under way may still land)
     # Every check probed, each by the one member the hash names, and all three take part.
-    await until(lambda: all(target.probers(c) for c in check_ids()), 3 * INTERVAL,
+    await until(lambda: all(target.probers(c, since) for c in check_ids()), 2 * INTERVAL + 1,
                 "every check to be probed")
     for cid in check_ids():
-        assert target.probers(cid) == {owner(cid, members)}, cid
+        assert target.probers(cid, since) == {owner(cid, members)}, cid
     assert {owner(c, members) for c in check_ids()} == set(members)
     # Results reach the log through the leader, and every replica shows them.
     await until(lambda: all(n.store.check(c).status == "passing"  # type: ignore[union-attr]
                             for n in cluster.nodes.values() for c in check_ids()),
                 5, "every check passing on every member")
-    for node in cluster.nodes.values():
-        assert node.checks.share.assigned.keys() == {
-            c for c in check_ids() if owner(c, members) == node.node_id}
+    assert settled(cluster)
 
     # A follower stops: within one interval (after its loss is noticed) the others probe its
     # checks, and nothing else moves.
@@ -127,6 +136,7 @@ async def test_a_leader_change_restarts_no_probe_and_a_crashed_worker_comes_back
 ) -> None:
     await register(cluster, target)
     nodes = list(cluster.nodes.values())
+    await until(lambda: settled(cluster), 10, "the shares to settle")
     await until(lambda: all(target.probers(c) for c in check_ids()), 3 * INTERVAL,
                 "every check to be probed")
     before = {n.node_id: (n.checks.worker.pid, n.checks.share.set_orders) for n in nodes}
