@@ -109,8 +109,8 @@ def test_a_write_forwarded_to_a_leader_gone_silent_goes_to_the_next_leader(
     container's address) gives up the connection early and forwards to the new leader, rather
     than answering 503 after the full connect timeout."""
     cluster = ForwardingCluster(tmp_path, size=3, prefix=lab.prefix, lab=lab)  # type: ignore[arg-type]
-    cluster.start()
     try:
+        cluster.start()  # inside: a start that fails half-way stops what it started
         leader = cluster.leader()
         assert isinstance(leader, NetnsNode)
         follower = next(n for n in cluster.nodes if n is not leader)
@@ -133,8 +133,8 @@ def test_a_v1_write_to_a_follower_whose_leader_went_silent_goes_to_the_next_lead
     every /v1 write. Its connection to a leader gone silent fails early (nothing was sent), and
     the write goes to the new leader, not back to the client as an unknown outcome."""
     cluster = NamedCluster(tmp_path, size=3, prefix=lab.prefix, lab=lab)  # type: ignore[arg-type]
-    cluster.start()
     try:
+        cluster.start()  # inside: a start that fails half-way stops what it started
         leader = cluster.leader()
         assert isinstance(leader, NetnsNode)
         follower = next(n for n in cluster.nodes if n is not leader)
