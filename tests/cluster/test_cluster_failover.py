@@ -44,6 +44,20 @@ def term_of(node: ClusterNode) -> int:
     return int(status["term"])
 
 
+def settled_leader(cluster: LocalCluster) -> ClusterNode:
+    """The leader once every member has applied its commit index and it has kept its term for
+    a second: the tests share one cluster, and the one before may have just restarted members
+    (a leadership change right after a rolling restart was seen; the next test would have taken
+    the new leader for a follower)."""
+    def held() -> ClusterNode | None:
+        cluster.wait_converged()
+        leader, term = cluster.leader(), term_of(cluster.leader())
+        time.sleep(1.0)  # the interval over which leadership must not change (not a settle wait)
+        return leader if cluster.leader() is leader and term_of(leader) == term else None
+
+    return wait_until(held, 20, "a leader that keeps its term for a second")
+
+
 def test_sigkilled_leader_is_replaced_and_no_acked_write_is_lost(
     cluster: LocalCluster, figure: Figure
 ) -> None:
@@ -142,8 +156,8 @@ def test_losing_the_majority_stops_writes_and_restarting_one_node_restores_them(
     """Two of three nodes SIGKILLed (the leader among them): the survivor cannot elect itself,
     refuses writes and consistent reads with 503, still serves stale reads, is not ready. One
     node back is a majority again; nothing acknowledged before is lost."""
-    leader = cluster.leader()
-    survivor = cluster.followers()[0]
+    leader = settled_leader(cluster)
+    survivor = next(n for n in cluster.nodes if n is not leader)
     dead = [n for n in cluster.nodes if n is not survivor]
     with load_on(cluster, "majority/") as load:
         load.wait_acks(50)
