@@ -18,6 +18,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -102,28 +103,36 @@ class ForwardingCluster(NamedCluster):
         return node
 
 
-def test_a_write_forwarded_to_a_leader_gone_silent_goes_to_the_next_leader(
-    tmp_path: pytest.TempPathFactory, lab: NetnsLab
-) -> None:
-    """A follower still forwarding to a leader whose packets now vanish (no reset: a killed
-    container's address) gives up the connection early and forwards to the new leader, rather
-    than answering 503 after the full connect timeout."""
-    cluster = ForwardingCluster(tmp_path, size=3, prefix=lab.prefix, lab=lab)  # type: ignore[arg-type]
+@contextmanager
+def silent_leader(cluster: NamedCluster, lab: NetnsLab) -> Iterator[tuple[NetnsNode, ClusterNode]]:
+    """The cluster started and converged, then its leader's packets made to vanish (no reset: a
+    killed container's address), both ways; yields that leader and a follower."""
     try:
         cluster.start()  # inside: a start that fails half-way stops what it started
         leader = cluster.leader()
         assert isinstance(leader, NetnsNode)
         follower = next(n for n in cluster.nodes if n is not leader)
         cluster.wait_converged()
-        lab.isolate(leader.number)  # silence between the leader and its peers, both ways
+        lab.isolate(leader.number)
+        yield leader, follower
+    finally:
+        cluster.stop()
+
+
+def test_a_write_forwarded_to_a_leader_gone_silent_goes_to_the_next_leader(
+    tmp_path: pytest.TempPathFactory, lab: NetnsLab
+) -> None:
+    """A follower still forwarding to a leader whose packets now vanish gives up the connection
+    early and forwards to the new leader, rather than answering 503 after the full connect
+    timeout."""
+    cluster = ForwardingCluster(tmp_path, size=3, prefix=lab.prefix, lab=lab)  # type: ignore[arg-type]
+    with silent_leader(cluster, lab) as (leader, follower):
         code, _, body = lab.http("PUT", follower.url + "/kv/forwarded", {"value": "x"}, 10)
         assert code == 200, body
         new_leader = cluster.leader()
         assert new_leader is not leader
         code, _, body = lab.http("GET", new_leader.url + "/kv/forwarded", None, 5)
         assert code == 200 and body["value"] == "x", body
-    finally:
-        cluster.stop()
 
 
 def test_a_v1_write_to_a_follower_whose_leader_went_silent_goes_to_the_next_leader(
@@ -133,18 +142,10 @@ def test_a_v1_write_to_a_follower_whose_leader_went_silent_goes_to_the_next_lead
     every /v1 write. Its connection to a leader gone silent fails early (nothing was sent), and
     the write goes to the new leader, not back to the client as an unknown outcome."""
     cluster = NamedCluster(tmp_path, size=3, prefix=lab.prefix, lab=lab)  # type: ignore[arg-type]
-    try:
-        cluster.start()  # inside: a start that fails half-way stops what it started
-        leader = cluster.leader()
-        assert isinstance(leader, NetnsNode)
-        follower = next(n for n in cluster.nodes if n is not leader)
-        cluster.wait_converged()
-        lab.isolate(leader.number)
+    with silent_leader(cluster, lab) as (leader, follower):
         code, _, body = lab.http("PUT", follower.url + "/v1/kv/forwarded", "x", 15)
         assert (code, body) == (200, True), body
         new_leader = cluster.leader()
         assert new_leader is not leader
         code, _, body = lab.http("GET", new_leader.url + "/v1/kv/forwarded?raw", None, 5)
         assert code == 200 and body == "x", body
-    finally:
-        cluster.stop()
