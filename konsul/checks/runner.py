@@ -114,7 +114,7 @@ class CheckRunner:
 
     def _scan(self, now: float) -> None:
         node = self.node
-        voters = tuple(sorted(m.id for m in node.peers() if m.voter))
+        voters = self._voters()
         if node.is_leader:
             if node.is_ready():
                 self.timers.scan(now)
@@ -166,7 +166,11 @@ class CheckRunner:
             check = checks.get(cid)
             if check is not None and check.kind != "ttl" and check.update_index == seen:
                 self._offer(check, status, output, seen)
-        return self.liveness.lead(now, tuple(sorted(m.id for m in node.peers() if m.voter)))
+        return self.liveness.lead(now, self._voters())
+
+    def _voters(self) -> tuple[str, ...]:
+        """The voters of the current configuration, sorted: what the probes are spread over."""
+        return tuple(sorted(m.id for m in self.node.peers() if m.voter))
 
     def _offer(self, check: Check, status: str, output: str, seen: int) -> None:
         cid = check.id
