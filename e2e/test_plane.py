@@ -25,7 +25,7 @@ import pytest
 from e2e import kind
 from e2e.driver import Cluster
 from e2e.plane import dns, hostnet, names
-from e2e.plane.daemons import Daemon
+from e2e.plane.daemons import Daemon, terminate
 from e2e.plane.kubelet.__main__ import Kubelet
 from e2e.plane.kubelet.node import FALLBACK_CONDITION
 from e2e.plane.kubelet.runtime import PODMAN_ENV
@@ -130,6 +130,30 @@ def test_a_deployments_pod_of_the_real_image_becomes_ready(plane: Plane, ns: str
     answer = plane.kubectl("get", "--raw",
                            f"/api/v1/namespaces/{ns}/pods/{name}:8500/proxy/health/ready").stdout
     assert answer.strip(), "the node answered through the pod proxy"
+
+
+def test_a_daemon_is_found_by_its_pid_file_as_soon_as_start_returns() -> None:
+    """The race behind a failed CI run: the kernel sets a new program's command line a moment
+    after Popen returns, pid() trusts a pid only by its command line, and `up` took a daemon
+    that had just started for one that had exited. The window is widest when the program is
+    not in the page cache (a fresh machine), so the test drops kubectl's pages before each start
+    (without the wait in start(), about half the starts were missed)."""
+    binary = names.bin_dir() / "kubectl"
+    argv = [str(binary), "proxy", "--port=0", "--token=none", "--server=https://127.0.0.1:1",
+            "--kubeconfig=/dev/null"]  # serves on loopback and never dials: no request comes
+    daemon = Daemon("start-race-probe", argv)
+    for attempt in range(20):
+        fd = os.open(binary, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        pid = daemon.start()
+        try:
+            assert daemon.pid() == pid, f"start {attempt}: running, yet not found by pid file"
+        finally:
+            terminate(pid, timeout=5)
+    daemon.stop()  # its pid file
 
 
 def test_up_again_after_a_crash_restarts_what_died_and_keeps_the_pods(plane: Plane, ns: str,

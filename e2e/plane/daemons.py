@@ -59,6 +59,14 @@ class Daemon:
                                     stdin=subprocess.DEVNULL, start_new_session=True,
                                     env={**os.environ, **self.env}, cwd=names.REPO)
         self.pidfile.write_text(json.dumps({"pid": proc.pid, "argv": self.argv}))
+        # Popen returns once exec has begun, but the kernel sets the new command line a moment
+        # later (/proc/<pid>/cmdline reads empty in between, often for a large Go program), and
+        # pid() trusts a pid only by its command line: wait for it, or `up` takes a daemon that
+        # just started for one that exited.
+        deadline = time.monotonic() + 10
+        while (proc.poll() is None and not alive(proc.pid, self.argv)
+               and time.monotonic() < deadline):
+            time.sleep(0.005)
         return proc.pid
 
     def stop(self, timeout: float = 15.0) -> bool:
