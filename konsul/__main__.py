@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -16,6 +17,24 @@ from konsul import config, logs
 from konsul.logs import event
 
 log = logging.getLogger("konsul")
+
+# The cyclic collector's first threshold (700 more container objects made than freed) is
+# crossed again and again by the objects of the requests in flight alone: under 64 concurrent
+# writes a leader ran about 30 young collections a second, each rescanning some 2,000 live
+# request objects, 5-10 us of CPU per write (5-8 % of it). At 10,000 a collection waits for
+# real growth (new keys, new connections); reference counting still frees at once everything
+# that is not in a cycle.
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+def settle_gc() -> None:
+    """Once the node serves: what start-up built (modules, the app, the recovered store and
+    log) is frozen, so full collections stop rescanning it, and the thresholds are raised. A
+    frozen cycle that later becomes garbage would stay until exit; what start-up builds and the
+    node later drops (rows, log entries) holds no cycles, and reference counting frees it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def serve(settings: config.Settings) -> None:
@@ -31,6 +50,7 @@ async def serve(settings: config.Settings) -> None:
     tls = node.tls.http_server if node.tls is not None else None
     site = Site(runner, settings.host, settings.port, ssl_context=tls)
     await site.start()
+    settle_gc()
     event(
         log,
         logging.INFO,
