@@ -22,6 +22,7 @@ from konsul.api.errors import error_response, http_error_response, not_leader_re
 from konsul.api.forward import forward_to_leader, wants_forwarding
 from konsul.api.http import NODE, json_response, node_of
 from konsul.errors import KonsulError, NotLeader
+from konsul.metrics import Latencies, Tally
 
 log = logging.getLogger("konsul.api")
 
@@ -81,13 +82,15 @@ def record_request(
     latency.observe(time.perf_counter() - start)
 
 
-# Per app: (route, method, status) -> (counter child, histogram child). prometheus_client's
-# labels() costs several microseconds per call; the label sets are few (route patterns).
+# Per app: (route, method, status) -> (its counter series, its histogram series): one lookup
+# per request for both.
 _SERIES = web.AppKey("konsul.http_series", dict)
 
 
-def _series(app: web.Application, route: str, method: str, status: str) -> tuple[Any, Any]:
-    cache: dict[tuple[str, str, str], tuple[Any, Any]] = app[_SERIES]
+def _series(
+    app: web.Application, route: str, method: str, status: str
+) -> tuple[Tally, Latencies]:
+    cache: dict[tuple[str, str, str], tuple[Tally, Latencies]] = app[_SERIES]
     key = (route, method, status)
     found = cache.get(key)
     if found is None:
