@@ -11,6 +11,15 @@ that is too large or does not decode closes that one connection and nothing else
 Queues are bounded: Raft tolerates lost messages (it retries), so a peer that cannot keep up
 loses its oldest queued frames instead of growing the leader's memory without limit.
 
+An AppendEntries goes only over an open connection: while a peer is not connected it is
+dropped, and a connection that breaks takes its whole backlog with it. What a leader sent to a
+peer that was down is stale by the time the peer is back, and harmful: a restarted member took
+the commit index in a probe queued a second earlier for the leader's current one, and said
+ready while hundreds of entries behind (#16). The leader probes a peer it cannot reach once a
+heartbeat, so the first fresh probe follows within one. The rest still waits for the peer (within
+``MAX_UNCONNECTED_BYTES``): an election is not repeated before its timeout, a snapshot chunk
+not before a stall, and neither says anything of the leader's commit index.
+
 With TLS (``tls``), every connection is mutual TLS: the listener requires a certificate the CA
 signed before a single byte reaches the hello or frame decoder (``konsul.raft.inbound``), and
 the dialer presents ours and checks that the peer's names the host it dialled (the member's
@@ -77,10 +86,8 @@ MAX_QUEUED_FRAMES = 4096
 # while 125 MiB were written took the leader from 1.25 to 3.2 GB). Raft resends what is dropped.
 MAX_QUEUED_BYTES = 64 << 20
 # ... but only this many while the peer is not connected (down, restarting, unreachable): what
-# waits for a dead peer is stale by the time it returns (a leader probes it once a heartbeat
-# with up to 1 MiB of entries, all of which it sends again on the answer), and queued it cost
-# the leader 64 MiB per member down and the member that returned a backlog of duplicates to
-# read before its catch-up. Room for a follower's pipeline (the core's 4 MiB in flight).
+# waits for a dead peer is stale by the time it returns. (A leader's probes, up to 1 MiB once a
+# heartbeat, are not queued then at all: see above.)
 MAX_UNCONNECTED_BYTES = 4 << 20
 # Beyond this many bytes waiting in the socket's user-space buffer, frames queue (and may be
 # dropped, oldest first) instead of being written directly.
@@ -146,10 +153,11 @@ class _Peer:
         self.ready.set()
 
     def disconnected(self) -> None:
-        """The connection is gone: keep only what fits the unconnected cap (newest kept)."""
+        """The connection is gone, and with it the backlog written for it: the peer that comes
+        back on the next connection may be a restarted one, for which it is stale."""
         self.connected = False
-        while len(self.queue) > 1 and self.queued_bytes > MAX_UNCONNECTED_BYTES:
-            self._drop_oldest()
+        self.dropped += len(self.queue)
+        self.take()
 
     def _drop_oldest(self) -> None:
         self.queued_bytes -= len(self.queue.popleft())
@@ -255,15 +263,20 @@ class TcpTransport:
     # --------------------------------------------------------------------------- sending
 
     def send(self, messages: Sequence[Message]) -> None:
-        """Send in order; one write per peer for all of its messages (one syscall, not one each)."""
-        frames: dict[str, list[bytes]] = {}
+        """Send in order; one write per peer for all of its messages (one syscall, not one each).
+        An AppendEntries waits for no connection: it is dropped while the peer is not connected."""
+        by_peer: dict[str, list[Message]] = {}
         for msg in messages:
-            payload = encode(msg)
-            frames.setdefault(msg.dst, []).append(HEADER.pack(len(payload)) + payload)
-        for node_id, batch in frames.items():
+            by_peer.setdefault(msg.dst, []).append(msg)
+        for node_id, batch in by_peer.items():
             peer = self._peer(node_id)
-            if peer is not None:
-                peer.push(batch)
+            if peer is None:
+                continue
+            if not peer.connected:
+                batch = [msg for msg in batch if type(msg) is not AppendEntries]
+                if not batch:
+                    continue
+            peer.push([HEADER.pack(len(payload)) + payload for payload in map(encode, batch)])
 
     def _peer(self, node_id: str) -> _Peer | None:
         address = self._resolve(node_id) or self._learned.get(node_id)

@@ -73,12 +73,7 @@ async def test_a_peer_that_reaches_us_is_dialled_back_at_once(
     """A restarted member dials us as it starts: our own dial to it, failed while it was down,
     goes again then, not at the end of its backoff (here made 30 s long)."""
     monkeypatch.setattr(transport_module, "BACKOFF_MIN", 30.0)
-    a_addr, b_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    unreachable: list[str] = []
-    to_b: list[Message] = []
-    a = TcpTransport("a", a_addr, a_addr, resolve=lambda _: b_addr,
-                     on_unreachable=unreachable.append)
-    b = TcpTransport("b", b_addr, b_addr, resolve=lambda _: a_addr, deliver=to_b.append)
+    a, b, unreachable, to_b = _pair()
     await a.start()
     try:
         a.send([TimeoutNow(src="a", dst="b", term=1)])
@@ -92,8 +87,44 @@ async def test_a_peer_that_reaches_us_is_dialled_back_at_once(
         await b.stop()
 
 
+async def test_a_peer_that_was_down_is_not_sent_the_appends_meant_for_it_meanwhile() -> None:
+    """A leader probes a peer that is down once a heartbeat. Delivered when it came back, those
+    probes told a restarted member a commit index long overtaken, and it said ready while
+    hundreds of entries behind (#16). Only fresh appends reach it; a vote (or, here, a
+    TimeoutNow) still waits for it, as an election is not repeated before its timeout."""
+    a, b, unreachable, to_b = _pair()
+    stale = AppendEntries("a", "b", 1, 5, 1, (), 5, 0)
+    await a.start()
+    try:
+        a.send([stale, TimeoutNow(src="a", dst="b", term=1)])  # before a first dial
+        await _until(lambda: "b" in unreachable, 5)
+        a.send([stale])  # and while a backs off
+        await b.start()
+        b.connect("a")
+        await _until(lambda: bool(to_b), 10)  # a is connected to b now
+        fresh = AppendEntries("a", "b", 1, 9, 1, (), 9, 0)
+        a.send([fresh])
+        await _until(lambda: len(to_b) >= 2, 10)
+        assert to_b == [TimeoutNow(src="a", dst="b", term=1), fresh]
+    finally:
+        await a.stop()
+        await b.stop()
+
+def _pair() -> tuple[TcpTransport, TcpTransport, list[str], list[Message]]:
+    """Transports ``a`` and ``b`` on free loopback ports (neither started), what ``a`` found
+    unreachable, and what ``b`` received."""
+    a_addr, b_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    unreachable: list[str] = []
+    to_b: list[Message] = []
+    a = TcpTransport("a", a_addr, a_addr, resolve=lambda _: b_addr,
+                     on_unreachable=unreachable.append)
+    b = TcpTransport("b", b_addr, b_addr, resolve=lambda _: a_addr, deliver=to_b.append)
+    return a, b, unreachable, to_b
+
+
 async def _until(predicate: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.01)
+

@@ -1,7 +1,8 @@
 """A peer's send queue is bounded in bytes as well as in frames: a member that reads slowly or
 not at all costs the sender at most ``MAX_QUEUED_BYTES`` (issue #16), and one that is not
 connected (down, restarting) at most ``MAX_UNCONNECTED_BYTES``; the oldest frames go first (Raft
-sends again what a peer did not acknowledge), and the newest frame is always kept."""
+sends again what a peer did not acknowledge), and the newest frame is always kept. A connection
+that breaks takes its backlog with it."""
 
 from __future__ import annotations
 
@@ -50,8 +51,9 @@ def test_small_frames_are_still_capped_in_number() -> None:
 
 
 def test_a_peer_not_connected_is_queued_only_the_newest_few_mib() -> None:
-    # A follower down while values of 256 KiB were written: the leader probes it once a
-    # heartbeat with 1 MiB of entries. Queued for its return, that was 64 MiB of duplicates.
+    # (A leader's probes of a follower that is down, 1 MiB once a heartbeat, are no longer
+    # queued at all: TcpTransport.send drops an AppendEntries while a peer is not connected.
+    # What else waits for the peer, snapshot chunks of 1 MiB, is capped all the same.)
     peer = _Peer("node2", "127.0.0.1:7000")
     probes = frames([1] * 20)
     for probe in probes:
@@ -60,13 +62,12 @@ def test_a_peer_not_connected_is_queued_only_the_newest_few_mib() -> None:
     assert list(peer.queue) == probes[-4:] and peer.dropped == 16
 
 
-def test_a_lost_connection_keeps_only_the_newest_of_its_backlog() -> None:
+def test_a_lost_connection_drops_its_backlog() -> None:
+    # The peer on the next connection may be a restarted one, for which the backlog is stale
+    # (a probe's commit index, long overtaken, made a returning member say ready: #16).
     peer = connected_peer()
     sent = frames([1] * 10)
     peer.push(sent)
     peer.disconnected()
-    assert list(peer.queue) == sent[-4:] and peer.dropped == 6 and not peer.connected
-    big = frames([9], tag=20)  # a frame over the cap is still kept alone
-    peer.push(big)
-    peer.disconnected()
-    assert list(peer.queue) == big
+    assert not peer.queue and peer.queued_bytes == 0 and peer.dropped == 10
+    assert not peer.connected

@@ -48,17 +48,22 @@ async def test_a_member_sent_a_snapshot_is_not_ready_before_the_leader_says_its_
     # The leader compacts its log past the absent member, which is sent a snapshot on its
     # return. A snapshot says nothing of the leader's commit index: once installed, the member
     # held everything it knew of, and said ready while ~200 entries behind until the next append.
+    # (Nor may what the leader sent it while it was down tell it: it once said ready after
+    # applying a probe queued for it a second earlier, ~450 entries behind and never sent a
+    # snapshot; the transport no longer delivers those.)
     cluster = await InProcessCluster.start(
         tmp_path, 3, KONSUL_RAFT_SNAPSHOT_THRESHOLD="300", KONSUL_RAFT_TRAILING_LOGS="10")
     try:
         leader = cluster.leader()
         behind = next(n for n in cluster.running() if n is not leader).node_id
+        missed_from = cluster.nodes[behind].core.last_index + 1
         await cluster.stop_node(behind)
         for i in range(32):  # 512 entries: one snapshot at ~300, ~200 entries after it
             await asyncio.gather(*(
                 leader.propose(commands.kv_set(f"k{i}/{j}", b"v", 0, None)) for j in range(16)
             ))
-        await until(lambda: leader.runtime.last_snapshot is not None, 10, "a snapshot")
+        await until(lambda: leader.core.first_index > missed_from, 10,
+                    "the leader to compact its log past the absent member")
         node = await cluster.restart_node(behind)
         deadline = time.monotonic() + 30
         while not node.is_ready():
