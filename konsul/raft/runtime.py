@@ -631,6 +631,10 @@ class RaftRuntime:
         core, m = self.core, self.metrics
         if core.role != self._last_role:
             if self._last_role is Role.LEADER:
+                # In the same term with no leader known: check-quorum (no majority heard within
+                # the leader lease); a newer term or a known leader: someone else took over.
+                event(log, logging.INFO, "leadership lost", term=core.term,
+                      leader=core.leader_id or "none")
                 self._lost_leadership()
             self._last_role = core.role
             m.set_role(core.role.value)
