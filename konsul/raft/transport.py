@@ -37,7 +37,9 @@ A dead or restarted peer must cost no more than its own connection, whatever its
   so they went nowhere until ``UNACKED_TIMEOUT_MS`` and a killed leader took seconds to replace.
 - An idle connection to an address that vanished without a word (a node lost) is found by TCP
   keepalive within about three seconds and replaced, before an election needs it.
-- A peer that reaches us is dialled back at once, not at the end of our backoff: it is up.
+- A peer that reaches us is dialled back at once, not at the end of our backoff: it is up. A dial
+  still under way then starts over: it may be bound for the address the peer had before it
+  restarted, where nothing answers, and would hold us until ``CONNECT_TIMEOUT``.
 - Each reconnection looks the peer's name up afresh, in threads of the peer's own
   (``konsul.raft.lookup``): a resolver stalled on a dead peer's name delays no other, and a
   lookup the resolver lost holds our dials for half a second, not for glibc's five.
@@ -169,6 +171,10 @@ class _Peer:
         self.queue.clear()
         self.queued_bytes = 0
         return frames
+
+
+class _PeerReturned(Exception):
+    """The peer reached us while we were dialling it: dial again, afresh and at once."""
 
 
 class PeerTls(Protocol):
@@ -316,7 +322,10 @@ class TcpTransport:
                 # instead of a cancellation that arrives as the dial fails, and this loop, told
                 # to stop, would go on dialling and its transport's stop() would never return.
                 async with asyncio.timeout(CONNECT_TIMEOUT):
-                    reader, writer = await self._dial(lookup)
+                    reader, writer = await self._dial(peer, lookup)
+            except _PeerReturned:
+                backoff = BACKOFF_MIN
+                continue
             except (OSError, TimeoutError) as exc:
                 if isinstance(exc, ssl.SSLError) and self._tls is not None:
                     self._tls.refused("outbound", peer.address, exc)
@@ -344,7 +353,32 @@ class TcpTransport:
                 watch.cancel()
                 writer.close()
 
-    async def _dial(self, lookup: PeerLookup) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _dial(
+        self, peer: _Peer, lookup: PeerLookup
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open a connection to the peer, unless it reaches us first (``_PeerReturned``).
+
+        A peer that restarted in a container or pod comes back at a new IP address. A dial made
+        while it was away may have looked its name up when the name still gave the old one, and
+        a SYN to an address nobody holds is neither answered nor refused: the dial waits out
+        ``CONNECT_TIMEOUT`` while the peer, up again, waits for us. (Seen on the guide's compose
+        deployment: the leader, restarted right after a follower, handed leadership over to the
+        other follower, whose dial to that member hung so; the new leader heard from no majority
+        within its lease, stepped down, and leadership ended on the restarted leader.)
+        """
+        dial = asyncio.ensure_future(self._open(lookup))
+        returned = asyncio.ensure_future(peer.retry.wait())
+        try:
+            await asyncio.wait((dial, returned), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            returned.cancel()
+            if not dial.done():
+                dial.cancel()  # (closes the socket it was connecting)
+        if not dial.done():
+            raise _PeerReturned(peer.node_id)
+        return dial.result()
+
+    async def _open(self, lookup: PeerLookup) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         # Dialled by address: a literal IP takes no lookup from asyncio's shared pool.
         address = await lookup.address()
         if self._tls is None:
