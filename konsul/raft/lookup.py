@@ -23,7 +23,9 @@ name, sent during that reload, held every dial to it for 5 s; leadership handed 
 survivor meanwhile could not reach a majority and was lost again.)
 
 Every dial after an answer looks the name up afresh: a member restarted elsewhere is found at
-its new address.
+its new address. And once the member has reached us (it is up, its name registered again),
+``ask_again`` has the next dial start a lookup at once beside those still unanswered, which were
+sent while it was away, rather than wait out our patience for them.
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ class PeerLookup:
             else:
                 await asyncio.wait({answer}, timeout=left)  # (leaves the answer uncancelled)
         return await asyncio.shield(answer)
+
+    def ask_again(self) -> None:
+        """The host is up now: the next ``address()`` starts another lookup at once if none
+        has answered, instead of after our patience."""
+        self._newest = float("-inf")
 
     def _look_up(self, answer: asyncio.Future[str]) -> None:
         """Start one lookup in a thread of its own; whichever lookup answers first settles

@@ -375,6 +375,7 @@ class TcpTransport:
             if not dial.done():
                 dial.cancel()  # (closes the socket it was connecting)
         if not dial.done():
+            lookup.ask_again()  # (a lookup still unanswered was sent while the peer was away)
             raise _PeerReturned(peer.node_id)
         return dial.result()
 

@@ -73,6 +73,21 @@ async def test_one_dial_asks_again_once_its_lookup_outlives_our_patience() -> No
         resolver.release.set()
 
 
+async def test_a_host_that_reached_us_is_asked_for_again_at_once() -> None:
+    """A peer that reaches us is up: the dial that starts over then looks its name up again at
+    once, beside the lookup sent while it was away, not after our patience (here 30 s)."""
+    resolver = Resolver(stalled=1)
+    lookup = PeerLookup("konsul1", 7000, patience=30, resolver=resolver)
+    try:
+        with pytest.raises(TimeoutError):  # a dial abandoned while its lookup hangs
+            await asyncio.wait_for(lookup.address(), 0.03)
+        lookup.ask_again()
+        assert await asyncio.wait_for(lookup.address(), 5) == "127.0.0.7"
+        assert resolver.calls == 2
+    finally:
+        resolver.release.set()
+
+
 async def test_a_resolver_that_never_answers_holds_a_bounded_number_of_threads() -> None:
     resolver = Resolver(stalled=100)
     lookup = PeerLookup("gone", 7000, patience=0.01, resolver=resolver)
